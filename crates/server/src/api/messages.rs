@@ -1,0 +1,190 @@
+//! The native message API: publish (one or a batch), fetch, and list by cursor.
+
+use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use marquee_core::Cursor;
+use marquee_core::ids::MessageId;
+use marquee_core::message::Idempotency;
+use marquee_core::timestamp::Timestamp;
+use marquee_store::{MessageQuery, PublishRequest};
+use serde::Deserialize;
+
+use super::render;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, QueryParams};
+use crate::ingest::{self, BatchBody, MAX_BATCH, PublishBody};
+use crate::state::AppState;
+
+fn header_idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let k = v
+                .to_str()
+                .map_err(|_| ApiError::invalid_param("Idempotency-Key", "Idempotency-Key must be visible ASCII"))?;
+            ingest::check_idempotency_key(k, "Idempotency-Key")?;
+            Ok(Some(k))
+        }
+    }
+}
+
+fn replayed(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    resp
+}
+
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<PublishBody>,
+) -> ApiResult<Response> {
+    let key = header_idempotency_key(&headers)?;
+    let msg = state.ingest.validate(body, "", key)?;
+    let outcome = state
+        .store
+        .publish(PublishRequest {
+            org_id: caller.org_id,
+            messages: vec![msg],
+            request_idempotency: None,
+        })
+        .await?;
+    let m = outcome
+        .messages
+        .first()
+        .ok_or_else(|| ApiError::Internal("publish returned no message".into()))?;
+    if outcome.replayed {
+        Ok(replayed(render::json_bytes(StatusCode::OK, render::message(m))))
+    } else {
+        Ok(render::json_bytes(StatusCode::CREATED, render::message(m)))
+    }
+}
+
+pub async fn publish_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<BatchBody>,
+) -> ApiResult<Response> {
+    let n = body.messages.len();
+    if n == 0 || n > MAX_BATCH {
+        return Err(ApiError::invalid_param(
+            "messages",
+            format!("a batch holds 1 to {MAX_BATCH} messages (got {n})"),
+        ));
+    }
+    let request_idempotency = match header_idempotency_key(&headers)? {
+        Some(k) => Some(Idempotency {
+            key: k.to_owned(),
+            fingerprint: ingest::batch_fingerprint(&body.messages),
+        }),
+        None => None,
+    };
+    let mut messages = Vec::with_capacity(n);
+    for (i, item) in body.messages.into_iter().enumerate() {
+        messages.push(state.ingest.validate(item, &format!("messages[{i}]."), None)?);
+    }
+    let outcome = state
+        .store
+        .publish(PublishRequest {
+            org_id: caller.org_id,
+            messages,
+            request_idempotency,
+        })
+        .await?;
+    let body = render::message_list(&outcome.messages, false, None);
+    if outcome.replayed {
+        Ok(replayed(render::json_bytes(StatusCode::OK, body)))
+    } else {
+        Ok(render::json_bytes(StatusCode::CREATED, body))
+    }
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let not_found = || ApiError::NotFound("No such message.".into());
+    let Path(id) = path.map_err(|_| not_found())?;
+    let id: MessageId = id.parse().map_err(|_| not_found())?;
+    let m = state
+        .store
+        .get_message(&caller.org_id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(render::json_bytes(StatusCode::OK, render::message(&m)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    after: Option<String>,
+    since: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    channel: Option<String>,
+    limit: Option<String>,
+}
+
+pub const DEFAULT_LIMIT: usize = 25;
+pub const MAX_LIMIT: usize = 100;
+
+pub fn parse_limit(limit: Option<&str>) -> ApiResult<usize> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid_param(
+                "limit",
+                format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+            )),
+        },
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Response> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    let after: Option<Cursor> = match &q.after {
+        Some(c) => Some(
+            c.parse()
+                .map_err(|_| ApiError::invalid_param("after", "after must be a cursor returned by this API"))?,
+        ),
+        None => None,
+    };
+    let since = match &q.since {
+        Some(s) => Some(Timestamp::parse_rfc3339(s).map_err(|e| ApiError::invalid_param("since", e.to_string()))?),
+        None => None,
+    };
+    if let Some(t) = &q.event_type {
+        if !marquee_core::names::valid_type(t) {
+            return Err(ApiError::invalid_param("type", "type must match [a-z0-9][a-z0-9_.-]{0,63}"));
+        }
+    }
+    if let Some(c) = &q.channel {
+        c.parse::<marquee_core::Channel>()
+            .map_err(|e| ApiError::invalid_param("channel", e.to_string()))?;
+    }
+    let query = MessageQuery {
+        after_seq: after.map(Cursor::seq),
+        since,
+        event_type: q.event_type,
+        channel: q.channel,
+        limit,
+    };
+    let page = state.store.list_messages(&caller.org_id, &query).await?;
+    let next = page.messages.last().map(|m| m.cursor()).or(after);
+    Ok(render::json_bytes(
+        StatusCode::OK,
+        render::message_list(&page.messages, page.has_more, next),
+    ))
+}

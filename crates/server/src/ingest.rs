@@ -1,0 +1,133 @@
+//! The publish path's validation: raw request JSON → validated
+//! [`NewMessage`]s.
+//!
+//! This is the one place per-type ingest rules plug in. Today it checks names,
+//! sizes and timestamps; [`IngestRules`] is where per-type schema validation,
+//! dedup keys and debounce/coalescing (Revento's capacity events) attach,
+//! because every message passes here before it reaches the store.
+
+use marquee_core::ids::MessageId;
+use marquee_core::message::{self, Idempotency, MAX_CHANNELS, MAX_IDEMPOTENCY_KEY_LEN, NewMessage};
+use marquee_core::names::{Channel, EventType};
+use marquee_core::timestamp::Timestamp;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// The body of `POST /v1/messages` (and each item of a batch).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub channels: Vec<String>,
+    pub data: Box<RawValue>,
+    #[serde(default)]
+    pub occurred_at: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    pub messages: Vec<PublishBody>,
+}
+
+pub const MAX_BATCH: usize = 1_000;
+
+/// Per-type rules applied to every message before it is stored.
+#[derive(Debug, Default)]
+pub struct IngestRules {}
+
+impl IngestRules {
+    /// Validates one message; `at` names it in errors (`messages[3].`).
+    pub fn validate(&self, body: PublishBody, at: &str, header_key: Option<&str>) -> Result<NewMessage, ApiError> {
+        let event_type: EventType = body
+            .event_type
+            .parse()
+            .map_err(|e: marquee_core::names::NameError| ApiError::invalid_param(format!("{at}type"), e.to_string()))?;
+        if body.channels.is_empty() || body.channels.len() > MAX_CHANNELS {
+            return Err(ApiError::invalid_param(
+                format!("{at}channels"),
+                format!("channels must list 1 to {MAX_CHANNELS} channels"),
+            ));
+        }
+        let mut channels: Vec<Channel> = Vec::with_capacity(body.channels.len());
+        for (i, c) in body.channels.iter().enumerate() {
+            let ch: Channel = c.parse().map_err(|e: marquee_core::names::NameError| {
+                ApiError::invalid_param(format!("{at}channels[{i}]"), e.to_string())
+            })?;
+            if !channels.contains(&ch) {
+                channels.push(ch);
+            }
+        }
+        if !body.data.get().starts_with('{') {
+            return Err(ApiError::invalid_param(format!("{at}data"), "data must be a JSON object"));
+        }
+        let occurred_at = match &body.occurred_at {
+            Some(s) => Timestamp::parse_rfc3339(s)
+                .map_err(|e| ApiError::invalid_param(format!("{at}occurred_at"), e.to_string()))?,
+            None => Timestamp::now(),
+        };
+        let key = match (&body.idempotency_key, header_key) {
+            (Some(k), _) => Some(k.as_str()),
+            (None, h) => h,
+        };
+        let idempotency = match key {
+            Some(k) => {
+                check_idempotency_key(k, &format!("{at}idempotency_key"))?;
+                Some(Idempotency {
+                    key: k.to_owned(),
+                    fingerprint: message::fingerprint(
+                        event_type.as_str(),
+                        &channels,
+                        &body.data,
+                        body.occurred_at.as_deref(),
+                    ),
+                })
+            }
+            None => None,
+        };
+        Ok(NewMessage {
+            id: MessageId::generate(),
+            event_type,
+            channels,
+            data: body.data,
+            occurred_at,
+            idempotency,
+        })
+    }
+}
+
+pub fn check_idempotency_key(k: &str, param: &str) -> Result<(), ApiError> {
+    if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN || k.chars().any(char::is_control) {
+        return Err(ApiError::invalid_param(
+            param,
+            format!("idempotency keys are 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// The fingerprint of a whole batch, for a batch-level `Idempotency-Key`,
+/// taken from the request as sent (before defaults are filled in).
+pub fn batch_fingerprint(items: &[PublishBody]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"batch\0");
+    for m in items {
+        for part in [
+            m.event_type.as_str(),
+            &m.channels.join(" "),
+            m.data.get(),
+            m.occurred_at.as_deref().unwrap_or(""),
+            m.idempotency_key.as_deref().unwrap_or(""),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+    }
+    h.finalize().into()
+}

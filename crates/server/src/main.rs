@@ -1,0 +1,151 @@
+//! The `marquee` binary: parses flags and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use marquee_core::ids::{KeyId, OrgId};
+use marquee_server::cli::{Cli, Command, KeyCommand, OrgCommand, StoreArgs};
+use marquee_server::error::ApiError;
+use marquee_server::secrets::ServerSecrets;
+use marquee_server::{ServeConfig, admin_ops};
+use marquee_store::DynStore;
+use serde_json::{Value, json};
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MARQUEE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args.into_config()).await,
+        Command::Org(cmd) => org(cmd).await,
+        Command::Key(cmd) => key(cmd).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("marquee: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    marquee_server::run(config, listener, marquee_server::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn open(args: &StoreArgs) -> Result<(DynStore, ServerSecrets), String> {
+    let secrets = ServerSecrets::load_or_create(&args.data_dir, args.key_pepper.as_deref()).map_err(|e| e.to_string())?;
+    let store = marquee_server::open_store(&ServeConfig::with_data_dir(&args.data_dir))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((store, secrets))
+}
+
+fn api_err(e: ApiError) -> String {
+    e.public_message()
+}
+
+fn print(json_out: bool, v: &Value, human: impl FnOnce() -> String) {
+    if json_out {
+        println!("{v}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+async fn org(cmd: OrgCommand) -> Result<(), String> {
+    match cmd {
+        OrgCommand::Create { name, store, json } => {
+            let (store, _) = open(&store).await?;
+            let org = admin_ops::create_org(store.as_ref(), &name).await.map_err(api_err)?;
+            let v = admin_ops::org_json(&org);
+            print(json, &v, || format!("created organization {} ({})", org.id, org.name));
+        }
+        OrgCommand::List { store, json } => {
+            let (store, _) = open(&store).await?;
+            let orgs = store.list_orgs().await.map_err(|e| e.to_string())?;
+            let data: Vec<Value> = orgs.iter().map(admin_ops::org_json).collect();
+            let v = json!({"object": "list", "data": data});
+            print(json, &v, || {
+                orgs.iter()
+                    .map(|o| format!("{}\t{}", o.id, o.name))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn key(cmd: KeyCommand) -> Result<(), String> {
+    match cmd {
+        KeyCommand::Create {
+            org,
+            tier,
+            name,
+            store,
+            json,
+        } => {
+            let org: OrgId = org.parse().map_err(|_| format!("{org:?} is not an organization id (org_…)"))?;
+            let tier = tier.parse().map_err(|e: marquee_core::tier::UnknownTier| e.to_string())?;
+            let (store, secrets) = open(&store).await?;
+            let (record, plaintext) = admin_ops::create_key(store.as_ref(), &secrets, &org, tier, name)
+                .await
+                .map_err(api_err)?;
+            let mut v = admin_ops::key_json(&record);
+            v["key"] = json!(plaintext);
+            print(json, &v, || {
+                format!(
+                    "created {} key {} for {}\n{}\n(the key is shown only this once)",
+                    record.tier, record.id, record.org_id, plaintext
+                )
+            });
+        }
+        KeyCommand::List { org, store, json } => {
+            let org: OrgId = org.parse().map_err(|_| format!("{org:?} is not an organization id (org_…)"))?;
+            let (store, _) = open(&store).await?;
+            let keys = store.list_keys(&org).await.map_err(|e| e.to_string())?;
+            let data: Vec<Value> = keys.iter().map(admin_ops::key_json).collect();
+            let v = json!({"object": "list", "data": data});
+            print(json, &v, || {
+                keys.iter()
+                    .map(|k| {
+                        format!(
+                            "{}\t{}\tsk_live_{}…\t{}",
+                            k.id,
+                            k.tier,
+                            k.public_prefix,
+                            if k.revoked_at.is_some() { "revoked" } else { "active" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        KeyCommand::Revoke { key_id, store, json } => {
+            let id: KeyId = key_id.parse().map_err(|_| format!("{key_id:?} is not a key id (key_…)"))?;
+            let (store, _) = open(&store).await?;
+            let record = store.revoke_key(&id).await.map_err(|e| match e {
+                marquee_store::StoreError::NotFound => format!("no key {id}"),
+                other => other.to_string(),
+            })?;
+            let v = admin_ops::key_json(&record);
+            print(json, &v, || format!("revoked key {}", record.id));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! Shared application state handed to every handler.
+
+use std::sync::Arc;
+
+use marquee_store::DynStore;
+
+use crate::config::ServeConfig;
+use crate::ingest::IngestRules;
+use crate::ratelimit::RateLimits;
+use crate::secrets::ServerSecrets;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub secrets: ServerSecrets,
+    pub limits: Arc<RateLimits>,
+    pub config: Arc<ServeConfig>,
+    pub ingest: Arc<IngestRules>,
+}

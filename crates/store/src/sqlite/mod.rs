@@ -1,0 +1,309 @@
+//! The embedded SQLite backend.
+//!
+//! One dedicated writer thread owns the only write connection. Every write is
+//! a job sent to it; the thread drains whatever jobs are queued, runs them in
+//! one `BEGIN IMMEDIATE` transaction (each job inside its own savepoint, so one
+//! failing job does not abort its neighbours), commits once — one fsync for
+//! the whole group — and only then answers the waiting callers. This is group
+//! commit: durability costs one fsync per group, not per message. Because one
+//! thread assigns `seq` and commits, commit order and `seq` order are the same.
+//!
+//! Reads use a small pool of read-only connections (WAL lets them run beside
+//! the writer). Point lookups run inline on the async task — they take a few
+//! microseconds on a warm page cache — and scans run on the blocking pool.
+
+mod reader;
+mod rows;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use marquee_core::ids::{KeyId, MessageId, OrgId};
+use marquee_core::message::StoredMessage;
+use marquee_core::timestamp::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    ApiKeyRecord, CommitListener, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org,
+    PublishOutcome, PublishRequest, Result, Store, StoreError,
+};
+use reader::ReaderPool;
+use writer::Writer;
+
+const SCHEMA: &str = include_str!("schema.sql");
+const SCHEMA_VERSION: i64 = 1;
+pub const DB_FILE: &str = "marquee.db";
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+/// Tuning for the SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Read connections in the pool.
+    pub readers: usize,
+    /// Most jobs committed in one group.
+    pub max_group: usize,
+    /// `synchronous=FULL` (fsync every commit). Turning it off keeps data
+    /// safe across a process crash but not across power loss.
+    pub fsync: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            readers: 4,
+            max_group: 2048,
+            fsync: true,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: ReaderPool,
+    listener: Arc<Mutex<Option<CommitListener>>>,
+}
+
+fn open_conn(path: &Path, fsync: bool) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir` and migrates it.
+    pub fn open(data_dir: &Path, opts: SqliteOptions) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Internal(format!("creating {}: {e}", data_dir.display())))?;
+        let path = data_dir.join(DB_FILE);
+        let conn = open_conn(&path, opts.fsync)?;
+        migrate(&conn)?;
+        let listener: Arc<Mutex<Option<CommitListener>>> = Arc::new(Mutex::new(None));
+        let writer = Writer::start(conn, opts.max_group, listener.clone())?;
+        let readers = ReaderPool::open(&path, opts.readers.max(1))?;
+        Ok(SqliteStore {
+            writer,
+            readers,
+            listener,
+        })
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Internal(format!(
+            "database schema version {version} is newer than this marquee ({SCHEMA_VERSION})"
+        )));
+    }
+    if version < SCHEMA_VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.readers
+            .with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(Into::into))?;
+        self.writer.ping().await
+    }
+
+    async fn create_org(&self, name: &str) -> Result<Org> {
+        let org = Org {
+            id: OrgId::generate(),
+            name: name.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        let o = org.clone();
+        self.writer
+            .write(move |ctx| {
+                ctx.conn.execute(
+                    "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)",
+                    params![o.id.as_str(), o.name, o.created_at.as_micros()],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(org)
+    }
+
+    async fn get_org(&self, id: &OrgId) -> Result<Option<Org>> {
+        let id = id.as_str().to_owned();
+        self.readers.with(move |c| {
+            c.prepare_cached("SELECT id, name, created_at FROM orgs WHERE id = ?1")?
+                .query_row([id], rows::org)
+                .optional()
+                .map_err(Into::into)
+        })
+    }
+
+    async fn list_orgs(&self) -> Result<Vec<Org>> {
+        self.readers.with(|c| {
+            let mut st = c.prepare_cached("SELECT id, name, created_at FROM orgs ORDER BY id")?;
+            let v = st.query_map([], rows::org)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(v)
+        })
+    }
+
+    async fn create_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
+        let record = ApiKeyRecord {
+            id: key.id.clone(),
+            org_id: key.org_id.clone(),
+            tier: key.tier,
+            name: key.name.clone(),
+            public_prefix: key.public_prefix.clone(),
+            created_at: Timestamp::now(),
+            revoked_at: None,
+        };
+        let r = record.clone();
+        self.writer
+            .write(move |ctx| {
+                let exists: Option<i64> = ctx
+                    .conn
+                    .query_row("SELECT 1 FROM orgs WHERE id = ?1", [r.org_id.as_str()], |row| row.get(0))
+                    .optional()?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                ctx.conn.execute(
+                    "INSERT INTO api_keys (id, org_id, tier, name, public_prefix, digest, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        r.id.as_str(),
+                        r.org_id.as_str(),
+                        r.tier.as_str(),
+                        r.name,
+                        r.public_prefix,
+                        &key.digest.0[..],
+                        r.created_at.as_micros()
+                    ],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(record)
+    }
+
+    async fn list_keys(&self, org: &OrgId) -> Result<Vec<ApiKeyRecord>> {
+        let org = org.as_str().to_owned();
+        self.readers.with(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {} FROM api_keys WHERE org_id = ?1 ORDER BY created_at, id",
+                rows::KEY_COLUMNS
+            ))?;
+            let v = st.query_map([org], rows::key)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(v)
+        })
+    }
+
+    async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>> {
+        let id = id.as_str().to_owned();
+        self.readers.with(move |c| {
+            c.prepare_cached(&format!("SELECT {} FROM api_keys WHERE id = ?1", rows::KEY_COLUMNS))?
+                .query_row([id], rows::key)
+                .optional()
+                .map_err(Into::into)
+        })
+    }
+
+    async fn revoke_key(&self, id: &KeyId) -> Result<ApiKeyRecord> {
+        let id_s = id.as_str().to_owned();
+        self.writer
+            .write(move |ctx| {
+                ctx.conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                    params![id_s, Timestamp::now().as_micros()],
+                )?;
+                ctx.conn
+                    .query_row(
+                        &format!("SELECT {} FROM api_keys WHERE id = ?1", rows::KEY_COLUMNS),
+                        [&id_s],
+                        rows::key,
+                    )
+                    .optional()?
+                    .ok_or(StoreError::NotFound)
+            })
+            .await
+    }
+
+    async fn keys_by_prefix(&self, prefix: &str) -> Result<Vec<KeyCandidate>> {
+        self.readers.with(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {}, digest FROM api_keys WHERE public_prefix = ?1",
+                rows::KEY_COLUMNS
+            ))?;
+            let v = st
+                .query_map([prefix], |row| {
+                    Ok(KeyCandidate {
+                        record: rows::key(row)?,
+                        digest: row.get(7)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(v)
+        })
+    }
+
+    async fn publish(&self, req: PublishRequest) -> Result<PublishOutcome> {
+        self.writer.write(move |ctx| writer::publish(ctx, req)).await
+    }
+
+    async fn get_message(&self, org: &OrgId, id: &MessageId) -> Result<Option<StoredMessage>> {
+        let (org, id) = (org.as_str().to_owned(), id.as_str().to_owned());
+        self.readers.with(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {} FROM messages WHERE id = ?1 AND org_id = ?2",
+                rows::MESSAGE_COLUMNS
+            ))?
+            .query_row([id, org], rows::message)
+            .optional()
+            .map_err(Into::into)
+        })
+    }
+
+    async fn list_messages(&self, org: &OrgId, query: &MessageQuery) -> Result<MessagePage> {
+        let org = org.as_str().to_owned();
+        let query = query.clone();
+        self.readers
+            .with_blocking(move |c| reader::list_messages(c, &org, &query))
+            .await
+    }
+
+    async fn head_seq(&self) -> Result<u64> {
+        Ok(self.writer.head_seq())
+    }
+
+    async fn retained_from_seq(&self) -> Result<u64> {
+        self.readers.with(|c| {
+            let v: Option<String> = c
+                .query_row("SELECT v FROM meta WHERE k = 'pruned_through'", [], |r| r.get(0))
+                .optional()?;
+            Ok(v.and_then(|s| s.parse::<u64>().ok()).map(|s| s + 1).unwrap_or(0))
+        })
+    }
+
+    async fn prune(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        self.writer
+            .write(move |ctx| writer::prune(ctx, before, limit))
+            .await
+    }
+
+    fn set_commit_listener(&self, listener: CommitListener) {
+        if let Ok(mut l) = self.listener.lock() {
+            *l = Some(listener);
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The single writer thread and the write jobs it runs (group commit).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use marquee_core::message::{Idempotency, StoredMessage};
+use marquee_core::timestamp::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::rows;
+use crate::{CommitListener, IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
+
+/// What a write job sees: the connection inside the open transaction and the
+/// writer's sequence state.
+pub struct Ctx<'a> {
+    pub conn: &'a Connection,
+    next_seq: &'a mut u64,
+    last_received: &'a mut i64,
+    committed: &'a mut Vec<Arc<StoredMessage>>,
+}
+
+type Completion = Box<dyn FnOnce(bool) + Send>;
+type Job = Box<dyn FnOnce(&mut Ctx<'_>) -> Completion + Send>;
+
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+    head: Arc<AtomicU64>,
+}
+
+const QUEUE: usize = 65_536;
+
+impl Writer {
+    pub fn start(
+        conn: Connection,
+        max_group: usize,
+        listener: Arc<Mutex<Option<CommitListener>>>,
+    ) -> Result<Self> {
+        let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages", [], |r| r.get(0))?;
+        let meta_seq: Option<String> = conn
+            .query_row("SELECT v FROM meta WHERE k = 'last_seq'", [], |r| r.get(0))
+            .optional()?;
+        let last = (max_seq as u64).max(meta_seq.and_then(|s| s.parse().ok()).unwrap_or(0));
+        let last_received: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(received_at), 0) FROM messages",
+            [],
+            |r| r.get(0),
+        )?;
+        let head = Arc::new(AtomicU64::new(last));
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+        let h = head.clone();
+        std::thread::Builder::new()
+            .name("marquee-sqlite-writer".into())
+            .spawn(move || run(conn, rx, max_group.max(1), last + 1, last_received, h, listener))
+            .map_err(|e| StoreError::Internal(format!("spawning writer: {e}")))?;
+        Ok(Writer { tx, head })
+    }
+
+    pub fn head_seq(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` in the next group commit and answers once it is durable.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |ctx| {
+            let seq_before = *ctx.next_seq;
+            let recv_before = *ctx.last_received;
+            let committed_before = ctx.committed.len();
+            let result = match ctx.conn.execute_batch("SAVEPOINT job") {
+                Ok(()) => {
+                    let r = f(ctx);
+                    let end = if r.is_ok() {
+                        ctx.conn.execute_batch("RELEASE job")
+                    } else {
+                        ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                    };
+                    match (r, end) {
+                        (Ok(v), Ok(())) => Ok(v),
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => Err(e.into()),
+                    }
+                }
+                Err(e) => Err(e.into()),
+            };
+            if result.is_err() {
+                *ctx.next_seq = seq_before;
+                *ctx.last_received = recv_before;
+                ctx.committed.truncate(committed_before);
+            }
+            Box::new(move |committed: bool| {
+                let _ = tx.send(match result {
+                    Ok(_) if !committed => Err(StoreError::Internal("commit failed".into())),
+                    other => other,
+                });
+            })
+        });
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.write(|_| Ok(())).await
+    }
+}
+
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    max_group: usize,
+    mut next_seq: u64,
+    mut last_received: i64,
+    head: Arc<AtomicU64>,
+    listener: Arc<Mutex<Option<CommitListener>>>,
+) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(max_group);
+    let mut completions: Vec<Completion> = Vec::with_capacity(max_group);
+    let mut committed: Vec<Arc<StoredMessage>> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < max_group {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let group_seq = next_seq;
+        let group_recv = last_received;
+        let ok = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                let mut ctx = Ctx {
+                    conn: &conn,
+                    next_seq: &mut next_seq,
+                    last_received: &mut last_received,
+                    committed: &mut committed,
+                };
+                for job in jobs.drain(..) {
+                    completions.push(job(&mut ctx));
+                }
+                let meta = if next_seq != group_seq {
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta (k, v) VALUES ('last_seq', ?1)",
+                        [(next_seq - 1).to_string()],
+                    )
+                    .map(|_| ())
+                } else {
+                    Ok(())
+                };
+                match meta.and_then(|()| conn.execute_batch("COMMIT")) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "group commit failed");
+                        let _ = conn.execute_batch("ROLLBACK");
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "BEGIN IMMEDIATE failed");
+                for job in jobs.drain(..) {
+                    // Jobs are answered with a failure without running.
+                    drop(job);
+                }
+                false
+            }
+        };
+        if ok {
+            head.store(next_seq - 1, Ordering::Release);
+            if !committed.is_empty() {
+                let l = listener.lock().ok().and_then(|l| l.clone());
+                if let Some(l) = l {
+                    l(&committed);
+                }
+            }
+        } else {
+            next_seq = group_seq;
+            last_received = group_recv;
+        }
+        committed.clear();
+        for c in completions.drain(..) {
+            c(ok);
+        }
+    }
+    tracing::debug!("sqlite writer stopped");
+}
+
+fn find_idempotent(
+    conn: &Connection,
+    org: &str,
+    idem: &Idempotency,
+    now: i64,
+) -> Result<Option<Vec<StoredMessage>>> {
+    let row: Option<(Vec<u8>, String, i64)> = conn
+        .prepare_cached("SELECT fingerprint, seqs, created_at FROM idempotency WHERE org_id = ?1 AND key = ?2")?
+        .query_row(params![org, idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((fp, seqs, created)) = row else {
+        return Ok(None);
+    };
+    if created < now - IDEMPOTENCY_TTL_MICROS {
+        return Ok(None);
+    }
+    if fp != idem.fingerprint {
+        return Err(StoreError::Conflict(
+            "this idempotency key was already used with a different request".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    let mut st = conn.prepare_cached(&format!("SELECT {} FROM messages WHERE seq = ?1", rows::MESSAGE_COLUMNS))?;
+    for s in seqs.split(',').filter(|s| !s.is_empty()) {
+        let seq: i64 = s
+            .parse()
+            .map_err(|_| StoreError::Internal("corrupt idempotency record".into()))?;
+        match st.query_row([seq], rows::message).optional()? {
+            Some(m) => out.push(m),
+            // The original was pruned by retention: the key no longer applies.
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+fn remember_idempotent(conn: &Connection, org: &str, idem: &Idempotency, seqs: &[u64], now: i64) -> Result<()> {
+    let list = seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO idempotency (org_id, key, fingerprint, seqs, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![org, idem.key, &idem.fingerprint[..], list, now])?;
+    Ok(())
+}
+
+/// The publish job: idempotency checks, then one insert per message.
+pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome> {
+    let org = req.org_id.as_str();
+    let now = Timestamp::now().as_micros();
+    if let Some(idem) = &req.request_idempotency {
+        if let Some(messages) = find_idempotent(ctx.conn, org, idem, now)? {
+            return Ok(PublishOutcome {
+                messages,
+                replayed: true,
+            });
+        }
+    }
+    let received = now.max(*ctx.last_received);
+    *ctx.last_received = received;
+    let mut out = Vec::with_capacity(req.messages.len());
+    let mut replayed_all = !req.messages.is_empty();
+    let mut insert_msg = ctx.conn.prepare_cached(
+        "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut insert_ch =
+        ctx.conn
+            .prepare_cached("INSERT INTO message_channels (org_id, channel, seq) VALUES (?1, ?2, ?3)")?;
+    for m in req.messages {
+        if let Some(idem) = &m.idempotency {
+            if let Some(mut existing) = find_idempotent(ctx.conn, org, idem, now)? {
+                if let Some(e) = existing.pop() {
+                    out.push(e);
+                    continue;
+                }
+            }
+        }
+        replayed_all = false;
+        let seq = *ctx.next_seq;
+        *ctx.next_seq += 1;
+        insert_msg.execute(params![
+            seq as i64,
+            m.id.as_str(),
+            org,
+            m.event_type.as_str(),
+            rows::join_channels(&m.channels),
+            m.data.get(),
+            m.occurred_at.as_micros(),
+            received
+        ])?;
+        for c in &m.channels {
+            insert_ch.execute(params![org, c.as_str(), seq as i64])?;
+        }
+        if let Some(idem) = &m.idempotency {
+            remember_idempotent(ctx.conn, org, idem, &[seq], now)?;
+        }
+        let stored = StoredMessage {
+            seq,
+            id: m.id,
+            org_id: req.org_id.clone(),
+            event_type: m.event_type,
+            channels: m.channels,
+            data: m.data,
+            occurred_at: m.occurred_at,
+            received_at: Timestamp::from_micros(received),
+        };
+        ctx.committed.push(Arc::new(stored.clone()));
+        out.push(stored);
+    }
+    if let Some(idem) = &req.request_idempotency {
+        let seqs: Vec<u64> = out.iter().map(|m| m.seq).collect();
+        remember_idempotent(ctx.conn, org, idem, &seqs, now)?;
+    }
+    Ok(PublishOutcome {
+        messages: out,
+        replayed: replayed_all && req.request_idempotency.is_none(),
+    })
+}
+
+/// Deletes up to `limit` messages received before `before`, oldest first.
+pub fn prune(ctx: &mut Ctx<'_>, before: Timestamp, limit: usize) -> Result<u64> {
+    let victims: Vec<(i64, String, String)> = ctx
+        .conn
+        .prepare_cached(
+            "SELECT seq, org_id, channels FROM messages WHERE received_at < ?1 ORDER BY seq LIMIT ?2",
+        )?
+        .query_map(params![before.as_micros(), limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut del_ch = ctx
+        .conn
+        .prepare_cached("DELETE FROM message_channels WHERE org_id = ?1 AND channel = ?2 AND seq = ?3")?;
+    let mut del_msg = ctx.conn.prepare_cached("DELETE FROM messages WHERE seq = ?1")?;
+    let mut max_seq = None;
+    for (seq, org, channels) in &victims {
+        for c in channels.split(' ').filter(|c| !c.is_empty()) {
+            del_ch.execute(params![org, c, seq])?;
+        }
+        del_msg.execute([seq])?;
+        max_seq = Some(*seq);
+    }
+    if let Some(s) = max_seq {
+        ctx.conn.execute(
+            "INSERT OR REPLACE INTO meta (k, v) VALUES ('pruned_through', ?1)",
+            [s.to_string()],
+        )?;
+    }
+    let cutoff = Timestamp::now().as_micros() - IDEMPOTENCY_TTL_MICROS;
+    ctx.conn
+        .execute("DELETE FROM idempotency WHERE created_at < ?1", [cutoff])?;
+    Ok(victims.len() as u64)
+}
