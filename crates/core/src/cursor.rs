@@ -83,7 +83,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "abc", "000000000000U", "Z000000000000", "00000000000000", "0000000000 00"] {
+        for bad in [
+            "",
+            "abc",
+            "000000000000U",
+            "Z000000000000",
+            "00000000000000",
+            "0000000000 00",
+        ] {
             assert_eq!(bad.parse::<Cursor>(), Err(BadCursor), "{bad}");
         }
     }

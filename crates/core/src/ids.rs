@@ -35,9 +35,7 @@ fn ulid_body(now_ms: u64) -> String {
 }
 
 fn valid_body(s: &str) -> bool {
-    s.len() == BODY_LEN
-        && s.as_bytes()[0] <= b'7'
-        && s.bytes().all(|b| CROCKFORD.contains(&b))
+    s.len() == BODY_LEN && s.as_bytes()[0] <= b'7' && s.bytes().all(|b| CROCKFORD.contains(&b))
 }
 
 fn now_ms() -> u64 {
@@ -132,7 +130,13 @@ mod tests {
     fn wrong_prefix_or_body_is_rejected() {
         let m = MessageId::generate();
         assert!(m.as_str().parse::<OrgId>().is_err());
-        for bad in ["", "msg_", "msg_short", "msg_01JD0000000000000000000000U", "msg_81JD00000000000000000000AA"] {
+        for bad in [
+            "",
+            "msg_",
+            "msg_short",
+            "msg_01JD0000000000000000000000U",
+            "msg_81JD00000000000000000000AA",
+        ] {
             assert!(bad.parse::<MessageId>().is_err(), "{bad}");
         }
     }

@@ -147,6 +147,9 @@ mod tests {
         let d2 = RawValue::from_string(r#"{"a":1}"#.into()).unwrap();
         assert_ne!(fingerprint("t", &ch, &d1, None), fingerprint("t", &ch, &d2, None));
         assert_eq!(fingerprint("t", &ch, &d1, None), fingerprint("t", &ch, &d1, None));
-        assert_ne!(fingerprint("t", &ch, &d1, None), fingerprint("t", &ch, &d1, Some("x")));
+        assert_ne!(
+            fingerprint("t", &ch, &d1, None),
+            fingerprint("t", &ch, &d1, Some("x"))
+        );
     }
 }

@@ -11,7 +11,9 @@ use std::str::FromStr;
 pub enum NameError {
     #[error("type must match [a-z0-9][a-z0-9_.-]{{0,63}}")]
     BadType,
-    #[error("channel must be kind:id, kind matching [a-z][a-z0-9_]{{0,31}} and id matching [A-Za-z0-9._~-]{{1,128}}")]
+    #[error(
+        "channel must be kind:id, kind matching [a-z][a-z0-9_]{{0,31}} and id matching [A-Za-z0-9._~-]{{1,128}}"
+    )]
     BadChannel,
 }
 
@@ -144,9 +146,21 @@ mod tests {
         assert!("event:evt_928xA".parse::<Channel>().is_ok());
         assert!("a:~.-_".parse::<Channel>().is_ok());
         let long_id = format!("venue:{}", "a".repeat(129));
-        for bad in ["venue", "venue:", ":x", "Venue:x", "1venue:x", "venue:a b", "venue:a:b", long_id.as_str()] {
+        for bad in [
+            "venue",
+            "venue:",
+            ":x",
+            "Venue:x",
+            "1venue:x",
+            "venue:a b",
+            "venue:a:b",
+            long_id.as_str(),
+        ] {
             assert!(bad.parse::<Channel>().is_err(), "{bad}");
         }
-        assert_eq!(Channel::from_parts("artist", "khruangbin").unwrap().as_str(), "artist:khruangbin");
+        assert_eq!(
+            Channel::from_parts("artist", "khruangbin").unwrap().as_str(),
+            "artist:khruangbin"
+        );
     }
 }

@@ -18,9 +18,7 @@ pub struct BadTimestamp;
 
 impl Timestamp {
     pub fn now() -> Self {
-        let d = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Timestamp(d.as_micros() as i64)
     }
 

@@ -10,7 +10,11 @@ use crate::config::ServeConfig;
 use crate::ratelimit::TierRates;
 
 #[derive(Debug, Parser)]
-#[command(name = "marquee", version, about = "Real-time event delivery gateway for live-event platforms")]
+#[command(
+    name = "marquee",
+    version,
+    about = "Real-time event delivery gateway for live-event platforms"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -29,24 +29,31 @@ const CAPACITY: u64 = 2_200;
 /// Creates the demo organization and key on first start; prints how to use it.
 pub async fn setup(state: &AppState, addr: SocketAddr) -> Result<OrgId, ApiError> {
     let path = state.config.data_dir.join(DEMO_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(org) = text.trim().parse::<OrgId>() {
-            if state.store.get_org(&org).await?.is_some() {
-                println!(
-                    "marquee demo: organization {org} (its key was printed on first start; \
-                     make another with `marquee key create --org {org} --tier pro`)"
-                );
-                return Ok(org);
-            }
-        }
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(org) = text.trim().parse::<OrgId>()
+        && state.store.get_org(&org).await?.is_some()
+    {
+        println!(
+            "marquee demo: organization {org} (its key was printed on first start; \
+             make another with `marquee key create --org {org} --tier pro`)"
+        );
+        return Ok(org);
     }
     let org = admin_ops::create_org(state.store.as_ref(), "Demo Venue Group").await?;
-    let (_, key) =
-        admin_ops::create_key(state.store.as_ref(), &state.secrets, &org.id, Tier::Pro, Some("demo".into())).await?;
+    let (_, key) = admin_ops::create_key(
+        state.store.as_ref(),
+        &state.secrets,
+        &org.id,
+        Tier::Pro,
+        Some("demo".into()),
+    )
+    .await?;
     std::fs::write(&path, org.id.as_str()).map_err(|e| ApiError::Internal(e.to_string()))?;
     println!("marquee demo organization: {}", org.id);
     println!("demo API key (shown once): {key}");
-    println!("try:\n  curl -s -H 'x-api-key: {key}' 'http://{addr}/v1/messages?channel=venue:{VENUE}&limit=5'");
+    println!(
+        "try:\n  curl -s -H 'x-api-key: {key}' 'http://{addr}/v1/messages?channel=venue:{VENUE}&limit=5'"
+    );
     Ok(org.id)
 }
 
@@ -106,7 +113,11 @@ pub async fn simulate(state: AppState, org: OrgId, mut stop: watch::Receiver<boo
         let drop_id = format!("drp_demo{show}");
         // 120 one-second ticks: the rate ramps up to ~40/s at minute one, then tails off.
         for tick in 0..120u64 {
-            let rate = if tick < 60 { 1 + tick * 2 / 3 } else { 41 - (tick - 60) * 2 / 3 };
+            let rate = if tick < 60 {
+                1 + tick * 2 / 3
+            } else {
+                41 - (tick - 60) * 2 / 3
+            };
             for i in 0..rate {
                 count += 1;
                 let gate = GATES[(rand_u64() % GATES.len() as u64) as usize];

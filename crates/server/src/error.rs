@@ -13,10 +13,7 @@ use serde_json::json;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    Invalid {
-        message: String,
-        param: Option<String>,
-    },
+    Invalid { message: String, param: Option<String> },
     #[error("{0}")]
     InvalidApiKey(&'static str),
     #[error("{0}")]
@@ -71,7 +68,9 @@ impl ApiError {
     /// The message a client sees.
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::Internal(_) => "An internal error occurred; it has been logged. Retry with backoff.".into(),
+            ApiError::Internal(_) => {
+                "An internal error occurred; it has been logged. Retry with backoff.".into()
+            }
             other => other.to_string(),
         }
     }
@@ -108,10 +107,10 @@ impl IntoResponse for ApiError {
         }
         let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(self.body())).into_response();
-        if let ApiError::RateLimited { retry_after_secs } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let ApiError::RateLimited { retry_after_secs } = self
+            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }

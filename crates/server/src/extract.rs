@@ -28,7 +28,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
-        return Err(ApiError::invalid("The request body is empty; expected a JSON object."));
+        return Err(ApiError::invalid(
+            "The request body is empty; expected a JSON object.",
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let what = match e.classify() {

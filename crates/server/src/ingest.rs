@@ -37,6 +37,35 @@ pub struct BatchBody {
 }
 
 pub const MAX_BATCH: usize = 1_000;
+/// Deepest nesting accepted in `data`: deeper documents break many clients'
+/// parsers, so they are refused at the door.
+pub const MAX_DEPTH: usize = 64;
+
+/// Maximum nesting depth of a JSON text already known to be valid.
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
 
 /// Per-type rules applied to every message before it is stored.
 #[derive(Debug, Default)]
@@ -44,11 +73,18 @@ pub struct IngestRules {}
 
 impl IngestRules {
     /// Validates one message; `at` names it in errors (`messages[3].`).
-    pub fn validate(&self, body: PublishBody, at: &str, header_key: Option<&str>) -> Result<NewMessage, ApiError> {
-        let event_type: EventType = body
-            .event_type
-            .parse()
-            .map_err(|e: marquee_core::names::NameError| ApiError::invalid_param(format!("{at}type"), e.to_string()))?;
+    pub fn validate(
+        &self,
+        body: PublishBody,
+        at: &str,
+        header_key: Option<&str>,
+    ) -> Result<NewMessage, ApiError> {
+        let event_type: EventType =
+            body.event_type
+                .parse()
+                .map_err(|e: marquee_core::names::NameError| {
+                    ApiError::invalid_param(format!("{at}type"), e.to_string())
+                })?;
         if body.channels.is_empty() || body.channels.len() > MAX_CHANNELS {
             return Err(ApiError::invalid_param(
                 format!("{at}channels"),
@@ -65,7 +101,16 @@ impl IngestRules {
             }
         }
         if !body.data.get().starts_with('{') {
-            return Err(ApiError::invalid_param(format!("{at}data"), "data must be a JSON object"));
+            return Err(ApiError::invalid_param(
+                format!("{at}data"),
+                "data must be a JSON object",
+            ));
+        }
+        if json_depth(body.data.get()) > MAX_DEPTH {
+            return Err(ApiError::invalid_param(
+                format!("{at}data"),
+                format!("data nests deeper than {MAX_DEPTH} levels"),
+            ));
         }
         let occurred_at = match &body.occurred_at {
             Some(s) => Timestamp::parse_rfc3339(s)
@@ -130,4 +175,16 @@ pub fn batch_fingerprint(items: &[PublishBody]) -> [u8; 32] {
         }
     }
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_depth;
+
+    #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert_eq!(json_depth(r#"{"a":"[[[{{{\\"}"#), 1);
+        assert_eq!(json_depth(r#"{"a":[{"b":[]}]}"#), 4);
+        assert_eq!(json_depth(r#"{"a":"\"[["}"#), 1);
+    }
 }

@@ -48,7 +48,8 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
 }
 
 async fn open(args: &StoreArgs) -> Result<(DynStore, ServerSecrets), String> {
-    let secrets = ServerSecrets::load_or_create(&args.data_dir, args.key_pepper.as_deref()).map_err(|e| e.to_string())?;
+    let secrets = ServerSecrets::load_or_create(&args.data_dir, args.key_pepper.as_deref())
+        .map_err(|e| e.to_string())?;
     let store = marquee_server::open_store(&ServeConfig::with_data_dir(&args.data_dir))
         .await
         .map_err(|e| e.to_string())?;
@@ -71,9 +72,13 @@ async fn org(cmd: OrgCommand) -> Result<(), String> {
     match cmd {
         OrgCommand::Create { name, store, json } => {
             let (store, _) = open(&store).await?;
-            let org = admin_ops::create_org(store.as_ref(), &name).await.map_err(api_err)?;
+            let org = admin_ops::create_org(store.as_ref(), &name)
+                .await
+                .map_err(api_err)?;
             let v = admin_ops::org_json(&org);
-            print(json, &v, || format!("created organization {} ({})", org.id, org.name));
+            print(json, &v, || {
+                format!("created organization {} ({})", org.id, org.name)
+            });
         }
         OrgCommand::List { store, json } => {
             let (store, _) = open(&store).await?;
@@ -100,8 +105,12 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
             store,
             json,
         } => {
-            let org: OrgId = org.parse().map_err(|_| format!("{org:?} is not an organization id (org_…)"))?;
-            let tier = tier.parse().map_err(|e: marquee_core::tier::UnknownTier| e.to_string())?;
+            let org: OrgId = org
+                .parse()
+                .map_err(|_| format!("{org:?} is not an organization id (org_…)"))?;
+            let tier = tier
+                .parse()
+                .map_err(|e: marquee_core::tier::UnknownTier| e.to_string())?;
             let (store, secrets) = open(&store).await?;
             let (record, plaintext) = admin_ops::create_key(store.as_ref(), &secrets, &org, tier, name)
                 .await
@@ -116,7 +125,9 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
             });
         }
         KeyCommand::List { org, store, json } => {
-            let org: OrgId = org.parse().map_err(|_| format!("{org:?} is not an organization id (org_…)"))?;
+            let org: OrgId = org
+                .parse()
+                .map_err(|_| format!("{org:?} is not an organization id (org_…)"))?;
             let (store, _) = open(&store).await?;
             let keys = store.list_keys(&org).await.map_err(|e| e.to_string())?;
             let data: Vec<Value> = keys.iter().map(admin_ops::key_json).collect();
@@ -129,7 +140,11 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
                             k.id,
                             k.tier,
                             k.public_prefix,
-                            if k.revoked_at.is_some() { "revoked" } else { "active" }
+                            if k.revoked_at.is_some() {
+                                "revoked"
+                            } else {
+                                "active"
+                            }
                         )
                     })
                     .collect::<Vec<_>>()
@@ -137,7 +152,9 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
             });
         }
         KeyCommand::Revoke { key_id, store, json } => {
-            let id: KeyId = key_id.parse().map_err(|_| format!("{key_id:?} is not a key id (key_…)"))?;
+            let id: KeyId = key_id
+                .parse()
+                .map_err(|_| format!("{key_id:?} is not a key id (key_…)"))?;
             let (store, _) = open(&store).await?;
             let record = store.revoke_key(&id).await.map_err(|e| match e {
                 marquee_store::StoreError::NotFound => format!("no key {id}"),

@@ -29,10 +29,7 @@ impl std::fmt::Debug for ServerSecrets {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("reading or writing {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path} is corrupt: expected 64 hex characters")]
     Corrupt { path: String },
 }

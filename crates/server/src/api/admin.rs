@@ -34,7 +34,9 @@ pub async fn create_org(
 pub async fn list_orgs(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<Value>> {
     let orgs = state.store.list_orgs().await?;
     let data: Vec<Value> = orgs.iter().map(admin_ops::org_json).collect();
-    Ok(Json(json!({"object": "list", "data": data, "has_more": false, "next_cursor": null})))
+    Ok(Json(
+        json!({"object": "list", "data": data, "has_more": false, "next_cursor": null}),
+    ))
 }
 
 fn org_id(path: Result<Path<String>, PathRejection>) -> ApiResult<OrgId> {
@@ -91,7 +93,9 @@ pub async fn list_keys(
     let org = org_id(path)?;
     let keys = state.store.list_keys(&org).await?;
     let data: Vec<Value> = keys.iter().map(admin_ops::key_json).collect();
-    Ok(Json(json!({"object": "list", "data": data, "has_more": false, "next_cursor": null})))
+    Ok(Json(
+        json!({"object": "list", "data": data, "has_more": false, "next_cursor": null}),
+    ))
 }
 
 pub async fn revoke_key(

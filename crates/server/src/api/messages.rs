@@ -1,8 +1,8 @@
 //! The native message API: publish (one or a batch), fetch, and list by cursor.
 
+use axum::extract::Path;
 use axum::extract::State;
 use axum::extract::rejection::PathRejection;
-use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use marquee_core::Cursor;
@@ -23,9 +23,9 @@ fn header_idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     match headers.get("idempotency-key") {
         None => Ok(None),
         Some(v) => {
-            let k = v
-                .to_str()
-                .map_err(|_| ApiError::invalid_param("Idempotency-Key", "Idempotency-Key must be visible ASCII"))?;
+            let k = v.to_str().map_err(|_| {
+                ApiError::invalid_param("Idempotency-Key", "Idempotency-Key must be visible ASCII")
+            })?;
             ingest::check_idempotency_key(k, "Idempotency-Key")?;
             Ok(Some(k))
         }
@@ -154,21 +154,26 @@ pub async fn list(
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Response> {
     let limit = parse_limit(q.limit.as_deref())?;
-    let after: Option<Cursor> = match &q.after {
-        Some(c) => Some(
-            c.parse()
-                .map_err(|_| ApiError::invalid_param("after", "after must be a cursor returned by this API"))?,
-        ),
-        None => None,
-    };
+    let after: Option<Cursor> =
+        match &q.after {
+            Some(c) => Some(c.parse().map_err(|_| {
+                ApiError::invalid_param("after", "after must be a cursor returned by this API")
+            })?),
+            None => None,
+        };
     let since = match &q.since {
-        Some(s) => Some(Timestamp::parse_rfc3339(s).map_err(|e| ApiError::invalid_param("since", e.to_string()))?),
+        Some(s) => {
+            Some(Timestamp::parse_rfc3339(s).map_err(|e| ApiError::invalid_param("since", e.to_string()))?)
+        }
         None => None,
     };
-    if let Some(t) = &q.event_type {
-        if !marquee_core::names::valid_type(t) {
-            return Err(ApiError::invalid_param("type", "type must match [a-z0-9][a-z0-9_.-]{0,63}"));
-        }
+    if let Some(t) = &q.event_type
+        && !marquee_core::names::valid_type(t)
+    {
+        return Err(ApiError::invalid_param(
+            "type",
+            "type must match [a-z0-9][a-z0-9_.-]{0,63}",
+        ));
     }
     if let Some(c) = &q.channel {
         c.parse::<marquee_core::Channel>()

@@ -24,7 +24,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}", get(messages::get))
         .route("/admin/v1/orgs", post(admin::create_org).get(admin::list_orgs))
         .route("/admin/v1/orgs/{id}", get(admin::get_org))
-        .route("/admin/v1/orgs/{id}/keys", post(admin::create_key).get(admin::list_keys))
+        .route(
+            "/admin/v1/orgs/{id}/keys",
+            post(admin::create_key).get(admin::list_keys),
+        )
         .route("/admin/v1/keys/{id}/revoke", post(admin::revoke_key))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -43,7 +46,9 @@ async fn method_not_allowed() -> ApiError {
 
 /// Every API response is private to its caller: never cache it on a shared edge.
 async fn no_store(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     resp
 }

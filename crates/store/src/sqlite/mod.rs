@@ -26,8 +26,8 @@ use marquee_core::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    ApiKeyRecord, CommitListener, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org,
-    PublishOutcome, PublishRequest, Result, Store, StoreError,
+    ApiKeyRecord, CommitListener, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org, PublishOutcome,
+    PublishRequest, Result, Store, StoreError,
 };
 use reader::ReaderPool;
 use writer::Writer;
@@ -153,7 +153,9 @@ impl Store for SqliteStore {
     async fn list_orgs(&self) -> Result<Vec<Org>> {
         self.readers.with(|c| {
             let mut st = c.prepare_cached("SELECT id, name, created_at FROM orgs ORDER BY id")?;
-            let v = st.query_map([], rows::org)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let v = st
+                .query_map([], rows::org)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(v)
         })
     }
@@ -173,7 +175,9 @@ impl Store for SqliteStore {
             .write(move |ctx| {
                 let exists: Option<i64> = ctx
                     .conn
-                    .query_row("SELECT 1 FROM orgs WHERE id = ?1", [r.org_id.as_str()], |row| row.get(0))
+                    .query_row("SELECT 1 FROM orgs WHERE id = ?1", [r.org_id.as_str()], |row| {
+                        row.get(0)
+                    })
                     .optional()?;
                 if exists.is_none() {
                     return Err(StoreError::NotFound);
@@ -204,7 +208,9 @@ impl Store for SqliteStore {
                 "SELECT {} FROM api_keys WHERE org_id = ?1 ORDER BY created_at, id",
                 rows::KEY_COLUMNS
             ))?;
-            let v = st.query_map([org], rows::key)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let v = st
+                .query_map([org], rows::key)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(v)
         })
     }
@@ -212,10 +218,13 @@ impl Store for SqliteStore {
     async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>> {
         let id = id.as_str().to_owned();
         self.readers.with(move |c| {
-            c.prepare_cached(&format!("SELECT {} FROM api_keys WHERE id = ?1", rows::KEY_COLUMNS))?
-                .query_row([id], rows::key)
-                .optional()
-                .map_err(Into::into)
+            c.prepare_cached(&format!(
+                "SELECT {} FROM api_keys WHERE id = ?1",
+                rows::KEY_COLUMNS
+            ))?
+            .query_row([id], rows::key)
+            .optional()
+            .map_err(Into::into)
         })
     }
 

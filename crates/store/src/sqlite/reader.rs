@@ -77,7 +77,10 @@ pub fn list_messages(c: &Connection, org: &str, q: &MessageQuery) -> Result<Mess
             }
         }
     }
-    let mut sql = format!("SELECT {} FROM messages m WHERE ", prefixed(rows::MESSAGE_COLUMNS));
+    let mut sql = format!(
+        "SELECT {} FROM messages m WHERE ",
+        prefixed(rows::MESSAGE_COLUMNS)
+    );
     let mut args: Vec<Value> = Vec::new();
     if let Some(ch) = &q.channel {
         sql = format!(

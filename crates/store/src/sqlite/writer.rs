@@ -41,11 +41,10 @@ impl Writer {
             .query_row("SELECT v FROM meta WHERE k = 'last_seq'", [], |r| r.get(0))
             .optional()?;
         let last = (max_seq as u64).max(meta_seq.and_then(|s| s.parse().ok()).unwrap_or(0));
-        let last_received: i64 = conn.query_row(
-            "SELECT COALESCE(MAX(received_at), 0) FROM messages",
-            [],
-            |r| r.get(0),
-        )?;
+        let last_received: i64 =
+            conn.query_row("SELECT COALESCE(MAX(received_at), 0) FROM messages", [], |r| {
+                r.get(0)
+            })?;
         let head = Arc::new(AtomicU64::new(last));
         let (tx, rx) = mpsc::channel::<Job>(QUEUE);
         let h = head.clone();
@@ -199,7 +198,9 @@ fn find_idempotent(
     now: i64,
 ) -> Result<Option<Vec<StoredMessage>>> {
     let row: Option<(Vec<u8>, String, i64)> = conn
-        .prepare_cached("SELECT fingerprint, seqs, created_at FROM idempotency WHERE org_id = ?1 AND key = ?2")?
+        .prepare_cached(
+            "SELECT fingerprint, seqs, created_at FROM idempotency WHERE org_id = ?1 AND key = ?2",
+        )?
         .query_row(params![org, idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((fp, seqs, created)) = row else {
@@ -214,7 +215,10 @@ fn find_idempotent(
         ));
     }
     let mut out = Vec::new();
-    let mut st = conn.prepare_cached(&format!("SELECT {} FROM messages WHERE seq = ?1", rows::MESSAGE_COLUMNS))?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {} FROM messages WHERE seq = ?1",
+        rows::MESSAGE_COLUMNS
+    ))?;
     for s in seqs.split(',').filter(|s| !s.is_empty()) {
         let seq: i64 = s
             .parse()
@@ -228,7 +232,13 @@ fn find_idempotent(
     Ok(Some(out))
 }
 
-fn remember_idempotent(conn: &Connection, org: &str, idem: &Idempotency, seqs: &[u64], now: i64) -> Result<()> {
+fn remember_idempotent(
+    conn: &Connection,
+    org: &str,
+    idem: &Idempotency,
+    seqs: &[u64],
+    now: i64,
+) -> Result<()> {
     let list = seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
     conn.prepare_cached(
         "INSERT OR REPLACE INTO idempotency (org_id, key, fingerprint, seqs, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -241,13 +251,13 @@ fn remember_idempotent(conn: &Connection, org: &str, idem: &Idempotency, seqs: &
 pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome> {
     let org = req.org_id.as_str();
     let now = Timestamp::now().as_micros();
-    if let Some(idem) = &req.request_idempotency {
-        if let Some(messages) = find_idempotent(ctx.conn, org, idem, now)? {
-            return Ok(PublishOutcome {
-                messages,
-                replayed: true,
-            });
-        }
+    if let Some(idem) = &req.request_idempotency
+        && let Some(messages) = find_idempotent(ctx.conn, org, idem, now)?
+    {
+        return Ok(PublishOutcome {
+            messages,
+            replayed: true,
+        });
     }
     let received = now.max(*ctx.last_received);
     *ctx.last_received = received;
@@ -257,17 +267,16 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
         "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    let mut insert_ch =
-        ctx.conn
-            .prepare_cached("INSERT INTO message_channels (org_id, channel, seq) VALUES (?1, ?2, ?3)")?;
+    let mut insert_ch = ctx
+        .conn
+        .prepare_cached("INSERT INTO message_channels (org_id, channel, seq) VALUES (?1, ?2, ?3)")?;
     for m in req.messages {
-        if let Some(idem) = &m.idempotency {
-            if let Some(mut existing) = find_idempotent(ctx.conn, org, idem, now)? {
-                if let Some(e) = existing.pop() {
-                    out.push(e);
-                    continue;
-                }
-            }
+        if let Some(idem) = &m.idempotency
+            && let Some(mut existing) = find_idempotent(ctx.conn, org, idem, now)?
+            && let Some(e) = existing.pop()
+        {
+            out.push(e);
+            continue;
         }
         replayed_all = false;
         let seq = *ctx.next_seq;

@@ -1,0 +1,11 @@
+//! marquee's integration tests: one binary, every test against a real server
+//! (the library on port 0, or the `marquee` process where a test must kill it)
+//! over real HTTP. `TEST_LOG=1` shows server logs.
+
+mod helpers;
+
+mod cli;
+mod crash;
+mod errors;
+mod keys;
+mod messages;
