@@ -151,8 +151,10 @@ pub trait Store: Send + Sync + 'static {
     /// idempotency records; returns how many messages it deleted.
     async fn prune(&self, before: Timestamp, limit: usize) -> Result<u64>;
 
-    /// Registers the (single) post-commit listener used for live fan-out.
-    fn set_commit_listener(&self, listener: CommitListener);
+    /// Adds a post-commit listener (live fan-out, the webhook dispatcher's
+    /// wake-up). Listeners are called in registration order after every
+    /// commit that made messages durable, with those messages in commit order.
+    fn add_commit_listener(&self, listener: CommitListener);
 }
 
 pub type DynStore = Arc<dyn Store>;

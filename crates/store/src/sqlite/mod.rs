@@ -67,7 +67,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writer: Writer,
     readers: ReaderPool,
-    listener: Arc<Mutex<Option<CommitListener>>>,
+    listeners: Arc<Mutex<Vec<CommitListener>>>,
 }
 
 fn open_conn(path: &Path, fsync: bool) -> Result<Connection> {
@@ -87,13 +87,13 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let conn = open_conn(&path, opts.fsync)?;
         migrate(&conn)?;
-        let listener: Arc<Mutex<Option<CommitListener>>> = Arc::new(Mutex::new(None));
-        let writer = Writer::start(conn, opts.max_group, listener.clone())?;
+        let listeners: Arc<Mutex<Vec<CommitListener>>> = Arc::new(Mutex::new(Vec::new()));
+        let writer = Writer::start(conn, opts.max_group, listeners.clone())?;
         let readers = ReaderPool::open(&path, opts.readers.max(1))?;
         Ok(SqliteStore {
             writer,
             readers,
-            listener,
+            listeners,
         })
     }
 }
@@ -310,9 +310,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    fn set_commit_listener(&self, listener: CommitListener) {
-        if let Ok(mut l) = self.listener.lock() {
-            *l = Some(listener);
+    fn add_commit_listener(&self, listener: CommitListener) {
+        if let Ok(mut l) = self.listeners.lock() {
+            l.push(listener);
         }
     }
 }

@@ -34,7 +34,7 @@ impl Writer {
     pub fn start(
         conn: Connection,
         max_group: usize,
-        listener: Arc<Mutex<Option<CommitListener>>>,
+        listeners: Arc<Mutex<Vec<CommitListener>>>,
     ) -> Result<Self> {
         let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages", [], |r| r.get(0))?;
         let meta_seq: Option<String> = conn
@@ -50,7 +50,7 @@ impl Writer {
         let h = head.clone();
         std::thread::Builder::new()
             .name("marquee-sqlite-writer".into())
-            .spawn(move || run(conn, rx, max_group.max(1), last + 1, last_received, h, listener))
+            .spawn(move || run(conn, rx, max_group.max(1), last + 1, last_received, h, listeners))
             .map_err(|e| StoreError::Internal(format!("spawning writer: {e}")))?;
         Ok(Writer { tx, head })
     }
@@ -118,7 +118,7 @@ fn run(
     mut next_seq: u64,
     mut last_received: i64,
     head: Arc<AtomicU64>,
-    listener: Arc<Mutex<Option<CommitListener>>>,
+    listeners: Arc<Mutex<Vec<CommitListener>>>,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_group);
     let mut completions: Vec<Completion> = Vec::with_capacity(max_group);
@@ -174,8 +174,8 @@ fn run(
         if ok {
             head.store(next_seq - 1, Ordering::Release);
             if !committed.is_empty() {
-                let l = listener.lock().ok().and_then(|l| l.clone());
-                if let Some(l) = l {
+                let ls: Vec<CommitListener> = listeners.lock().map(|l| l.clone()).unwrap_or_default();
+                for l in ls {
                     l(&committed);
                 }
             }
