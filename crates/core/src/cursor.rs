@@ -22,7 +22,7 @@ impl Cursor {
     pub const START: Cursor = Cursor(0);
 
     pub fn from_seq(seq: u64) -> Self {
-        Cursor(seq)
+        Cursor(seq.min(i64::MAX as u64))
     }
 
     pub fn seq(self) -> u64 {
@@ -49,8 +49,10 @@ impl FromStr for Cursor {
         let mut v: u64 = 0;
         for (i, b) in s.bytes().enumerate() {
             let d = CROCKFORD.iter().position(|c| *c == b).ok_or(BadCursor)? as u64;
-            // 13 * 5 = 65 bits: the first character may only carry one bit.
-            if i == 0 && d > 1 {
+            // Positions are at most i64::MAX (every store keeps them as a
+            // signed 64-bit integer): 63 bits, so the first of the 13
+            // characters carries 3 bits.
+            if i == 0 && d > 7 {
                 return Err(BadCursor);
             }
             v = (v << 5) | d;
@@ -71,7 +73,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_order() {
-        let values = [0u64, 1, 31, 32, 1_000_000, u64::MAX / 3, u64::MAX];
+        let values = [0u64, 1, 31, 32, 1_000_000, u64::MAX / 3, i64::MAX as u64];
         for w in values.windows(2) {
             let (a, b) = (Cursor(w[0]).encode(), Cursor(w[1]).encode());
             assert!(a < b, "{a} < {b}");

@@ -19,9 +19,33 @@ pub fn random_bytes(buf: &mut [u8]) {
     getrandom::fill(buf).expect("operating system randomness is unavailable");
 }
 
+thread_local! {
+    /// Per-thread generator state for id randomness, seeded once from the OS.
+    /// Ids need uniqueness, not secrecy (secrets use [`random_bytes`]), and a
+    /// system call per id showed up in publish profiles.
+    static ID_RNG: std::cell::Cell<u64> = std::cell::Cell::new({
+        let mut seed = [0u8; 8];
+        random_bytes(&mut seed);
+        u64::from_le_bytes(seed) | 1
+    });
+}
+
+/// splitmix64: a fast, well-distributed 64-bit sequence.
+fn next_u64() -> u64 {
+    ID_RNG.with(|state| {
+        let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(s);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
 fn ulid_body(now_ms: u64) -> String {
     let mut rnd = [0u8; 10];
-    random_bytes(&mut rnd);
+    rnd[..8].copy_from_slice(&next_u64().to_le_bytes());
+    rnd[8..].copy_from_slice(&next_u64().to_le_bytes()[..2]);
     let mut value: u128 = u128::from(now_ms & 0xFFFF_FFFF_FFFF) << 80;
     for (i, b) in rnd.iter().enumerate() {
         value |= u128::from(*b) << (8 * (9 - i));

@@ -20,6 +20,8 @@
 //! - [`timestamp`]: microsecond UTC timestamps and RFC 3339.
 //! - [`tier`]: key tiers.
 //! - [`pattern`]: type patterns (`order.*`) used by subscriptions.
+//! - [`webhook`]: endpoint filters, delivery states, the retry schedule.
+//! - [`wire`]: webhook wire formats (body, headers, signatures).
 
 pub mod apikey;
 pub mod cursor;
@@ -31,6 +33,8 @@ pub mod names;
 pub mod pattern;
 pub mod tier;
 pub mod timestamp;
+pub mod webhook;
+pub mod wire;
 
 pub use cursor::Cursor;
 pub use error::ErrorCode;

@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use marquee_core::Tier;
 use marquee_core::apikey;
 use marquee_core::ids::{KeyId, OrgId};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -96,7 +97,10 @@ impl FromRequestParts<AppState> for Admin {
             .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
             .unwrap_or("");
-        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        // Compare digests so neither the content nor the length of the
+        // token leaks through timing.
+        let (given, expected) = (Sha256::digest(given.as_bytes()), Sha256::digest(expected.as_bytes()));
+        if bool::from(given.as_slice().ct_eq(expected.as_slice())) {
             Ok(Admin)
         } else {
             Err(ApiError::InvalidApiKey(

@@ -1,5 +1,7 @@
 //! The command line: `serve`, and the administrative `org` / `key` commands
 //! that work on the store directly (so the first key needs no server).
+//!
+//! No type here derives `Debug`: they hold the admin token and the pepper.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::ServeConfig;
 use crate::ratelimit::TierRates;
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "marquee",
     version,
@@ -20,7 +22,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args, Clone)]
+#[derive(Args, Clone)]
 pub struct StoreArgs {
     /// Directory holding the SQLite database and the server secret.
     #[arg(long, env = "MARQUEE_DATA_DIR", default_value = "./marquee-data")]
@@ -30,7 +32,7 @@ pub struct StoreArgs {
     pub key_pepper: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
@@ -42,7 +44,7 @@ pub enum Command {
     Key(KeyCommand),
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "MARQUEE_LISTEN", default_value = "127.0.0.1:7400")]
@@ -70,6 +72,10 @@ pub struct ServeArgs {
     /// Requests per second per enterprise key.
     #[arg(long, env = "MARQUEE_RATE_LIMIT_ENTERPRISE", default_value_t = TierRates::default().enterprise)]
     pub rate_limit_enterprise: u32,
+    #[command(flatten)]
+    pub streams: crate::stream::StreamArgs,
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookArgs,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -92,11 +98,14 @@ impl ServeArgs {
                 enterprise: self.rate_limit_enterprise,
             },
             fsync: true,
+            retention_interval: std::time::Duration::from_secs(60),
+            streams: self.streams.into_config(),
+            webhooks: self.webhooks.into_config(),
         }
     }
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum OrgCommand {
     /// Create an organization.
     Create {
@@ -116,7 +125,7 @@ pub enum OrgCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum KeyCommand {
     /// Create an API key (shown once).
     Create {

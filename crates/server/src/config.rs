@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::ratelimit::TierRates;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -21,6 +21,12 @@ pub struct ServeConfig {
     pub rates: TierRates,
     /// fsync every group commit (default). Off is only for experiments.
     pub fsync: bool,
+    /// How often the retention pruner runs.
+    pub retention_interval: Duration,
+    /// WebSocket/SSE stream limits and timings.
+    pub streams: crate::stream::StreamConfig,
+    /// Webhook delivery settings.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl ServeConfig {
@@ -36,6 +42,21 @@ impl ServeConfig {
             max_body_bytes: 256 * 1024,
             rates: TierRates::default(),
             fsync: true,
+            retention_interval: Duration::from_secs(60),
+            streams: crate::stream::StreamConfig::default(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
+    }
+}
+
+/// Redacted: the admin token and pepper never reach a log line.
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("key_pepper", &self.key_pepper.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
     }
 }

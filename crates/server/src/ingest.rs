@@ -118,6 +118,12 @@ impl IngestRules {
             None => Timestamp::now(),
         };
         let key = match (&body.idempotency_key, header_key) {
+            (Some(k), Some(h)) if k != h => {
+                return Err(ApiError::invalid_param(
+                    format!("{at}idempotency_key"),
+                    "the body's idempotency_key and the Idempotency-Key header differ",
+                ));
+            }
             (Some(k), _) => Some(k.as_str()),
             (None, h) => h,
         };

@@ -14,7 +14,9 @@
 //! - [`admin_ops`]: organization/key operations shared by CLI and admin API.
 //! - [`secrets`]: the server secret and the key pepper.
 //! - [`retention`]: background pruning.
+//! - [`stream`]: WebSocket and SSE streams and the live fan-out bus.
 //! - [`demo`]: the `--demo` door-opening simulation.
+//! - [`webhooks`]: endpoints' delivery engine (dispatcher, signing, SSRF guard).
 
 pub mod admin_ops;
 pub mod api;
@@ -29,6 +31,8 @@ pub mod ratelimit;
 pub mod retention;
 pub mod secrets;
 pub mod state;
+pub mod stream;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,8 +50,12 @@ pub enum ServeError {
     Secrets(#[from] secrets::SecretsError),
     #[error("opening the store: {0}")]
     Store(#[from] marquee_store::StoreError),
+    #[error("starting the webhook dispatcher: {0}")]
+    Webhooks(#[from] webhooks::dispatcher::DispatchError),
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    #[error("another marquee server is already using the data dir {0}")]
+    DataDirBusy(String),
 }
 
 /// Opens the store selected by the configuration.
@@ -63,6 +71,24 @@ pub async fn open_store(config: &ServeConfig) -> Result<DynStore, ServeError> {
     Ok(Arc::new(store))
 }
 
+/// How long a graceful shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ServeError> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("marquee.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::DataDirBusy(dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// Serves marquee on `listener` until `shutdown` resolves, then finishes the
 /// requests in flight and returns.
 pub async fn run(
@@ -71,17 +97,31 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let secrets = secrets::ServerSecrets::load_or_create(&config.data_dir, config.key_pepper.as_deref())?;
+    // One server per data dir: two would each assign sequence numbers. The
+    // lock is held for the life of `run` and released by the OS on any exit,
+    // kill -9 included. (The CLI does not publish and takes no lock.)
+    let _dir_lock = lock_data_dir(&config.data_dir)?;
     let store = open_store(&config).await?;
+    let bus: stream::DynBus = Arc::new(stream::InProcessBus::new(config.streams.queue_frames));
+    let commits = stream::register_commit_listener(&store);
+    let streams = stream::StreamHub::new(config.streams.clone(), bus.clone());
+    let webhooks = webhooks::Dispatcher::new(store.clone(), &secrets, config.webhooks.clone())?;
     let state = AppState {
         store: store.clone(),
         secrets,
         limits: ratelimit::RateLimits::new(config.rates),
         config: Arc::new(config),
         ingest: Arc::new(ingest::IngestRules::default()),
+        streams: streams.clone(),
+        webhooks: webhooks.clone(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
     background.spawn(retention::run(state.clone(), stop_rx.clone()));
+    background.spawn(stream::feed(bus, commits, stop_rx.clone()));
+    if state.config.webhooks.dispatch {
+        background.spawn(webhooks.run(stop_rx.clone()));
+    }
     if state.config.demo {
         let addr = listener.local_addr()?;
         match demo::setup(&state, addr).await {
@@ -93,9 +133,25 @@ pub async fn run(
     }
     tracing::info!(addr = %listener.local_addr()?, data_dir = %state.config.data_dir.display(), "marquee serving");
     let app = api::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Streams never finish on their own: end them when shutdown starts, so
+    // the graceful shutdown below does not wait for them.
+    let (begun_tx, mut begun_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = begun_tx.send(true);
+        streams.shutdown();
+    };
+    // In-flight requests get SHUTDOWN_GRACE to finish; a client that holds
+    // its connection open past that cannot keep the process alive. Nothing
+    // acknowledged is at risk: every acknowledgement follows its commit.
+    let deadline = async move {
+        let _ = begun_rx.wait_for(|b| *b).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = axum::serve(listener, app).with_graceful_shutdown(shutdown) => served?,
+        _ = deadline => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
     let _ = stop_tx.send(true);
     while background.join_next().await.is_some() {}
     tracing::info!("marquee stopped");

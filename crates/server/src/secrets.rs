@@ -49,8 +49,18 @@ impl ServerSecrets {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut m = [0u8; 32];
                 marquee_core::ids::random_bytes(&mut m);
-                write_private(&path, &encode_hex(&m)).map_err(io)?;
-                m
+                match write_private(&path, &encode_hex(&m)) {
+                    Ok(()) => m,
+                    // Another process (a CLI command, a second start) created
+                    // it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(&path).map_err(io)?;
+                        decode_hex32(text.trim()).ok_or_else(|| SecretsError::Corrupt {
+                            path: path.display().to_string(),
+                        })?
+                    }
+                    Err(e) => return Err(io(e)),
+                }
             }
             Err(e) => return Err(io(e)),
         };
@@ -77,8 +87,14 @@ fn derive(master: &[u8; 32], purpose: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Creates `path` with `contents` atomically and durably, never replacing an
+/// existing file: write a private temp file, fsync it, hard-link it into
+/// place (which fails if another process won the race), fsync the directory.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{SECRET_FILE}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -86,9 +102,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path)?;
+    let mut f = opts.open(&tmp)?;
     f.write_all(contents.as_bytes())?;
-    f.sync_all()
+    f.sync_all()?;
+    drop(f);
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn encode_hex(b: &[u8]) -> String {

@@ -16,4 +16,8 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     pub config: Arc<ServeConfig>,
     pub ingest: Arc<IngestRules>,
+    /// Live streams: the bus, connection limits, shutdown.
+    pub streams: Arc<crate::stream::StreamHub>,
+    /// The webhook dispatcher (also holds the secret sealer).
+    pub webhooks: Arc<crate::webhooks::Dispatcher>,
 }

@@ -22,6 +22,7 @@ use marquee_core::message::{Idempotency, NewMessage, StoredMessage};
 use marquee_core::timestamp::Timestamp;
 
 pub mod sqlite;
+pub mod webhooks;
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MICROS: i64 = 24 * 3600 * 1_000_000;
@@ -120,7 +121,7 @@ pub struct MessagePage {
 pub type CommitListener = Arc<dyn Fn(&[Arc<StoredMessage>]) + Send + Sync>;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: webhooks::WebhookStore + Send + Sync + 'static {
     /// Cheap liveness check of the backing database.
     async fn ping(&self) -> Result<()>;
 

@@ -80,7 +80,9 @@ pub async fn publish_batch(
     }
     let request_idempotency = match header_idempotency_key(&headers)? {
         Some(k) => Some(Idempotency {
-            key: k.to_owned(),
+            // Batch-level keys live in their own namespace (a NUL can never
+            // appear in a client's key), apart from per-message keys.
+            key: format!("\u{0}batch\u{0}{k}"),
             fingerprint: ingest::batch_fingerprint(&body.messages),
         }),
         None => None,

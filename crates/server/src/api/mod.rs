@@ -1,6 +1,7 @@
 //! The HTTP API: routes, and the layers every response passes through.
 
 mod admin;
+mod endpoints;
 mod health;
 mod messages;
 mod render;
@@ -22,6 +23,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(messages::publish).get(messages::list))
         .route("/v1/messages/batch", post(messages::publish_batch))
         .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/messages/{id}/attempts", get(endpoints::message_attempts))
+        .route("/v1/messages/{id}/resend", post(endpoints::resend))
+        .route("/v1/endpoints", post(endpoints::create).get(endpoints::list))
+        .route(
+            "/v1/endpoints/{id}",
+            get(endpoints::get).patch(endpoints::patch).delete(endpoints::delete),
+        )
+        .route("/v1/endpoints/{id}/secret/rotate", post(endpoints::rotate_secret))
+        .route("/v1/endpoints/{id}/attempts", get(endpoints::endpoint_attempts))
+        .route("/v1/endpoints/{id}/recover", post(endpoints::recover))
+        .route("/v1/endpoints/{id}/replay", post(endpoints::replay))
+        .route("/v1/endpoints/{id}/test", post(endpoints::test))
+        .route("/v1/endpoints/{id}/stats", get(endpoints::stats))
+        .route("/v1/stream", get(crate::stream::ws::handler))
+        .route("/v1/stream/sse", get(crate::stream::sse::handler))
         .route("/admin/v1/orgs", post(admin::create_org).get(admin::list_orgs))
         .route("/admin/v1/orgs/{id}", get(admin::get_org))
         .route(
@@ -32,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(catch_panic))
         .layer(axum::middleware::map_response(no_store))
         .with_state(state)
 }
@@ -51,4 +68,15 @@ async fn no_store(mut resp: Response) -> Response {
         HeaderValue::from_static("private, no-store"),
     );
     resp
+}
+
+/// A panicking handler still answers with the error envelope (never an empty
+/// body or a dropped connection); the panic is logged as an internal error.
+async fn catch_panic(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures_util::FutureExt;
+    use axum::response::IntoResponse;
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Internal("request handler panicked".into()).into_response(),
+    }
 }

@@ -164,3 +164,75 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
         acked.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(marquee_bin())
+        .args(["org", "create", "term", "--json", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let org: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = Command::new(marquee_bin())
+        .args(["key", "create", "--tier", "enterprise", "--json", "--org", org["id"].as_str().unwrap(), "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = spawn_server(dir.path(), port);
+    wait_up(&http, &base).await;
+    let acks = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let (http, base, key, acks) = (http.clone(), base.clone(), key.clone(), acks.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                let n = w * 100_000 + i;
+                match http.post(format!("{base}/v1/messages")).header("x-api-key", &key).json(&checkin("venue:t", n)).send().await {
+                    Ok(r) if r.status() == 201 => acks.lock().unwrap().push(n),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(exit.success(), "marquee exits 0 after SIGTERM, got {exit:?}");
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acks.lock().unwrap().clone();
+    assert!(!acked.is_empty());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = spawn_server(dir.path(), port);
+    wait_up(&http, &base).await;
+    let mut stored = HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/messages?limit=100");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let v: Value = http.get(&url).header("x-api-key", &key).send().await.unwrap().json().await.unwrap();
+        for m in v["data"].as_array().unwrap() {
+            stored.insert(m["data"]["n"].as_u64().unwrap());
+        }
+        if !v["has_more"].as_bool().unwrap() {
+            break;
+        }
+        after = v["next_cursor"].as_str().map(str::to_owned);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for n in &acked {
+        assert!(stored.contains(n), "acknowledged message {n} lost across SIGTERM");
+    }
+}

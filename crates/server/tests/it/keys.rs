@@ -190,3 +190,19 @@ async fn rate_limit_answers_429_with_retry_after() {
     assert!(retry >= 1);
     assert_error(r, 429, "rate_limited").await;
 }
+
+#[tokio::test]
+async fn admin_api_is_forbidden_without_a_configured_token() {
+    let s = TestServer::start_with(|c| c.admin_token = None).await;
+    let r = s.admin(Method::GET, "/admin/v1/orgs").send().await.unwrap();
+    assert_error(r, 403, "forbidden").await;
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let s = TestServer::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = marquee_server::ServeConfig::with_data_dir(&s.data_dir);
+    let err = marquee_server::run(config, listener, std::future::ready(())).await.unwrap_err();
+    assert!(err.to_string().contains("already using the data dir"), "{err}");
+}

@@ -9,3 +9,6 @@ mod crash;
 mod errors;
 mod keys;
 mod messages;
+mod streams;
+mod webhook_crash;
+mod webhooks;

@@ -167,6 +167,9 @@ async fn filters_and_limits() {
         )
         .await;
     }
+    let filler: Vec<Value> = (100..120).map(|i| checkin("venue:filler", i)).collect();
+    let r = s.post(&key, "/v1/messages/batch").json(&json!({"messages": filler})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
     s.publish(
         &key,
         json!({"type": "venue_opened", "channels": ["venue:even"], "data": {}}),
@@ -189,7 +192,8 @@ async fn filters_and_limits() {
         .await
         .unwrap();
     assert_eq!(page["object"], "list");
-    assert_eq!(page["data"].as_array().unwrap().len(), 11, "default limit 25");
+    assert_eq!(page["data"].as_array().unwrap().len(), 25, "default limit 25");
+    assert_eq!(page["has_more"], true);
     let page: Value = s
         .get(&key, "/v1/messages?limit=4")
         .send()
@@ -211,7 +215,11 @@ async fn filters_and_limits() {
         .unwrap();
     assert!(page["data"].as_array().unwrap().is_empty());
     let past = "2000-01-01T00:00:00Z";
-    assert_eq!(s.list_all(&key, &format!("&since={past}")).await.len(), 11);
+    assert_eq!(s.list_all(&key, &format!("&since={past}")).await.len(), 31);
+    // A cursor beyond the head is an empty page that keeps its position.
+    let page: Value = s.get(&key, "/v1/messages?after=7ZZZZZZZZZZZZ").send().await.unwrap().json().await.unwrap();
+    assert!(page["data"].as_array().unwrap().is_empty());
+    assert_eq!(page["next_cursor"], "7ZZZZZZZZZZZZ");
 }
 
 #[tokio::test]
@@ -277,4 +285,65 @@ async fn data_survives_a_graceful_restart() {
     let m = s2.publish(&key, checkin("venue:v", 99)).await;
     assert!(m["cursor"].as_str().unwrap() > all[19]["cursor"].as_str().unwrap());
     drop(dir);
+}
+
+#[tokio::test]
+async fn concurrent_publishes_with_one_key_store_one_message() {
+    let s = Arc::new(TestServer::start().await);
+    let (_, key) = s.tenant().await;
+    let body = json!({"type": "order.completed", "channels": ["event:e"], "data": {"n": 1}, "idempotency_key": "race"});
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (s, key, body) = (s.clone(), key.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = s.post(&key, "/v1/messages").json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            (status, v["id"].as_str().unwrap().to_owned())
+        }));
+    }
+    let mut created = 0;
+    let mut ids = HashSet::new();
+    for t in tasks {
+        let (status, id) = t.await.unwrap();
+        assert!(status == 201 || status == 200, "{status}");
+        created += usize::from(status == 201);
+        ids.insert(id);
+    }
+    assert_eq!(created, 1, "exactly one request creates the message");
+    assert_eq!(ids.len(), 1, "every request answers with the same message");
+    assert_eq!(s.list_all(&key, "").await.len(), 1);
+}
+
+#[tokio::test]
+async fn idempotency_edge_cases() {
+    let s = TestServer::start().await;
+    let (_, key) = s.tenant().await;
+    // Body key and header key must agree.
+    let r = s
+        .post(&key, "/v1/messages")
+        .header("Idempotency-Key", "a")
+        .json(&json!({"type": "t", "channels": ["a:b"], "data": {}, "idempotency_key": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 400, "invalid_request").await;
+    // A batch-level key reused with another batch conflicts.
+    let one = json!({"messages": [checkin("venue:v", 1)]});
+    let two = json!({"messages": [checkin("venue:v", 2)]});
+    let r = s.post(&key, "/v1/messages/batch").header("Idempotency-Key", "k").json(&one).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = s.post(&key, "/v1/messages/batch").header("Idempotency-Key", "k").json(&two).send().await.unwrap();
+    assert_error(r, 409, "conflict").await;
+    // Batch keys and per-message keys do not collide.
+    let r = s.post(&key, "/v1/messages").header("Idempotency-Key", "k").json(&checkin("venue:v", 3)).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    // One key used for two different messages of one batch.
+    let mut a = checkin("venue:v", 4);
+    a["idempotency_key"] = json!("dup");
+    let mut b = checkin("venue:v", 5);
+    b["idempotency_key"] = json!("dup");
+    let r = s.post(&key, "/v1/messages/batch").json(&json!({"messages": [a, b]})).send().await.unwrap();
+    assert_error(r, 409, "conflict").await;
+    assert_eq!(s.list_all(&key, "").await.len(), 2);
 }

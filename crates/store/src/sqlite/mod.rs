@@ -12,8 +12,10 @@
 //! the writer). Point lookups run inline on the async task — they take a few
 //! microseconds on a warm page cache — and scans run on the blocking pool.
 
+mod key_cache;
 mod reader;
 mod rows;
+mod webhooks;
 mod writer;
 
 use std::path::Path;
@@ -33,7 +35,9 @@ use reader::ReaderPool;
 use writer::Writer;
 
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2: webhook endpoints, deliveries and attempts.
+const SCHEMA_V2: &str = include_str!("schema_v2.sql");
+const SCHEMA_VERSION: i64 = 2;
 pub const DB_FILE: &str = "marquee.db";
 
 impl From<rusqlite::Error> for StoreError {
@@ -45,7 +49,7 @@ impl From<rusqlite::Error> for StoreError {
 /// Tuning for the SQLite backend.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
-    /// Read connections in the pool.
+    /// Read connections for inline lookups, and as many again for scans.
     pub readers: usize,
     /// Most jobs committed in one group.
     pub max_group: usize,
@@ -57,7 +61,7 @@ pub struct SqliteOptions {
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
-            readers: 4,
+            readers: 3,
             max_group: 2048,
             fsync: true,
         }
@@ -67,6 +71,9 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writer: Writer,
     readers: ReaderPool,
+    keys: key_cache::KeyCache,
+    /// Keeps the checkpoint thread running while the store lives.
+    _checkpointer: Arc<()>,
     listeners: Arc<Mutex<Vec<CommitListener>>>,
 }
 
@@ -87,15 +94,47 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let conn = open_conn(&path, opts.fsync)?;
         migrate(&conn)?;
+        // Checkpoints (copying the WAL back into the database file, with its
+        // own fsync) run on a separate thread so the writer only appends; the
+        // writer still checkpoints itself if the WAL grows past ~40 MB.
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        let checkpointer = spawn_checkpointer(&path, opts.fsync)?;
         let listeners: Arc<Mutex<Vec<CommitListener>>> = Arc::new(Mutex::new(Vec::new()));
         let writer = Writer::start(conn, opts.max_group, listeners.clone())?;
         let readers = ReaderPool::open(&path, opts.readers.max(1))?;
+        let keys = key_cache::KeyCache::new(data_dir);
+        keys.bump();
         Ok(SqliteStore {
             writer,
             readers,
+            keys,
+            _checkpointer: checkpointer,
             listeners,
         })
     }
+}
+
+/// Starts the checkpoint thread; it stops once the returned flag is dropped.
+fn spawn_checkpointer(path: &Path, fsync: bool) -> Result<Arc<()>> {
+    let conn = open_conn(path, fsync)?;
+    let alive = Arc::new(());
+    let weak = Arc::downgrade(&alive);
+    std::thread::Builder::new()
+        .name("marquee-sqlite-checkpoint".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                if weak.upgrade().is_none() {
+                    return;
+                }
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "background checkpoint failed");
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                }
+            }
+        })
+        .map_err(|e| StoreError::Internal(format!("spawning checkpointer: {e}")))?;
+    Ok(alive)
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
@@ -106,8 +145,9 @@ fn migrate(conn: &Connection) -> Result<()> {
         )));
     }
     if version < SCHEMA_VERSION {
+        let v1 = if version < 1 { SCHEMA } else { "" };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {v1} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
     Ok(())
@@ -198,6 +238,7 @@ impl Store for SqliteStore {
                 Ok(())
             })
             .await?;
+        self.keys.bump();
         Ok(record)
     }
 
@@ -230,7 +271,8 @@ impl Store for SqliteStore {
 
     async fn revoke_key(&self, id: &KeyId) -> Result<ApiKeyRecord> {
         let id_s = id.as_str().to_owned();
-        self.writer
+        let record = self
+            .writer
             .write(move |ctx| {
                 ctx.conn.execute(
                     "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
@@ -245,11 +287,17 @@ impl Store for SqliteStore {
                     .optional()?
                     .ok_or(StoreError::NotFound)
             })
-            .await
+            .await;
+        self.keys.bump();
+        record
     }
 
     async fn keys_by_prefix(&self, prefix: &str) -> Result<Vec<KeyCandidate>> {
-        self.readers.with(|c| {
+        let token = match self.keys.get(prefix) {
+            Ok(hit) => return Ok(hit),
+            Err(token) => token,
+        };
+        let rows = self.readers.with(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {}, digest FROM api_keys WHERE public_prefix = ?1",
                 rows::KEY_COLUMNS
@@ -263,11 +311,13 @@ impl Store for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(v)
-        })
+        })?;
+        self.keys.put(prefix, rows.clone(), token);
+        Ok(rows)
     }
 
     async fn publish(&self, req: PublishRequest) -> Result<PublishOutcome> {
-        self.writer.write(move |ctx| writer::publish(ctx, req)).await
+        self.writer.write_unguarded(move |ctx| writer::publish(ctx, req)).await
     }
 
     async fn get_message(&self, org: &OrgId, id: &MessageId) -> Result<Option<StoredMessage>> {

@@ -9,41 +9,59 @@ use rusqlite::{Connection, params_from_iter, types::Value};
 use super::rows;
 use crate::{MessagePage, MessageQuery, Result, StoreError};
 
+/// Two sets of read connections: `point` for short lookups run inline on the
+/// async task, `scan` for page queries run on the blocking pool. Keeping them
+/// apart means a slow scan can never make an inline lookup wait (and so never
+/// blocks an async worker thread behind it).
 #[derive(Clone)]
 pub struct ReaderPool {
-    conns: Arc<Vec<Mutex<Connection>>>,
+    point: Arc<Vec<Mutex<Connection>>>,
+    scan: Arc<Vec<Mutex<Connection>>>,
     next: Arc<AtomicUsize>,
 }
 
-impl ReaderPool {
-    pub fn open(path: &Path, n: usize) -> Result<Self> {
-        let mut conns = Vec::with_capacity(n);
-        for _ in 0..n {
-            let c = Connection::open(path)?;
-            c.busy_timeout(std::time::Duration::from_secs(10))?;
-            c.pragma_update(None, "query_only", true)?;
-            c.pragma_update(None, "cache_size", -16_000)?;
-            conns.push(Mutex::new(c));
+fn open_readers(path: &Path, n: usize) -> Result<Vec<Mutex<Connection>>> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = Connection::open(path)?;
+        c.busy_timeout(std::time::Duration::from_secs(10))?;
+        c.pragma_update(None, "query_only", true)?;
+        c.pragma_update(None, "cache_size", -16_000)?;
+        conns.push(Mutex::new(c));
+    }
+    Ok(conns)
+}
+
+fn pick<T>(
+    conns: &[Mutex<Connection>],
+    start: usize,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let n = conns.len();
+    for i in 0..n {
+        if let Ok(c) = conns[(start + i) % n].try_lock() {
+            return f(&c);
         }
+    }
+    let c = conns[start % n]
+        .lock()
+        .map_err(|_| StoreError::Internal("reader connection poisoned".into()))?;
+    f(&c)
+}
+
+impl ReaderPool {
+    /// `n` connections for each of the two sets.
+    pub fn open(path: &Path, n: usize) -> Result<Self> {
         Ok(ReaderPool {
-            conns: Arc::new(conns),
+            point: Arc::new(open_readers(path, n.max(1))?),
+            scan: Arc::new(open_readers(path, n.max(1))?),
             next: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    /// Runs a short query on the calling thread.
+    /// Runs a short query (an indexed point lookup) on the calling thread.
     pub fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let n = self.conns.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            if let Ok(c) = self.conns[(start + i) % n].try_lock() {
-                return f(&c);
-            }
-        }
-        let c = self.conns[start % n]
-            .lock()
-            .map_err(|_| StoreError::Internal("reader connection poisoned".into()))?;
-        f(&c)
+        pick(&self.point, self.next.fetch_add(1, Ordering::Relaxed), f)
     }
 
     /// Runs a possibly long query on the blocking pool.
@@ -52,9 +70,11 @@ impl ReaderPool {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || pool.with(f))
-            .await
-            .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            pick(&pool.scan, pool.next.fetch_add(1, Ordering::Relaxed), f)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?
     }
 }
 
@@ -64,10 +84,7 @@ pub fn list_messages(c: &Connection, org: &str, q: &MessageQuery) -> Result<Mess
     if let Some(since) = q.since {
         // received_at is non-decreasing in seq (the writer assigns both), so a
         // time bound becomes a seq bound through the received_at index.
-        let first: Option<i64> = c
-            .prepare_cached("SELECT MIN(seq) FROM messages WHERE received_at >= ?1")?
-            .query_row([since.as_micros()], |r| r.get(0))?;
-        match first {
+        match first_seq_received_since(c, since.as_micros())? {
             Some(s) => lower = lower.max(s - 1),
             None => {
                 return Ok(MessagePage {
@@ -114,6 +131,46 @@ pub fn list_messages(c: &Connection, org: &str, q: &MessageQuery) -> Result<Mess
     let has_more = messages.len() > q.limit;
     messages.truncate(q.limit);
     Ok(MessagePage { messages, has_more })
+}
+
+/// The first seq whose received_at is at or after `t`, by binary search over
+/// seq (received_at is non-decreasing in seq).
+pub fn first_seq_received_since(c: &Connection, t: i64) -> Result<Option<i64>> {
+    let mut at_or_after = c.prepare_cached(
+        "SELECT seq, received_at FROM messages WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+    )?;
+    let mut probe = |s: i64| -> Result<Option<(i64, i64)>> {
+        let mut rows = at_or_after.query([s])?;
+        Ok(match rows.next()? {
+            Some(r) => Some((r.get(0)?, r.get(1)?)),
+            None => None,
+        })
+    };
+    let (mut lo, mut hi): (i64, i64) = c.query_row(
+        "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), -1) FROM messages",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if hi < lo {
+        return Ok(None);
+    }
+    // Invariant: the answer, if any, is the first row with seq in [lo, hi].
+    let mut answer = None;
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        match probe(mid)? {
+            Some((seq, received)) if seq <= hi => {
+                if received >= t {
+                    answer = Some(seq);
+                    hi = mid - 1;
+                } else {
+                    lo = seq + 1;
+                }
+            }
+            _ => hi = mid - 1,
+        }
+    }
+    Ok(answer)
 }
 
 fn prefixed(cols: &str) -> String {

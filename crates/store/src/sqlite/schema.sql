@@ -23,7 +23,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE INDEX IF NOT EXISTS api_keys_prefix ON api_keys(public_prefix);
 CREATE INDEX IF NOT EXISTS api_keys_org ON api_keys(org_id, created_at);
 
--- seq is the commit-order position; assigned by the single writer.
+-- seq is the commit-order position; assigned by the single writer, which
+-- also assigns received_at, non-decreasing in seq (so time bounds become seq
+-- bounds by binary search, without an index of their own).
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -36,7 +38,6 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_org ON messages(org_id, seq);
 CREATE INDEX IF NOT EXISTS messages_org_type ON messages(org_id, type, seq);
-CREATE INDEX IF NOT EXISTS messages_received ON messages(received_at);
 
 CREATE TABLE IF NOT EXISTS message_channels (
     org_id TEXT NOT NULL,

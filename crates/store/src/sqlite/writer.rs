@@ -1,5 +1,6 @@
 //! The single writer thread and the write jobs it runs (group commit).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +19,8 @@ pub struct Ctx<'a> {
     next_seq: &'a mut u64,
     last_received: &'a mut i64,
     committed: &'a mut Vec<Arc<StoredMessage>>,
+    /// Set when an unguarded job failed after writing: the group rolls back.
+    poisoned: bool,
 }
 
 type Completion = Box<dyn FnOnce(bool) + Send>;
@@ -28,7 +31,8 @@ pub struct Writer {
     head: Arc<AtomicU64>,
 }
 
-const QUEUE: usize = 65_536;
+/// Jobs waiting for the writer; senders wait when it is full (back-pressure).
+const QUEUE: usize = 4_096;
 
 impl Writer {
     pub fn start(
@@ -41,10 +45,11 @@ impl Writer {
             .query_row("SELECT v FROM meta WHERE k = 'last_seq'", [], |r| r.get(0))
             .optional()?;
         let last = (max_seq as u64).max(meta_seq.and_then(|s| s.parse().ok()).unwrap_or(0));
-        let last_received: i64 =
-            conn.query_row("SELECT COALESCE(MAX(received_at), 0) FROM messages", [], |r| {
-                r.get(0)
-            })?;
+        // received_at is non-decreasing in seq: the newest row holds the max.
+        let last_received: i64 = conn
+            .query_row("SELECT received_at FROM messages ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
         let head = Arc::new(AtomicU64::new(last));
         let (tx, rx) = mpsc::channel::<Job>(QUEUE);
         let h = head.clone();
@@ -106,6 +111,37 @@ impl Writer {
             .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
     }
 
+    /// Like [`Writer::write`] but without a savepoint, for hot jobs that do
+    /// all their checks before their first write (publish). An error after a
+    /// write poisons the whole group, which then rolls back and fails every
+    /// job in it — correct, and only paid on genuine database errors.
+    pub async fn write_unguarded<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |ctx| {
+            let changes_before = ctx.conn.total_changes();
+            let result = f(ctx);
+            if result.is_err() && ctx.conn.total_changes() != changes_before {
+                ctx.poisoned = true;
+            }
+            Box::new(move |committed: bool| {
+                let _ = tx.send(match result {
+                    Ok(_) if !committed => Err(StoreError::Internal("commit failed".into())),
+                    other => other,
+                });
+            })
+        });
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
     pub async fn ping(&self) -> Result<()> {
         self.write(|_| Ok(())).await
     }
@@ -132,7 +168,6 @@ fn run(
             }
         }
         let group_seq = next_seq;
-        let group_recv = last_received;
         let ok = match conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
                 let mut ctx = Ctx {
@@ -140,11 +175,33 @@ fn run(
                     next_seq: &mut next_seq,
                     last_received: &mut last_received,
                     committed: &mut committed,
+                    poisoned: false,
                 };
                 for job in jobs.drain(..) {
-                    completions.push(job(&mut ctx));
+                    if ctx.poisoned {
+                        // The group will roll back: answer without running.
+                        drop(job);
+                        continue;
+                    }
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut ctx))) {
+                        Ok(c) => completions.push(c),
+                        Err(_) => {
+                            tracing::error!("a write job panicked; rolling back its group");
+                            ctx.poisoned = true;
+                        }
+                    }
+                    // SQLite rolls a transaction back by itself on some errors
+                    // (SQLITE_FULL, IOERR, NOMEM); later jobs would then run
+                    // in autocommit mode. Detect it and fail the group.
+                    if ctx.conn.is_autocommit() {
+                        tracing::error!("transaction was rolled back by SQLite; failing the group");
+                        ctx.poisoned = true;
+                    }
                 }
-                let meta = if next_seq != group_seq {
+                let poisoned = ctx.poisoned;
+                let result = if poisoned {
+                    Err(rusqlite::Error::InvalidQuery)
+                } else if next_seq != group_seq {
                     conn.execute(
                         "INSERT OR REPLACE INTO meta (k, v) VALUES ('last_seq', ?1)",
                         [(next_seq - 1).to_string()],
@@ -153,21 +210,23 @@ fn run(
                 } else {
                     Ok(())
                 };
-                match meta.and_then(|()| conn.execute_batch("COMMIT")) {
+                match result.and_then(|()| conn.execute_batch("COMMIT")) {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::error!(error = %e, "group commit failed");
-                        let _ = conn.execute_batch("ROLLBACK");
+                        if !poisoned {
+                            tracing::error!(error = %e, "group commit failed");
+                        }
+                        if !conn.is_autocommit() {
+                            let _ = conn.execute_batch("ROLLBACK");
+                        }
                         false
                     }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "BEGIN IMMEDIATE failed");
-                for job in jobs.drain(..) {
-                    // Jobs are answered with a failure without running.
-                    drop(job);
-                }
+                // Jobs are answered with a failure without running.
+                jobs.clear();
                 false
             }
         };
@@ -176,13 +235,16 @@ fn run(
             if !committed.is_empty() {
                 let ls: Vec<CommitListener> = listeners.lock().map(|l| l.clone()).unwrap_or_default();
                 for l in ls {
-                    l(&committed);
+                    if std::panic::catch_unwind(AssertUnwindSafe(|| l(&committed))).is_err() {
+                        tracing::error!("a commit listener panicked; the commit itself is durable");
+                    }
                 }
             }
-        } else {
-            next_seq = group_seq;
-            last_received = group_recv;
         }
+        // On failure the sequence numbers handed out in this group are *not*
+        // reused: if a failed COMMIT in fact reached the disk, reusing them
+        // would put new messages below cursors readers already hold. Gaps are
+        // harmless; reuse is not.
         committed.clear();
         for c in completions.drain(..) {
             c(ok);
@@ -259,26 +321,65 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
             replayed: true,
         });
     }
+    // Phase 1: every idempotency decision before the first write, so the
+    // job never fails half-way (it runs without a savepoint).
+    enum Plan {
+        Insert,
+        Replay(StoredMessage),
+        /// Same key as an earlier message of this request.
+        SameAs(usize),
+    }
+    let mut plans: Vec<Plan> = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
+        let Some(idem) = &m.idempotency else {
+            plans.push(Plan::Insert);
+            continue;
+        };
+        if let Some(j) = req.messages[..i]
+            .iter()
+            .position(|p| p.idempotency.as_ref().is_some_and(|k| k.key == idem.key))
+        {
+            if req.messages[j].idempotency.as_ref().map(|k| k.fingerprint) != Some(idem.fingerprint) {
+                return Err(StoreError::Conflict(
+                    "one idempotency key is used for two different messages".into(),
+                ));
+            }
+            plans.push(Plan::SameAs(j));
+            continue;
+        }
+        match find_idempotent(ctx.conn, org, idem, now)?.and_then(|mut v| v.pop()) {
+            Some(e) => plans.push(Plan::Replay(e)),
+            None => plans.push(Plan::Insert),
+        }
+    }
+    let replayed_all = !plans.is_empty() && plans.iter().all(|p| !matches!(p, Plan::Insert));
+    // The organization's enabled endpoints: deliveries are created in this
+    // same transaction, so an acknowledged message never lacks them.
+    let endpoints = super::webhooks::endpoints_for_publish(ctx.conn, org)?;
+    // Phase 2: inserts.
     let received = now.max(*ctx.last_received);
     *ctx.last_received = received;
-    let mut out = Vec::with_capacity(req.messages.len());
-    let mut replayed_all = !req.messages.is_empty();
+    let mut out: Vec<StoredMessage> = Vec::with_capacity(req.messages.len());
     let mut insert_msg = ctx.conn.prepare_cached(
         "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut insert_ch = ctx
         .conn
-        .prepare_cached("INSERT INTO message_channels (org_id, channel, seq) VALUES (?1, ?2, ?3)")?;
-    for m in req.messages {
-        if let Some(idem) = &m.idempotency
-            && let Some(mut existing) = find_idempotent(ctx.conn, org, idem, now)?
-            && let Some(e) = existing.pop()
-        {
-            out.push(e);
-            continue;
+        .prepare_cached("INSERT OR IGNORE INTO message_channels (org_id, channel, seq) VALUES (?1, ?2, ?3)")?;
+    for (m, plan) in req.messages.into_iter().zip(plans) {
+        match plan {
+            Plan::Insert => {}
+            Plan::Replay(e) => {
+                out.push(e);
+                continue;
+            }
+            Plan::SameAs(j) => {
+                let e = out[j].clone();
+                out.push(e);
+                continue;
+            }
         }
-        replayed_all = false;
         let seq = *ctx.next_seq;
         *ctx.next_seq += 1;
         insert_msg.execute(params![
@@ -297,6 +398,16 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
         if let Some(idem) = &m.idempotency {
             remember_idempotent(ctx.conn, org, idem, &[seq], now)?;
         }
+        super::webhooks::insert_deliveries(
+            ctx.conn,
+            &endpoints,
+            org,
+            seq,
+            m.id.as_str(),
+            m.event_type.as_str(),
+            &m.channels,
+            received,
+        )?;
         let stored = StoredMessage {
             seq,
             id: m.id,
@@ -322,15 +433,25 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
 
 /// Deletes up to `limit` messages received before `before`, oldest first.
 pub fn prune(ctx: &mut Ctx<'_>, before: Timestamp, limit: usize) -> Result<u64> {
-    let victims: Vec<(i64, String, String)> = ctx
+    // received_at is non-decreasing in seq: the expired messages are a prefix.
+    let oldest: Vec<(i64, String, String, i64)> = ctx
         .conn
-        .prepare_cached(
-            "SELECT seq, org_id, channels FROM messages WHERE received_at < ?1 ORDER BY seq LIMIT ?2",
-        )?
-        .query_map(params![before.as_micros(), limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
+        .prepare_cached("SELECT seq, org_id, channels, received_at FROM messages ORDER BY seq LIMIT ?1")?
+        .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let full = oldest.len() >= limit;
+    let mut expired: Vec<(i64, String, String, i64)> =
+        oldest.into_iter().take_while(|v| v.3 < before.as_micros()).collect();
+    // Messages committed together share one received_at. Never split such a
+    // group (a batch) across two prune jobs, so a batch's idempotency record
+    // never points at a half-deleted batch.
+    if full && let Some(last) = expired.last().map(|v| v.3) {
+        let keep = expired.iter().take_while(|v| v.3 < last).count();
+        if keep > 0 {
+            expired.truncate(keep);
+        }
+    }
+    let victims: Vec<(i64, String, String)> = expired.into_iter().map(|(s, o, c, _)| (s, o, c)).collect();
     let mut del_ch = ctx
         .conn
         .prepare_cached("DELETE FROM message_channels WHERE org_id = ?1 AND channel = ?2 AND seq = ?3")?;
@@ -350,7 +471,11 @@ pub fn prune(ctx: &mut Ctx<'_>, before: Timestamp, limit: usize) -> Result<u64> 
         )?;
     }
     let cutoff = Timestamp::now().as_micros() - IDEMPOTENCY_TTL_MICROS;
-    ctx.conn
-        .execute("DELETE FROM idempotency WHERE created_at < ?1", [cutoff])?;
+    // Bounded, like the message deletes, so one prune job stays short.
+    ctx.conn.execute(
+        "DELETE FROM idempotency WHERE (org_id, key) IN \
+         (SELECT org_id, key FROM idempotency WHERE created_at < ?1 LIMIT ?2)",
+        params![cutoff, limit as i64],
+    )?;
     Ok(victims.len() as u64)
 }

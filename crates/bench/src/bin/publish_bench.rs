@@ -1,0 +1,108 @@
+//! Publish benchmark (issue 2): durable single publishes/s with 64 keep-alive
+//! clients, messages/s in batches of 100, and p50/p99 latency at a fixed
+//! 5,000 publishes/s — each beside `GET /ping` on the same server and client
+//! in the same run.
+//!
+//! `cargo build --release -p marquee-server -p marquee-bench &&
+//!  target/release/publish_bench --seconds 10`
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use marquee_bench::{Template, closed_loop, default_marquee_bin, fixed_rate, provision_key, start_server};
+
+#[derive(Parser)]
+struct Args {
+    /// Path of the marquee binary (default: next to this one).
+    #[arg(long)]
+    marquee_bin: Option<PathBuf>,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    conns: usize,
+    /// Rate of the fixed-rate latency scenario.
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let bin = args.marquee_bin.clone().unwrap_or_else(default_marquee_bin);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = provision_key(&bin, dir.path());
+    let server = start_server(&bin, Some(dir.path()), &[], &[]).await;
+    let addr = server.addr;
+    let d = Duration::from_secs(args.seconds);
+    let auth = vec![
+        ("x-api-key".to_string(), key.clone()),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    let single = br#"{"type":"fan_checkin","channels":["venue:stubbs-austin","event:evt_928xA"],"data":{"fan_id":"fan_0xc3f","event_id":"evt_928xA","gate":"MAIN","ts":1745123456789}}"#;
+    let one = std::str::from_utf8(single).expect("utf8");
+    let batch = format!("{{\"messages\":[{}]}}", vec![one; 100].join(","));
+    let ping = Template {
+        method: hyper::Method::GET,
+        path: "/ping".into(),
+        headers: vec![],
+        body: Bytes::new(),
+    };
+    let publish = Template {
+        method: hyper::Method::POST,
+        path: "/v1/messages".into(),
+        headers: auth.clone(),
+        body: Bytes::from_static(single),
+    };
+    let batch_tpl = Template {
+        method: hyper::Method::POST,
+        path: "/v1/messages/batch".into(),
+        headers: auth.clone(),
+        body: Bytes::from(batch),
+    };
+
+    println!("marquee publish benchmark: {} s per scenario, {} connections", args.seconds, args.conns);
+    let base = closed_loop(addr, args.conns, d, ping.clone()).await;
+    row("baseline GET /ping", &base, 1);
+    let pubs = closed_loop(addr, args.conns, d, publish.clone()).await;
+    row("durable single publishes", &pubs, 1);
+    let batches = closed_loop(addr, args.conns, d, batch_tpl).await;
+    row("durable batches of 100 (messages)", &batches, 100);
+    let base_fixed = fixed_rate(addr, args.conns, args.rate, d, ping).await;
+    row(&format!("baseline GET /ping at {}/s", args.rate), &base_fixed, 1);
+    let fixed = fixed_rate(addr, args.conns, args.rate, d, publish).await;
+    row(&format!("single publishes at {}/s", args.rate), &fixed, 1);
+    println!();
+    println!(
+        "ratios: publishes/ping = {:.2}; batch msgs/ping = {:.2}; p99 at {}/s = {:.2} ms (ping p99 {:.2} ms)",
+        pubs.per_sec() / base.per_sec(),
+        batches.per_sec() * 100.0 / base.per_sec(),
+        args.rate,
+        fixed.pct_ms(99.0),
+        base_fixed.pct_ms(99.0)
+    );
+    if let Some(kib) = marquee_bench::rss_kib(server.child.id()) {
+        println!("server RSS after run: {:.1} MiB", kib as f64 / 1024.0);
+    }
+}
+
+fn row(name: &str, s: &marquee_bench::Stats, per_req: u64) {
+    println!(
+        "| {name:<40} | {:>10.0}/s | p50 {:>7.2} ms | p99 {:>7.2} ms | errors {} |",
+        s.per_sec() * per_req as f64,
+        s.pct_ms(50.0),
+        s.pct_ms(99.0),
+        s.errors
+    );
+}

@@ -1,0 +1,186 @@
+//! Standard Webhooks: `webhook-id`, `webhook-timestamp` (Unix seconds) and
+//! `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`,
+//! space-separated when several secrets sign (a rotation overlap).
+//!
+//! `webhook-id` is the delivery id, identical on every retry, so receivers
+//! deduplicate on it. The body is marquee's message envelope:
+//! `{"type","timestamp","id","cursor","channels","occurred_at","data"}` where
+//! `id` is the message id and `timestamp` the time marquee received it.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::{SigningSecret, WireFormat};
+use crate::message::StoredMessage;
+use crate::timestamp::Timestamp;
+
+pub struct Standard;
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    timestamp: String,
+    id: &'a str,
+    cursor: String,
+    channels: Vec<&'a str>,
+    occurred_at: String,
+    data: &'a RawValue,
+}
+
+/// `v1,<base64>` for one secret.
+pub fn sign(secret: &SigningSecret, msg_id: &str, unix_secs: i64, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.key()).expect("HMAC takes any key length");
+    mac.update(msg_id.as_bytes());
+    mac.update(b".");
+    mac.update(unix_secs.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+/// Checks a `webhook-signature` header value against one secret (what a
+/// receiver does); true when any `v1,` signature in it matches, compared in
+/// constant time.
+pub fn verify(secret: &SigningSecret, msg_id: &str, unix_secs: i64, body: &[u8], header: &str) -> bool {
+    let expected = sign(secret, msg_id, unix_secs, body);
+    let mut ok = false;
+    for candidate in header.split(' ') {
+        ok |=
+            candidate.len() == expected.len() && bool::from(candidate.as_bytes().ct_eq(expected.as_bytes()));
+    }
+    ok
+}
+
+impl WireFormat for Standard {
+    fn name(&self) -> &'static str {
+        "standard"
+    }
+
+    fn render_body(&self, _delivery_id: &str, m: &StoredMessage) -> Vec<u8> {
+        let body = Body {
+            event_type: m.event_type.as_str(),
+            timestamp: m.received_at.to_rfc3339(),
+            id: m.id.as_str(),
+            cursor: m.cursor().encode(),
+            channels: m.channels.iter().map(|c| c.as_str()).collect(),
+            occurred_at: m.occurred_at.to_rfc3339(),
+            data: &m.data,
+        };
+        let mut out = Vec::with_capacity(192 + m.data.get().len());
+        // Plain strings and a RawValue always serialize.
+        let _ = serde_json::to_writer(&mut out, &body);
+        out
+    }
+
+    fn headers(
+        &self,
+        delivery_id: &str,
+        at: Timestamp,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+    ) -> Vec<(&'static str, String)> {
+        let ts = at.as_secs();
+        let sigs: Vec<String> = secrets.iter().map(|s| sign(s, delivery_id, ts, body)).collect();
+        vec![
+            ("content-type", "application/json".into()),
+            ("webhook-id", delivery_id.to_owned()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", sigs.join(" ")),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{MessageId, OrgId};
+    use crate::wire::Format;
+
+    fn secret(s: &str) -> SigningSecret {
+        s.parse().unwrap()
+    }
+
+    fn header<'a>(h: &'a [(&'static str, String)], name: &str) -> &'a str {
+        h.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
+    }
+
+    #[test]
+    fn known_vectors() {
+        // The Standard Webhooks specification's published example.
+        let s = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let body = br#"{"test": 2432232314}"#;
+        let cases: &[(&str, i64, &[u8], &str)] = &[(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            body,
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        )];
+        for (id, ts, body, want) in cases {
+            assert_eq!(sign(&s, id, *ts, body), *want);
+            assert!(verify(&s, id, *ts, body, want));
+            assert!(verify(&s, id, *ts, body, &format!("v1,bm9wZQ== {want}")));
+            assert!(!verify(&s, id, *ts + 1, body, want));
+            assert!(!verify(&s, "other", *ts, body, want));
+            assert!(!verify(&s, id, *ts, b"{}", want));
+            assert!(!verify(&s, id, *ts, body, ""));
+        }
+    }
+
+    #[test]
+    fn headers_carry_every_secret() {
+        let a = SigningSecret::generate();
+        let b = SigningSecret::generate();
+        let at = Timestamp::from_micros(1_700_000_000_123_456);
+        let body = b"{}";
+        let h = Standard.headers("dlv_x", at, body, &[&a, &b]);
+        assert_eq!(header(&h, "webhook-id"), "dlv_x");
+        assert_eq!(header(&h, "webhook-timestamp"), "1700000000");
+        assert_eq!(header(&h, "content-type"), "application/json");
+        let sig = header(&h, "webhook-signature");
+        assert_eq!(sig.split(' ').count(), 2);
+        assert!(verify(&a, "dlv_x", 1_700_000_000, body, sig));
+        assert!(verify(&b, "dlv_x", 1_700_000_000, body, sig));
+        assert!(!verify(
+            &SigningSecret::generate(),
+            "dlv_x",
+            1_700_000_000,
+            body,
+            sig
+        ));
+    }
+
+    #[test]
+    fn body_has_the_envelope() {
+        let m = StoredMessage {
+            seq: 9,
+            id: MessageId::generate(),
+            org_id: OrgId::generate(),
+            event_type: "order.completed".parse().unwrap(),
+            channels: vec!["venue:a".parse().unwrap(), "artist:b".parse().unwrap()],
+            data: RawValue::from_string(r#"{"total":12}"#.into()).unwrap(),
+            occurred_at: Timestamp::from_micros(1_000_000),
+            received_at: Timestamp::from_micros(2_000_000),
+        };
+        let req = Format::Standard
+            .wire()
+            .render("dlv_1", &m, Timestamp::from_micros(3_000_000), &[]);
+        let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(v["type"], "order.completed");
+        assert_eq!(v["id"], m.id.as_str());
+        assert_eq!(v["cursor"], m.cursor().encode());
+        assert_eq!(v["channels"][1], "artist:b");
+        assert_eq!(v["occurred_at"], "1970-01-01T00:00:01Z");
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:02Z");
+        assert_eq!(v["data"]["total"], 12);
+        assert_eq!(header(&req.headers, "webhook-signature"), "");
+    }
+}

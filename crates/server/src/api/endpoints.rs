@@ -1,0 +1,679 @@
+//! Webhook endpoints API: CRUD, secret rotation, the attempt log, resend,
+//! recover, replay, test pings and stats.
+//!
+//! Every lookup is scoped to the caller's organization: another
+//! organization's endpoint answers exactly like a missing one. Signing
+//! secrets appear only in the answers of create and rotate.
+
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use marquee_core::Cursor;
+use marquee_core::ids::{AttemptId, EndpointId, MessageId};
+use marquee_core::names::Channel;
+use marquee_core::pattern::TypePattern;
+use marquee_core::timestamp::Timestamp;
+use marquee_core::webhook::EndpointFilter;
+use marquee_core::wire::{Format, SigningSecret};
+use marquee_store::webhooks::{AttemptQuery, AttemptRecord, EndpointRecord, ReplayFrom};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+use super::messages::parse_limit;
+use super::render;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, QueryParams, parse_json};
+use crate::state::AppState;
+
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 8;
+const MAX_URL_LEN: usize = 2048;
+const MAX_FILTERS: usize = 64;
+const MAX_DESCRIPTION: usize = 1024;
+/// Messages examined per replay write job.
+const REPLAY_CHUNK: usize = 5_000;
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("No such endpoint.".into())
+}
+
+fn endpoint_id(path: Result<Path<String>, PathRejection>) -> ApiResult<EndpointId> {
+    let Path(id) = path.map_err(|_| not_found())?;
+    id.parse().map_err(|_| not_found())
+}
+
+/// `Some(None)` for an explicit `null`, `None` when absent.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    url: String,
+    description: Option<String>,
+    #[serde(default)]
+    types: Vec<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+    format: Option<String>,
+    rate_limit: Option<u32>,
+    max_in_flight: Option<u32>,
+    #[serde(default)]
+    ordered: bool,
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    url: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    types: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
+    format: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limit: Option<Option<u32>>,
+    max_in_flight: Option<u32>,
+    ordered: Option<bool>,
+    enabled: Option<bool>,
+}
+
+fn check_url(url: &str) -> ApiResult<String> {
+    let bad = |m: &str| ApiError::invalid_param("url", m.to_owned());
+    if url.len() > MAX_URL_LEN {
+        return Err(bad("url is longer than 2048 characters"));
+    }
+    let u = reqwest::Url::parse(url).map_err(|_| bad("url must be an absolute http or https URL"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
+        return Err(bad("url must be an absolute http or https URL"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(bad("url must not carry credentials"));
+    }
+    Ok(u.to_string())
+}
+
+fn check_types(types: &[String]) -> ApiResult<Vec<TypePattern>> {
+    if types.len() > MAX_FILTERS {
+        return Err(ApiError::invalid_param(
+            "types",
+            format!("at most {MAX_FILTERS} types"),
+        ));
+    }
+    let mut out: Vec<TypePattern> = Vec::new();
+    for (i, t) in types.iter().enumerate() {
+        let p: TypePattern = t.parse().map_err(|e: marquee_core::pattern::BadPattern| {
+            ApiError::invalid_param(format!("types[{i}]"), e.to_string())
+        })?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+fn check_channels(channels: &[String]) -> ApiResult<Vec<Channel>> {
+    if channels.len() > MAX_FILTERS {
+        return Err(ApiError::invalid_param(
+            "channels",
+            format!("at most {MAX_FILTERS} channels"),
+        ));
+    }
+    let mut out: Vec<Channel> = Vec::new();
+    for (i, c) in channels.iter().enumerate() {
+        let ch: Channel = c.parse().map_err(|e: marquee_core::names::NameError| {
+            ApiError::invalid_param(format!("channels[{i}]"), e.to_string())
+        })?;
+        if !out.contains(&ch) {
+            out.push(ch);
+        }
+    }
+    Ok(out)
+}
+
+fn check_format(f: Option<&str>) -> ApiResult<Format> {
+    match f {
+        None => Ok(Format::Standard),
+        Some(s) => s
+            .parse()
+            .map_err(|e: marquee_core::wire::UnknownFormat| ApiError::invalid_param("format", e.to_string())),
+    }
+}
+
+fn check_description(d: Option<String>) -> ApiResult<Option<String>> {
+    match d {
+        Some(d) if d.len() > MAX_DESCRIPTION => Err(ApiError::invalid_param(
+            "description",
+            format!("description is at most {MAX_DESCRIPTION} bytes"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn check_max_in_flight(n: u32) -> ApiResult<u32> {
+    if (1..=1000).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ApiError::invalid_param(
+            "max_in_flight",
+            "max_in_flight must be from 1 to 1000",
+        ))
+    }
+}
+
+fn check_rate(r: Option<u32>) -> ApiResult<Option<u32>> {
+    match r {
+        Some(0) => Err(ApiError::invalid_param(
+            "rate_limit",
+            "rate_limit must be at least 1 (or null)",
+        )),
+        Some(r) if r > 100_000 => Err(ApiError::invalid_param(
+            "rate_limit",
+            "rate_limit is at most 100000",
+        )),
+        other => Ok(other),
+    }
+}
+
+pub fn endpoint_json(e: &EndpointRecord, secret: Option<&SigningSecret>) -> Value {
+    let mut v = json!({
+        "object": "endpoint",
+        "id": e.id.as_str(),
+        "url": e.url,
+        "description": e.description,
+        "types": e.filter.types.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        "channels": e.filter.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "format": e.format.as_str(),
+        "rate_limit": e.rate_limit,
+        "max_in_flight": e.max_in_flight,
+        "ordered": e.ordered,
+        "enabled": e.enabled,
+        "disabled_reason": e.disabled_reason,
+        "failing_since": e.failing_since.map(|t| t.to_rfc3339()),
+        "created_at": e.created_at.to_rfc3339(),
+        "updated_at": e.updated_at.to_rfc3339(),
+    });
+    if let Some(s) = secret {
+        v["secret"] = json!(s.expose());
+    }
+    v
+}
+
+pub fn attempt_json(a: &AttemptRecord) -> Value {
+    let headers: Value = serde_json::from_str(&a.response_headers).unwrap_or_else(|_| json!({}));
+    json!({
+        "object": "attempt",
+        "id": a.id.as_str(),
+        "delivery_id": a.delivery_id.as_str(),
+        "endpoint_id": a.endpoint_id.as_str(),
+        "message_id": a.message_id.as_ref().map(|m| m.as_str()),
+        "attempt": a.attempt_no,
+        "status": if a.succeeded { "succeeded" } else { "failed" },
+        "started_at": a.started_at.to_rfc3339(),
+        "duration_ms": a.duration_us as f64 / 1000.0,
+        "status_code": a.status_code,
+        "error_kind": a.error_kind,
+        "response_headers": headers,
+        "response_body": a.response_body,
+    })
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    render::json_bytes(status, serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn list_json(data: Vec<Value>, has_more: bool, next: Option<String>) -> Value {
+    json!({"object": "list", "data": data, "has_more": has_more, "next_cursor": next})
+}
+
+async fn load(state: &AppState, caller: &Caller, id: &EndpointId) -> ApiResult<EndpointRecord> {
+    state
+        .store
+        .get_endpoint(&caller.org_id, id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+fn seal(state: &AppState, id: &EndpointId, s: &SigningSecret) -> ApiResult<Vec<u8>> {
+    state
+        .webhooks
+        .sealer()
+        .seal(id, s)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(b): JsonBody<CreateBody>,
+) -> ApiResult<Response> {
+    let url = check_url(&b.url)?;
+    let filter = EndpointFilter {
+        types: check_types(&b.types)?,
+        channels: check_channels(&b.channels)?,
+    };
+    let format = check_format(b.format.as_deref())?;
+    let max_in_flight = check_max_in_flight(b.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT))?;
+    let rate_limit = check_rate(b.rate_limit)?;
+    let description = check_description(b.description)?;
+    let id = EndpointId::generate();
+    let secret = SigningSecret::generate();
+    let now = Timestamp::now();
+    let rec = EndpointRecord {
+        secret_sealed: seal(&state, &id, &secret)?,
+        id,
+        org_id: caller.org_id,
+        url,
+        description,
+        filter,
+        format,
+        rate_limit,
+        max_in_flight,
+        ordered: b.ordered,
+        enabled: b.enabled.unwrap_or(true),
+        disabled_reason: None,
+        previous_secret_sealed: None,
+        previous_secret_until: None,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create_endpoint(rec.clone()).await?;
+    state.webhooks.endpoints_changed().await;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &endpoint_json(&rec, Some(&secret)),
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    let rec = load(&state, &caller, &id).await?;
+    Ok(json_response(StatusCode::OK, &endpoint_json(&rec, None)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListEndpointsQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListEndpointsQuery>,
+) -> ApiResult<Response> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    let after: Option<EndpointId> = match &q.after {
+        Some(a) => Some(
+            a.parse()
+                .map_err(|_| ApiError::invalid_param("after", "after must be an endpoint id"))?,
+        ),
+        None => None,
+    };
+    let page = state
+        .store
+        .list_endpoints(&caller.org_id, after.as_ref(), limit)
+        .await?;
+    let next = page.endpoints.last().map(|e| e.id.to_string());
+    let data = page.endpoints.iter().map(|e| endpoint_json(e, None)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &list_json(data, page.has_more, next),
+    ))
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<PatchBody>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    let mut rec = load(&state, &caller, &id).await?;
+    if let Some(u) = &b.url {
+        rec.url = check_url(u)?;
+    }
+    if let Some(d) = b.description {
+        rec.description = check_description(d)?;
+    }
+    if let Some(t) = &b.types {
+        rec.filter.types = check_types(t)?;
+    }
+    if let Some(c) = &b.channels {
+        rec.filter.channels = check_channels(c)?;
+    }
+    if b.format.is_some() {
+        rec.format = check_format(b.format.as_deref())?;
+    }
+    if let Some(r) = b.rate_limit {
+        rec.rate_limit = check_rate(r)?;
+    }
+    if let Some(m) = b.max_in_flight {
+        rec.max_in_flight = check_max_in_flight(m)?;
+    }
+    if let Some(o) = b.ordered {
+        rec.ordered = o;
+    }
+    if let Some(e) = b.enabled {
+        if e && !rec.enabled {
+            rec.disabled_reason = None;
+            rec.failing_since = None;
+        } else if !e && rec.enabled {
+            rec.disabled_reason = Some("disabled through the API".into());
+        }
+        rec.enabled = e;
+    }
+    rec.updated_at = Timestamp::now();
+    state.store.update_endpoint(rec.clone()).await?;
+    state.webhooks.endpoints_changed().await;
+    Ok(json_response(StatusCode::OK, &endpoint_json(&rec, None)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    if !state.store.delete_endpoint(&caller.org_id, &id).await? {
+        return Err(not_found());
+    }
+    state.webhooks.endpoints_changed().await;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"object": "endpoint", "id": id.as_str(), "deleted": true}),
+    ))
+}
+
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    let mut rec = load(&state, &caller, &id).await?;
+    let secret = SigningSecret::generate();
+    let overlap = i64::try_from(state.webhooks.config().secret_overlap.as_micros()).unwrap_or(i64::MAX);
+    let now = Timestamp::now();
+    rec.previous_secret_sealed = Some(std::mem::take(&mut rec.secret_sealed));
+    rec.previous_secret_until = Some(now.saturating_add_micros(overlap));
+    rec.secret_sealed = seal(&state, &id, &secret)?;
+    rec.updated_at = now;
+    state.store.update_endpoint(rec.clone()).await?;
+    state.webhooks.endpoints_changed().await;
+    let mut v = endpoint_json(&rec, Some(&secret));
+    v["previous_secret_expires_at"] = json!(rec.previous_secret_until.map(|t| t.to_rfc3339()));
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptsQuery {
+    status: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+fn attempts_query(q: AttemptsQuery) -> ApiResult<AttemptQuery> {
+    let succeeded = match q.status.as_deref() {
+        None => None,
+        Some("succeeded") => Some(true),
+        Some("failed") => Some(false),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "status",
+                "status must be succeeded or failed",
+            ));
+        }
+    };
+    let after: Option<AttemptId> = match &q.after {
+        Some(a) => Some(
+            a.parse()
+                .map_err(|_| ApiError::invalid_param("after", "after must be an attempt id from this API"))?,
+        ),
+        None => None,
+    };
+    Ok(AttemptQuery {
+        succeeded,
+        after,
+        limit: parse_limit(q.limit.as_deref())?,
+        ..AttemptQuery::default()
+    })
+}
+
+async fn attempts_page(state: &AppState, caller: &Caller, q: AttemptQuery) -> ApiResult<Response> {
+    let page = state.store.list_attempts(&caller.org_id, &q).await?;
+    let next = page
+        .attempts
+        .last()
+        .map(|a| a.id.to_string())
+        .or(q.after.map(|a| a.to_string()));
+    let data = page.attempts.iter().map(attempt_json).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &list_json(data, page.has_more, next),
+    ))
+}
+
+pub async fn endpoint_attempts(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    QueryParams(q): QueryParams<AttemptsQuery>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    load(&state, &caller, &id).await?;
+    let mut q = attempts_query(q)?;
+    q.endpoint_id = Some(id);
+    attempts_page(&state, &caller, q).await
+}
+
+fn message_id(path: Result<Path<String>, PathRejection>) -> ApiResult<MessageId> {
+    let nf = || ApiError::NotFound("No such message.".into());
+    let Path(id) = path.map_err(|_| nf())?;
+    id.parse().map_err(|_| nf())
+}
+
+pub async fn message_attempts(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    QueryParams(q): QueryParams<AttemptsQuery>,
+) -> ApiResult<Response> {
+    let id = message_id(path)?;
+    state
+        .store
+        .get_message(&caller.org_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("No such message.".into()))?;
+    let mut q = attempts_query(q)?;
+    q.message_id = Some(id);
+    attempts_page(&state, &caller, q).await
+}
+
+/// An optional JSON body: empty means `{}`.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(b: &Bytes) -> ApiResult<T> {
+    if b.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(b)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendBody {
+    endpoint_id: Option<String>,
+}
+
+pub async fn resend(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let id = message_id(path)?;
+    let b: ResendBody = optional_body(&body)?;
+    let ep: Option<EndpointId> = match &b.endpoint_id {
+        Some(e) => Some(e.parse().map_err(|_| not_found())?),
+        None => None,
+    };
+    let n = state
+        .store
+        .resend(&caller.org_id, &id, ep.as_ref())
+        .await
+        .map_err(|e| match e {
+            marquee_store::StoreError::NotFound if ep.is_some() => {
+                ApiError::NotFound("No such message or endpoint.".into())
+            }
+            marquee_store::StoreError::NotFound => ApiError::NotFound("No such message.".into()),
+            other => other.into(),
+        })?;
+    state.webhooks.kick();
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({"object": "resend", "message_id": id.as_str(), "queued": n}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverBody {
+    since: String,
+    until: Option<String>,
+}
+
+fn parse_time(param: &str, s: &str) -> ApiResult<Timestamp> {
+    Timestamp::parse_rfc3339(s).map_err(|e| ApiError::invalid_param(param, e.to_string()))
+}
+
+pub async fn recover(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<RecoverBody>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    let since = parse_time("since", &b.since)?;
+    let until = match &b.until {
+        Some(u) => parse_time("until", u)?,
+        None => Timestamp::now().saturating_add_micros(1),
+    };
+    if until <= since {
+        return Err(ApiError::invalid_param("until", "until must be after since"));
+    }
+    load(&state, &caller, &id).await?;
+    let n = state.store.recover(&caller.org_id, &id, since, until).await?;
+    state.webhooks.kick();
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({"object": "recover", "endpoint_id": id.as_str(), "queued": n}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    since: Option<String>,
+    after: Option<String>,
+}
+
+pub async fn replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<ReplayBody>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    let mut from = match (&b.since, &b.after) {
+        (Some(s), None) => ReplayFrom::Since(parse_time("since", s)?),
+        (None, Some(a)) => ReplayFrom::AfterSeq(
+            a.parse::<Cursor>()
+                .map_err(|_| ApiError::invalid_param("after", "after must be a cursor returned by this API"))?
+                .seq(),
+        ),
+        _ => {
+            return Err(ApiError::invalid(
+                "Give exactly one of since (RFC 3339) or after (a cursor).",
+            ));
+        }
+    };
+    load(&state, &caller, &id).await?;
+    let mut queued = 0u64;
+    loop {
+        let p = state
+            .store
+            .replay_chunk(&caller.org_id, &id, from, REPLAY_CHUNK)
+            .await?;
+        queued += p.queued;
+        if p.queued > 0 {
+            state.webhooks.kick();
+        }
+        match p.next {
+            Some(seq) => from = ReplayFrom::AfterSeq(seq),
+            None => break,
+        }
+    }
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({"object": "replay", "endpoint_id": id.as_str(), "queued": queued}),
+    ))
+}
+
+pub async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    let rec = load(&state, &caller, &id).await?;
+    let attempt = state.webhooks.test_ping(&rec).await.map_err(|e| match e {
+        crate::webhooks::dispatcher::DispatchError::Store(s) => ApiError::from(s),
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    Ok(json_response(StatusCode::OK, &attempt_json(&attempt)))
+}
+
+pub async fn stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    let rec = load(&state, &caller, &id).await?;
+    let s = state
+        .store
+        .endpoint_stats(&caller.org_id, &id, Timestamp::now())
+        .await?;
+    let rate = if s.attempts_last_hour == 0 {
+        Value::Null
+    } else {
+        json!(s.succeeded_last_hour as f64 / s.attempts_last_hour as f64)
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "object": "endpoint_stats",
+            "endpoint_id": id.as_str(),
+            "enabled": rec.enabled,
+            "delivered": s.delivered,
+            "failed": s.exhausted,
+            "pending": s.pending,
+            "retrying": s.retrying,
+            "last_success_at": s.last_success_at.map(|t| t.to_rfc3339()),
+            "last_failure_at": s.last_failure_at.map(|t| t.to_rfc3339()),
+            "attempts_last_hour": s.attempts_last_hour,
+            "success_rate_last_hour": rate,
+        }),
+    ))
+}

@@ -1,0 +1,222 @@
+//! Live streams: the WebSocket (`GET /v1/stream`) and SSE
+//! (`GET /v1/stream/sse`) endpoints, and the bus that feeds them.
+//!
+//! Data path: the store calls a commit listener on its writer thread after
+//! every commit; the listener only hands the committed messages to the
+//! [`feeder`] task (a bounded queue, so it never does work on the writer
+//! thread), which renders each (message, channel) as one [`bus::Frame`] and
+//! publishes it on the [`bus::Bus`]. Each connection subscribes to the
+//! topics it wants and writes the shared frame bytes to its socket.
+//!
+//! Resume (a subscribe with `after`, or SSE's `Last-Event-ID`): subscribe to
+//! the bus *first*, so everything committed from then on is buffered in the
+//! subscription; then replay the durable log after the cursor page by page;
+//! then continue with the buffered live frames, skipping any `seq` already
+//! replayed. A message committed before the subscription is in the log, one
+//! committed after it is in the subscription, one in both is dropped by the
+//! `seq` filter: no gap and no duplicate at the seam, whatever is published
+//! meanwhile. A cursor older than what retention kept answers
+//! `cursor_expired` rather than silently skipping.
+//!
+//! Memory: a topic's frames live in one bounded ring shared by its
+//! subscribers; a connection whose backlog exceeds `queue_bytes` or
+//! `queue_frames` (or that the ring overtakes) is closed with 4008 and
+//! resumes by cursor. Socket writes are batched (feed several frames, then
+//! flush once) and the WebSocket read buffer is small, so an idle connection
+//! costs a few KiB.
+
+pub mod bus;
+mod feeder;
+mod frame;
+mod limits;
+mod replay;
+pub mod sse;
+mod subs;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use marquee_core::ids::KeyId;
+use tokio::sync::watch;
+
+pub use bus::{Bus, DynBus, InProcessBus};
+pub use feeder::{feed, register_commit_listener};
+
+/// Close codes sent on a stream WebSocket (also in ARCHITECTURE.md).
+pub mod close_code {
+    /// The server is shutting down; reconnect (to another node) and resume.
+    pub const GOING_AWAY: u16 = 1001;
+    /// An inbound frame was larger than the limit; do not resend it.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// A server-side failure (e.g. the store failed during replay); reconnect
+    /// with backoff and resume.
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// The peer sent nothing (not even a pong) within the idle timeout.
+    pub const IDLE_TIMEOUT: u16 = 4000;
+    /// The consumer fell behind its bounded queue; reconnect and resume by
+    /// cursor.
+    pub const SLOW_CONSUMER: u16 = 4008;
+}
+
+/// Stream limits and timings; see `cli` for the flags.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Server ping interval.
+    pub ping_interval: Duration,
+    /// A peer silent this long is closed (4000).
+    pub idle_timeout: Duration,
+    /// Outbound backlog per connection, in bytes, before 4008.
+    pub queue_bytes: usize,
+    /// Outbound backlog per connection, in frames, before 4008 (also the
+    /// bus ring size per topic).
+    pub queue_frames: usize,
+    pub max_subscriptions: usize,
+    pub max_connections_per_key: usize,
+    /// Largest inbound WebSocket message; larger closes with 1009.
+    pub max_inbound_bytes: usize,
+    /// Inbound client frames per second per connection (burst: 2×).
+    pub inbound_frames_per_sec: u32,
+    /// WebSocket read buffer per connection. Client frames are tiny, and
+    /// this buffer is most of an idle connection's memory; it grows on
+    /// demand for a frame up to `max_inbound_bytes`.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            queue_bytes: 1024 * 1024,
+            queue_frames: 4096,
+            max_subscriptions: 100,
+            max_connections_per_key: 1000,
+            max_inbound_bytes: 4096,
+            inbound_frames_per_sec: 20,
+            read_buffer_bytes: 2048,
+        }
+    }
+}
+
+/// Stream command-line flags (flattened into `marquee serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// WebSocket ping interval (e.g. 25s).
+    #[arg(long, env = "MARQUEE_STREAM_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub stream_ping_interval: Duration,
+    /// Close a stream peer silent this long (e.g. 60s).
+    #[arg(long, env = "MARQUEE_STREAM_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub stream_idle_timeout: Duration,
+    /// Outbound backlog per connection in bytes before closing it with 4008.
+    #[arg(long, env = "MARQUEE_STREAM_QUEUE_BYTES", default_value_t = 1024 * 1024)]
+    pub stream_queue_bytes: usize,
+    /// Outbound backlog per connection in frames before closing it with 4008.
+    #[arg(long, env = "MARQUEE_STREAM_QUEUE_FRAMES", default_value_t = 4096)]
+    pub stream_queue_frames: usize,
+    /// Subscriptions per connection.
+    #[arg(long, env = "MARQUEE_STREAM_MAX_SUBSCRIPTIONS", default_value_t = 100)]
+    pub stream_max_subscriptions: usize,
+    /// Concurrent stream connections per API key.
+    #[arg(long, env = "MARQUEE_STREAM_MAX_CONNECTIONS_PER_KEY", default_value_t = 1000)]
+    pub stream_max_connections_per_key: usize,
+    /// Largest inbound WebSocket message in bytes (larger closes with 1009).
+    #[arg(long, env = "MARQUEE_STREAM_MAX_INBOUND_BYTES", default_value_t = 4096)]
+    pub stream_max_inbound_bytes: usize,
+    /// Inbound client frames per second per connection.
+    #[arg(long, env = "MARQUEE_STREAM_INBOUND_FRAMES_PER_SEC", default_value_t = 20)]
+    pub stream_inbound_frames_per_sec: u32,
+    /// WebSocket read buffer per connection, in bytes (idle memory).
+    #[arg(long, env = "MARQUEE_STREAM_READ_BUFFER_BYTES", default_value_t = 2048)]
+    pub stream_read_buffer_bytes: usize,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    marquee_core::duration::parse(s).map_err(|e| e.to_string())
+}
+
+impl StreamArgs {
+    pub fn into_config(self) -> StreamConfig {
+        StreamConfig {
+            ping_interval: self.stream_ping_interval,
+            idle_timeout: self.stream_idle_timeout,
+            queue_bytes: self.stream_queue_bytes,
+            queue_frames: self.stream_queue_frames,
+            max_subscriptions: self.stream_max_subscriptions,
+            max_connections_per_key: self.stream_max_connections_per_key,
+            max_inbound_bytes: self.stream_max_inbound_bytes,
+            inbound_frames_per_sec: self.stream_inbound_frames_per_sec,
+            read_buffer_bytes: self.stream_read_buffer_bytes.max(256),
+        }
+    }
+}
+
+/// What every stream connection shares: the bus, the per-key connection
+/// counts and the shutdown signal.
+pub struct StreamHub {
+    pub bus: DynBus,
+    pub config: StreamConfig,
+    connections: Mutex<HashMap<KeyId, usize>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl StreamHub {
+    pub fn new(config: StreamConfig, bus: DynBus) -> Arc<Self> {
+        Arc::new(StreamHub {
+            bus,
+            config,
+            connections: Mutex::new(HashMap::new()),
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    /// Counts a new connection for `key`, or `None` at the per-key limit.
+    pub fn acquire(self: &Arc<Self>, key: &KeyId) -> Option<ConnectionGuard> {
+        let mut conns = self.connections.lock().ok()?;
+        let n = conns.entry(key.clone()).or_insert(0);
+        if *n >= self.config.max_connections_per_key {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionGuard {
+            hub: self.clone(),
+            key: key.clone(),
+        })
+    }
+
+    /// Asks every stream connection to close (1001) and every SSE response
+    /// to end, so graceful HTTP shutdown does not wait on them forever.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+/// Resolves once shutdown was requested (holding no lock guard, so the
+/// future stays `Send` inside `select!`).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Releases a per-key connection slot on drop.
+pub struct ConnectionGuard {
+    hub: Arc<StreamHub>,
+    key: KeyId,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if let Ok(mut conns) = self.hub.connections.lock()
+            && let Some(n) = conns.get_mut(&self.key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                conns.remove(&self.key);
+            }
+        }
+    }
+}

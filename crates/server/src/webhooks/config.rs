@@ -1,0 +1,97 @@
+//! Webhook settings and their flags (`MARQUEE_*` environment variables).
+
+use std::time::Duration;
+
+use clap::Args;
+use marquee_core::webhook::RetrySchedule;
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub retry_schedule: RetrySchedule,
+    /// Per-attempt timeout, response body included.
+    pub timeout: Duration,
+    /// Deliver to loopback/private/link-local addresses (tests, on-premise).
+    pub allow_private: bool,
+    /// Disable an endpoint that has failed continuously for this long.
+    pub disable_after: Duration,
+    /// Attempts in flight across all endpoints.
+    pub workers: usize,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    pub secret_overlap: Duration,
+    /// How long a claimed delivery stays leased to this node.
+    pub lease: Duration,
+    /// Publish `message.attempt.failing` after this many failed attempts.
+    pub failing_after: u32,
+    /// Run the dispatcher at all (an API-only node sets this false).
+    pub dispatch: bool,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            retry_schedule: RetrySchedule::default(),
+            timeout: Duration::from_secs(8),
+            allow_private: false,
+            disable_after: Duration::from_secs(5 * 86_400),
+            workers: 512,
+            secret_overlap: Duration::from_secs(86_400),
+            lease: Duration::from_secs(120),
+            failing_after: 4,
+            dispatch: true,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    marquee_core::duration::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_schedule(s: &str) -> Result<RetrySchedule, String> {
+    let v = marquee_core::duration::parse_list(s).map_err(|e| e.to_string())?;
+    if v.is_empty() || v.len() > 100 {
+        return Err("a retry schedule lists 1 to 100 durations".into());
+    }
+    Ok(RetrySchedule(v))
+}
+
+/// Flags of `marquee serve` for webhooks.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Waits before each attempt, comma-separated (first is normally 0s), each ±20 % jitter.
+    #[arg(
+        long,
+        env = "MARQUEE_RETRY_SCHEDULE",
+        default_value = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h",
+        value_parser = parse_schedule
+    )]
+    pub retry_schedule: RetrySchedule,
+    /// Timeout of one webhook attempt.
+    #[arg(long, env = "MARQUEE_WEBHOOK_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+    /// Allow webhook destinations on loopback, private and link-local addresses.
+    #[arg(long, env = "MARQUEE_ALLOW_PRIVATE_ENDPOINTS")]
+    pub allow_private_endpoints: bool,
+    /// Disable an endpoint after it has failed continuously for this long.
+    #[arg(long, env = "MARQUEE_WEBHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
+    pub webhook_disable_after: Duration,
+    /// Webhook attempts in flight across all endpoints.
+    #[arg(long, env = "MARQUEE_WEBHOOK_WORKERS", default_value_t = 512)]
+    pub webhook_workers: usize,
+    /// How long a rotated-out signing secret keeps signing.
+    #[arg(long, env = "MARQUEE_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
+    pub webhook_secret_overlap: Duration,
+}
+
+impl WebhookArgs {
+    pub fn into_config(self) -> WebhookConfig {
+        WebhookConfig {
+            retry_schedule: self.retry_schedule,
+            timeout: self.webhook_timeout,
+            allow_private: self.allow_private_endpoints,
+            disable_after: self.webhook_disable_after,
+            workers: self.webhook_workers.max(1),
+            secret_overlap: self.webhook_secret_overlap,
+            ..WebhookConfig::default()
+        }
+    }
+}

@@ -1,0 +1,693 @@
+//! The webhook dispatcher: turns pending deliveries into signed POSTs.
+//!
+//! Flow: the publish commit inserts deliveries; the store's commit listener
+//! marks the matching endpoints due and wakes the loop (no tight polling). The
+//! loop claims, per due endpoint, at most its free `max_in_flight` slots (one
+//! for an ordered endpoint) under a lease, so a slow or dead endpoint can only
+//! ever occupy its own slots and never delays another; a global semaphore caps
+//! attempts in flight overall. Each attempt runs in its own task (paced by the
+//! endpoint's `rate_limit`), and its result goes to one writer task that
+//! records results in batches — one commit for many attempts. A periodic
+//! sweep (and start-up) re-reads pending work from the store, which is what
+//! makes the in-memory hints safe to lose: the store is the source of truth.
+//!
+//! Ordering (`ordered: true`): the store only offers an ordered endpoint its
+//! oldest pending delivery by commit order, and the dispatcher runs at most
+//! one attempt for it at a time. A later message is therefore never attempted
+//! before every earlier delivery to that endpoint is delivered or exhausted.
+//! After a crash an in-flight delivery may be sent again (at-least-once), but
+//! never after a later one was first sent.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use marquee_core::ids::{DeliveryId, EndpointId, MessageId, OrgId};
+use marquee_core::message::StoredMessage;
+use marquee_core::timestamp::Timestamp;
+use marquee_core::webhook::{EndpointFilter, ops};
+use marquee_core::wire::{Format, SigningSecret};
+use marquee_store::DynStore;
+use marquee_store::webhooks::{
+    AttemptOutcome, AttemptRecord, ClaimRequest, ClaimedDelivery, EndpointRecord, OutcomePolicy, Transition,
+};
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+
+use super::client::{self, AttemptResult};
+use super::config::WebhookConfig;
+use super::seal::Sealer;
+use crate::secrets::ServerSecrets;
+
+/// How often pending work is re-read from the store regardless of hints.
+const SWEEP: Duration = Duration::from_secs(1);
+/// Most deliveries claimed for one endpoint in one round.
+const CLAIM_BATCH: usize = 256;
+/// Most attempt results written in one commit.
+const RESULT_BATCH: usize = 2048;
+/// Future retry times remembered per endpoint (beyond: the sweep finds them).
+const MAX_HINTS: usize = 10_000;
+
+/// An endpoint as the dispatcher uses it: secrets opened, settings parsed.
+pub struct Live {
+    pub id: EndpointId,
+    pub org_id: OrgId,
+    pub url: String,
+    pub format: Format,
+    pub filter: EndpointFilter,
+    secret: SigningSecret,
+    previous: Option<(SigningSecret, Timestamp)>,
+    pub ordered: bool,
+    pub max_in_flight: u32,
+    pub rate_limit: Option<u32>,
+    pub enabled: bool,
+}
+
+impl Live {
+    pub fn open(rec: &EndpointRecord, sealer: &Sealer) -> Result<Self, super::seal::SealError> {
+        let secret = sealer.open(&rec.id, &rec.secret_sealed)?;
+        let previous = match (&rec.previous_secret_sealed, rec.previous_secret_until) {
+            (Some(p), Some(until)) => Some((sealer.open(&rec.id, p)?, until)),
+            _ => None,
+        };
+        Ok(Live {
+            id: rec.id.clone(),
+            org_id: rec.org_id.clone(),
+            url: rec.url.clone(),
+            format: rec.format,
+            filter: rec.filter.clone(),
+            secret,
+            previous,
+            ordered: rec.ordered,
+            max_in_flight: rec.max_in_flight.max(1),
+            rate_limit: rec.rate_limit.filter(|r| *r > 0),
+            enabled: rec.enabled,
+        })
+    }
+
+    /// The secrets that sign at `at`: the current one, plus the rotated-out
+    /// one during its overlap.
+    pub fn signing_secrets(&self, at: Timestamp) -> Vec<&SigningSecret> {
+        let mut v = vec![&self.secret];
+        if let Some((prev, until)) = &self.previous
+            && at < *until
+        {
+            v.push(prev);
+        }
+        v
+    }
+}
+
+struct Ep {
+    live: Arc<Live>,
+    in_flight: u32,
+    /// Known to have due work now (or at this time, µs).
+    due_at: Option<i64>,
+    /// Known future retry times.
+    later: BinaryHeap<Reverse<i64>>,
+    next_slot: Option<tokio::time::Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    endpoints: HashMap<EndpointId, Ep>,
+    by_org: HashMap<OrgId, Vec<EndpointId>>,
+    reload: bool,
+    sweep: bool,
+}
+
+struct Done {
+    outcome: AttemptOutcome,
+    ordered: bool,
+    next_at: Option<i64>,
+}
+
+enum ResultMsg {
+    Done(Box<Done>),
+    Flush(oneshot::Sender<()>),
+}
+
+pub struct Dispatcher {
+    store: DynStore,
+    sealer: Sealer,
+    config: WebhookConfig,
+    http: reqwest::Client,
+    notify: Notify,
+    state: Mutex<State>,
+    permits: Arc<Semaphore>,
+    results_tx: mpsc::UnboundedSender<ResultMsg>,
+    results_rx: Mutex<Option<mpsc::UnboundedReceiver<ResultMsg>>>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("building the webhook HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Seal(#[from] super::seal::SealError),
+    #[error(transparent)]
+    Store(#[from] marquee_store::StoreError),
+}
+
+fn unit_random() -> f64 {
+    let mut b = [0u8; 8];
+    marquee_core::ids::random_bytes(&mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: DynStore,
+        secrets: &ServerSecrets,
+        config: WebhookConfig,
+    ) -> Result<Arc<Self>, DispatchError> {
+        let http = client::build(config.allow_private, config.timeout)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let d = Arc::new(Dispatcher {
+            store: store.clone(),
+            sealer: Sealer::new(secrets),
+            permits: Arc::new(Semaphore::new(config.workers)),
+            config,
+            http,
+            notify: Notify::new(),
+            state: Mutex::new(State {
+                reload: true,
+                sweep: true,
+                ..State::default()
+            }),
+            results_tx: tx,
+            results_rx: Mutex::new(Some(rx)),
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let weak: Weak<Dispatcher> = Arc::downgrade(&d);
+        store.add_commit_listener(Arc::new(move |msgs: &[Arc<StoredMessage>]| {
+            if let Some(d) = weak.upgrade() {
+                d.on_commit(msgs);
+            }
+        }));
+        Ok(d)
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    pub fn config(&self) -> &WebhookConfig {
+        &self.config
+    }
+
+    /// Endpoint settings changed: reload them before returning (so the
+    /// next attempt already uses a rotated secret or a new URL) and look
+    /// for work.
+    pub async fn endpoints_changed(&self) {
+        self.reload().await;
+        if let Ok(mut st) = self.state.lock() {
+            st.sweep = true;
+        }
+        self.notify.notify_one();
+    }
+
+    /// Deliveries were queued outside a publish (resend, recover, replay).
+    pub fn kick(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.sweep = true;
+        }
+        self.notify.notify_one();
+    }
+
+    /// Runs on the writer thread after each commit: cheap, never blocks long.
+    fn on_commit(&self, msgs: &[Arc<StoredMessage>]) {
+        let now = Timestamp::now().as_micros();
+        let mut any = false;
+        if let Ok(mut st) = self.state.lock() {
+            let State {
+                endpoints, by_org, ..
+            } = &mut *st;
+            for m in msgs {
+                let Some(ids) = by_org.get(&m.org_id) else {
+                    continue;
+                };
+                for id in ids {
+                    if let Some(ep) = endpoints.get_mut(id)
+                        && ep.live.enabled
+                        && ep.live.filter.matches(m.event_type.as_str(), &m.channels)
+                    {
+                        ep.due_at = Some(ep.due_at.map_or(now, |t| t.min(now)));
+                        any = true;
+                    }
+                }
+            }
+        }
+        if any {
+            self.notify.notify_one();
+        }
+    }
+
+    async fn reload(&self) {
+        // Reloads are serialized: a reload that read the store earlier can
+        // never overwrite one that read it later.
+        let _serial = self.reload_lock.lock().await;
+        let records = match self.store.all_endpoints().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "loading webhook endpoints failed; will retry");
+                if let Ok(mut st) = self.state.lock() {
+                    st.reload = true;
+                }
+                return;
+            }
+        };
+        let mut lives = Vec::with_capacity(records.len());
+        for r in &records {
+            match Live::open(r, &self.sealer) {
+                Ok(l) => lives.push(l),
+                Err(e) => {
+                    tracing::error!(endpoint = %r.id, error = %e, "cannot open endpoint secret; skipping it")
+                }
+            }
+        }
+        let Ok(mut st) = self.state.lock() else { return };
+        let mut old = std::mem::take(&mut st.endpoints);
+        st.by_org.clear();
+        for live in lives {
+            st.by_org
+                .entry(live.org_id.clone())
+                .or_default()
+                .push(live.id.clone());
+            let ep = match old.remove(&live.id) {
+                Some(mut e) => {
+                    e.live = Arc::new(live);
+                    e
+                }
+                None => Ep {
+                    live: Arc::new(live),
+                    in_flight: 0,
+                    due_at: None,
+                    later: BinaryHeap::new(),
+                    next_slot: None,
+                },
+            };
+            st.endpoints.insert(ep.live.id.clone(), ep);
+        }
+    }
+
+    async fn sweep(&self) {
+        match self.store.pending_endpoints().await {
+            Ok(list) => {
+                let now = Timestamp::now().as_micros();
+                if let Ok(mut st) = self.state.lock() {
+                    for (id, at) in list {
+                        if let Some(ep) = st.endpoints.get_mut(&id) {
+                            let at = at.as_micros();
+                            if at <= now {
+                                ep.due_at = Some(ep.due_at.map_or(now, |t| t.min(now)));
+                            } else if ep.later.len() < MAX_HINTS {
+                                ep.later.push(Reverse(at));
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "webhook sweep failed"),
+        }
+    }
+
+    /// Claims and starts what is due; returns how long until the next known
+    /// due time.
+    async fn dispatch_due(self: &Arc<Self>) -> Duration {
+        let now = Timestamp::now().as_micros();
+        let mut reqs: Vec<ClaimRequest> = Vec::new();
+        let mut wait = SWEEP;
+        {
+            let Ok(mut st) = self.state.lock() else {
+                return SWEEP;
+            };
+            let mut available = self.permits.available_permits();
+            for ep in st.endpoints.values_mut() {
+                while let Some(Reverse(t)) = ep.later.peek().copied() {
+                    if t > now {
+                        break;
+                    }
+                    ep.later.pop();
+                    ep.due_at = Some(now);
+                }
+                if !ep.live.enabled {
+                    continue;
+                }
+                if let Some(Reverse(t)) = ep.later.peek() {
+                    wait = wait.min(Duration::from_micros((t - now).max(0) as u64));
+                }
+                if ep.due_at.is_none_or(|t| t > now) {
+                    continue;
+                }
+                let free = if ep.live.ordered {
+                    usize::from(ep.in_flight == 0)
+                } else {
+                    ep.live.max_in_flight.saturating_sub(ep.in_flight) as usize
+                };
+                let limit = free.min(available).min(CLAIM_BATCH);
+                if limit == 0 {
+                    continue;
+                }
+                available -= limit;
+                reqs.push(ClaimRequest {
+                    endpoint_id: ep.live.id.clone(),
+                    limit,
+                    ordered: ep.live.ordered,
+                });
+            }
+        }
+        if reqs.is_empty() {
+            return wait;
+        }
+        let lease_until = now.saturating_add(micros(self.config.lease));
+        let claimed = match self
+            .store
+            .claim_deliveries(
+                reqs.clone(),
+                Timestamp::from_micros(now),
+                Timestamp::from_micros(lease_until),
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming deliveries failed; will retry");
+                return Duration::from_millis(100);
+            }
+        };
+        let mut starts = Vec::with_capacity(claimed.len());
+        {
+            let Ok(mut st) = self.state.lock() else {
+                return SWEEP;
+            };
+            let mut per_ep: HashMap<&EndpointId, usize> = HashMap::new();
+            for c in &claimed {
+                *per_ep.entry(&c.endpoint_id).or_default() += 1;
+            }
+            for r in &reqs {
+                if per_ep.get(&r.endpoint_id).copied().unwrap_or(0) < r.limit
+                    && let Some(ep) = st.endpoints.get_mut(&r.endpoint_id)
+                {
+                    // Nothing more is due now; retries come back as hints.
+                    ep.due_at = None;
+                }
+            }
+            let tnow = tokio::time::Instant::now();
+            for c in claimed {
+                let Some(ep) = st.endpoints.get_mut(&c.endpoint_id) else {
+                    continue;
+                };
+                ep.in_flight += 1;
+                let slot = ep.live.rate_limit.map(|r| {
+                    let slot = ep.next_slot.map_or(tnow, |s| s.max(tnow));
+                    ep.next_slot = Some(slot + Duration::from_secs_f64(1.0 / f64::from(r)));
+                    slot
+                });
+                starts.push((ep.live.clone(), c, slot));
+            }
+        }
+        for (live, c, slot) in starts {
+            let permit = self.permits.clone().try_acquire_owned().ok();
+            let me = self.clone();
+            tokio::spawn(async move { me.attempt(live, c, slot, permit).await });
+        }
+        Duration::ZERO
+    }
+
+    async fn attempt(
+        self: Arc<Self>,
+        live: Arc<Live>,
+        d: ClaimedDelivery,
+        slot: Option<tokio::time::Instant>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let permit = match permit {
+            Some(p) => Some(p),
+            None => self.permits.clone().acquire_owned().await.ok(),
+        };
+        if let Some(s) = slot {
+            tokio::time::sleep_until(s).await;
+        }
+        let started = Timestamp::now();
+        let req =
+            live.format
+                .wire()
+                .render(d.id.as_str(), &d.message, started, &live.signing_secrets(started));
+        let r = client::post(
+            &self.http,
+            &live.url,
+            self.config.allow_private,
+            &req.headers,
+            req.body,
+            started,
+        )
+        .await;
+        let (transition, next_at) = self.decide(&d, &r);
+        let disable = (r.status == Some(410)).then(|| "the endpoint answered 410 Gone".to_owned());
+        let outcome = AttemptOutcome {
+            attempt: attempt_record(
+                &r,
+                &live,
+                d.id.clone(),
+                Some(d.message.id.clone()),
+                d.attempt_count + 1,
+            ),
+            transition,
+            message_type: d.message.event_type.as_str().to_owned(),
+            disable,
+        };
+        tracing::debug!(endpoint = %live.id, delivery = %d.id, status = ?r.status, error = ?r.error_kind, "webhook attempt");
+        let _ = self.results_tx.send(ResultMsg::Done(Box::new(Done {
+            outcome,
+            ordered: live.ordered,
+            next_at,
+        })));
+        drop(permit);
+        if let Ok(mut st) = self.state.lock()
+            && let Some(ep) = st.endpoints.get_mut(&live.id)
+        {
+            ep.in_flight = ep.in_flight.saturating_sub(1);
+        }
+        self.notify.notify_one();
+    }
+
+    fn decide(&self, d: &ClaimedDelivery, r: &AttemptResult) -> (Transition, Option<i64>) {
+        if r.succeeded() {
+            return (Transition::Delivered, None);
+        }
+        if r.status == Some(410) {
+            return (Transition::Exhausted, None);
+        }
+        match self
+            .config
+            .retry_schedule
+            .next_delay(d.attempts + 1, unit_random(), r.retry_after)
+        {
+            Some(delay) => {
+                let at = Timestamp::now().saturating_add_micros(micros(delay));
+                (Transition::Retry { next_at: at }, Some(at.as_micros()))
+            }
+            None => (Transition::Exhausted, None),
+        }
+    }
+
+    fn policy(&self) -> OutcomePolicy {
+        OutcomePolicy {
+            disable_after_us: micros(self.config.disable_after),
+            failing_after: self.config.failing_after,
+        }
+    }
+
+    /// Writes attempt results in batches and turns them into hints.
+    async fn record_results(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<ResultMsg>) {
+        let mut batch: Vec<Done> = Vec::new();
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    ResultMsg::Done(d) => batch.push(*d),
+                    ResultMsg::Flush(tx) => flushes.push(tx),
+                }
+                if batch.len() < RESULT_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                let outcomes: Vec<AttemptOutcome> = batch.iter().map(|d| d.outcome.clone()).collect();
+                let mut delay = Duration::from_millis(50);
+                let summary = loop {
+                    match self.store.record_attempts(outcomes.clone(), self.policy()).await {
+                        Ok(s) => break Some(s),
+                        Err(marquee_store::StoreError::Unavailable(_)) => break None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, n = outcomes.len(), "recording webhook attempts failed; retrying");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                };
+                let now = Timestamp::now().as_micros();
+                if let Ok(mut st) = self.state.lock() {
+                    for d in batch.drain(..) {
+                        let Some(ep) = st.endpoints.get_mut(&d.outcome.attempt.endpoint_id) else {
+                            continue;
+                        };
+                        match d.next_at {
+                            // A future retry: remember when (the sweep finds
+                            // it too if the hint list is full).
+                            Some(t) if t > now && ep.later.len() < MAX_HINTS => ep.later.push(Reverse(t)),
+                            Some(t) if t > now => {}
+                            Some(_) => ep.due_at = Some(now),
+                            // An ordered endpoint's head is settled: the next
+                            // one may go.
+                            None if d.ordered => ep.due_at = Some(now),
+                            None => {}
+                        }
+                    }
+                    if summary.is_some_and(|s| !s.disabled.is_empty()) {
+                        st.reload = true;
+                    }
+                }
+                batch.clear();
+                self.notify.notify_one();
+            }
+            for f in flushes.drain(..) {
+                let _ = f.send(());
+            }
+        }
+    }
+
+    /// The dispatcher loop; returns after `stop` once in-flight attempts
+    /// have finished (or 10 s passed) and their results are recorded.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        match self.store.release_all_leases().await {
+            Ok(n) if n > 0 => tracing::info!(released = n, "released webhook leases of a previous run"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "releasing webhook leases failed"),
+        }
+        let rx = self.results_rx.lock().ok().and_then(|mut r| r.take());
+        let recorder = rx.map(|rx| tokio::spawn(self.clone().record_results(rx)));
+        let mut last_sweep = tokio::time::Instant::now();
+        loop {
+            let (reload, sweep) = match self.state.lock() {
+                Ok(mut st) => (std::mem::take(&mut st.reload), std::mem::take(&mut st.sweep)),
+                Err(_) => break,
+            };
+            if reload {
+                self.reload().await;
+            }
+            if sweep || last_sweep.elapsed() >= SWEEP {
+                self.sweep().await;
+                last_sweep = tokio::time::Instant::now();
+            }
+            let wait = self
+                .dispatch_due()
+                .await
+                .min(SWEEP.saturating_sub(last_sweep.elapsed()));
+            if wait.is_zero() {
+                tokio::task::yield_now().await;
+                if *stop.borrow() {
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = self.notify.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.permits.available_permits() < self.config.workers && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.results_tx.send(ResultMsg::Flush(tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        }
+        if let Some(r) = recorder {
+            r.abort();
+        }
+    }
+
+    /// Sends a signed `marquee.test` ping now and logs the attempt.
+    pub async fn test_ping(&self, rec: &EndpointRecord) -> Result<AttemptRecord, DispatchError> {
+        let live = Live::open(rec, &self.sealer)?;
+        let now = Timestamp::now();
+        let data = serde_json::json!({"endpoint_id": rec.id.as_str(), "test": true}).to_string();
+        let message = StoredMessage {
+            seq: 0,
+            id: MessageId::generate(),
+            org_id: rec.org_id.clone(),
+            event_type: marquee_core::EventType::from_trusted(ops::TEST.to_owned()),
+            channels: vec![marquee_core::Channel::from_trusted(format!(
+                "endpoint:{}",
+                rec.id
+            ))],
+            data: RawValue::from_string(data)
+                .map_err(|e| marquee_store::StoreError::Internal(e.to_string()))?,
+            occurred_at: now,
+            received_at: now,
+        };
+        let delivery = DeliveryId::generate();
+        let req = live
+            .format
+            .wire()
+            .render(delivery.as_str(), &message, now, &live.signing_secrets(now));
+        let r = client::post(
+            &self.http,
+            &live.url,
+            self.config.allow_private,
+            &req.headers,
+            req.body,
+            now,
+        )
+        .await;
+        let attempt = attempt_record(&r, &live, delivery, None, 1);
+        self.store
+            .record_attempts(
+                vec![AttemptOutcome {
+                    attempt: attempt.clone(),
+                    transition: Transition::None,
+                    message_type: ops::TEST.to_owned(),
+                    disable: None,
+                }],
+                self.policy(),
+            )
+            .await?;
+        Ok(attempt)
+    }
+}
+
+fn attempt_record(
+    r: &AttemptResult,
+    live: &Live,
+    delivery: DeliveryId,
+    message: Option<MessageId>,
+    attempt_no: u32,
+) -> AttemptRecord {
+    AttemptRecord {
+        id: r.id.clone(),
+        delivery_id: delivery,
+        org_id: live.org_id.clone(),
+        endpoint_id: live.id.clone(),
+        message_id: message,
+        attempt_no,
+        started_at: r.started_at,
+        duration_us: micros(r.duration),
+        status_code: r.status,
+        succeeded: r.succeeded(),
+        error_kind: r.error_kind.map(str::to_owned),
+        response_headers: r.headers_json.clone(),
+        response_body: r.body.clone(),
+    }
+}

@@ -1,0 +1,19 @@
+//! Webhook delivery: configuration, secret sealing, the guarded HTTP client
+//! and the dispatcher.
+//!
+//! Layout:
+//! - [`config`]: `WebhookConfig` and its command-line flags.
+//! - [`seal`]: signing secrets encrypted at rest under a key derived from the
+//!   server secret.
+//! - [`client`]: the outbound HTTP client with the SSRF guard on resolved
+//!   addresses, and one attempt (render, sign, POST, capture the response).
+//! - [`dispatcher`]: claims due deliveries, enforces per-endpoint limits,
+//!   batches attempt results into the store.
+
+pub mod client;
+pub mod config;
+pub mod dispatcher;
+pub mod seal;
+
+pub use config::{WebhookArgs, WebhookConfig};
+pub use dispatcher::Dispatcher;

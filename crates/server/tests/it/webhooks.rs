@@ -1,0 +1,812 @@
+//! Webhook delivery against real receiver HTTP servers on 127.0.0.1: success
+//! and signatures, retries, timeouts, Retry-After, 410, refused connections,
+//! isolation, ordering, rate limits, the SSRF guard, secret rotation, resend,
+//! recover, replay, test pings, stats and the endpoint API.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use marquee_core::webhook::RetrySchedule;
+use marquee_core::wire::SigningSecret;
+use marquee_core::wire::standard::verify;
+use marquee_server::ServeConfig;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub at: Instant,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub json: Value,
+    /// Earlier requests with the same `webhook-id`.
+    pub nth: usize,
+}
+
+impl Hit {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    pub fn n(&self) -> u64 {
+        self.json["data"]["n"].as_u64().unwrap_or(u64::MAX)
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Reply {
+            status,
+            headers: vec![],
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+type Behavior = Arc<dyn Fn(&Hit) -> Reply + Send + Sync>;
+
+/// A webhook receiver: records every request and answers per `behavior`.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub hits: Arc<Mutex<Vec<Hit>>>,
+    behavior: Arc<Mutex<Behavior>>,
+}
+
+impl Receiver {
+    pub async fn start(behavior: impl Fn(&Hit) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let r = Receiver {
+            addr,
+            hits: Arc::new(Mutex::new(Vec::new())),
+            behavior: Arc::new(Mutex::new(Arc::new(behavior))),
+        };
+        let rc = r.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let rc = rc.clone();
+            async move {
+                let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let reply = {
+                    let mut hits = rc.hits.lock().unwrap();
+                    let id = headers.get("webhook-id").cloned();
+                    let nth = hits
+                        .iter()
+                        .filter(|h| h.headers.get("webhook-id") == id.as_ref())
+                        .count();
+                    let hit = Hit {
+                        at: Instant::now(),
+                        headers,
+                        body,
+                        json,
+                        nth,
+                    };
+                    let b = rc.behavior.lock().unwrap().clone();
+                    let reply = b(&hit);
+                    hits.push(hit);
+                    reply
+                };
+                tokio::time::sleep(reply.delay).await;
+                let mut resp = StatusCode::from_u16(reply.status).unwrap().into_response();
+                for (k, v) in reply.headers {
+                    resp.headers_mut().insert(k, v.parse().unwrap());
+                }
+                resp
+            }
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        r
+    }
+
+    pub async fn ok() -> Self {
+        Self::start(|_| Reply::status(204)).await
+    }
+
+    pub fn set(&self, behavior: impl Fn(&Hit) -> Reply + Send + Sync + 'static) {
+        *self.behavior.lock().unwrap() = Arc::new(behavior);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.hits.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` requests arrived (or panics after `secs`).
+    pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<Hit> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let h = self.hits();
+            if h.len() >= n {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "receiver got {} of {n} requests",
+                h.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+pub fn fast(c: &mut ServeConfig) {
+    c.webhooks.allow_private = true;
+    c.webhooks.retry_schedule = RetrySchedule(vec![
+        Duration::ZERO,
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+        Duration::from_millis(150),
+    ]);
+    c.webhooks.timeout = Duration::from_millis(1500);
+}
+
+async fn server() -> TestServer {
+    TestServer::start_with(fast).await
+}
+
+pub async fn create_endpoint(s: &TestServer, key: &str, body: Value) -> Value {
+    let r = s.post(key, "/v1/endpoints").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    r.json().await.unwrap()
+}
+
+async fn get_json(s: &TestServer, key: &str, path: &str) -> Value {
+    let r = s.get(key, path).send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.json().await.unwrap()
+}
+
+async fn post_json(s: &TestServer, key: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = s.post(key, path).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `path` until `pred` holds (or panics after `secs`).
+async fn eventually(
+    s: &TestServer,
+    key: &str,
+    path: &str,
+    secs: u64,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = get_json(s, key, path).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition on {path} never held: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn secret_of(ep: &Value) -> SigningSecret {
+    ep["secret"].as_str().unwrap().parse().unwrap()
+}
+
+fn verifies(secret: &SigningSecret, h: &Hit) -> bool {
+    let ts: i64 = h.header("webhook-timestamp").parse().unwrap();
+    verify(
+        secret,
+        h.header("webhook-id"),
+        ts,
+        &h.body,
+        h.header("webhook-signature"),
+    )
+}
+
+fn data(v: &Value) -> &Vec<Value> {
+    v["data"].as_array().unwrap()
+}
+
+#[tokio::test]
+async fn delivers_a_signed_message_and_logs_the_attempt() {
+    let s = server().await;
+    let rx = Receiver::ok().await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url(), "types": ["fan_*"]})).await;
+    assert!(ep["secret"].as_str().unwrap().starts_with("whsec_"));
+    let ep_id = ep["id"].as_str().unwrap().to_owned();
+    let m = s.publish(&key, checkin("venue:a", 1)).await;
+    s.publish(
+        &key,
+        json!({"type": "order.completed", "channels": ["venue:a"], "data": {}}),
+    )
+    .await;
+    let hits = rx.wait_for(1, 10).await;
+    let h = &hits[0];
+    assert!(h.header("webhook-id").starts_with("dlv_"));
+    assert!(verifies(&secret_of(&ep), h), "signature verifies");
+    assert_eq!(h.json["type"], "fan_checkin");
+    assert_eq!(h.json["id"], m["id"]);
+    assert_eq!(h.json["cursor"], m["cursor"]);
+    assert_eq!(h.json["channels"][0], "venue:a");
+    assert_eq!(h.json["data"]["n"], 1);
+    assert!(h.json["occurred_at"].is_string());
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 5, |v| data(v).len() == 1).await;
+    let a = &data(&log)[0];
+    assert_eq!(a["status"], "succeeded");
+    assert_eq!(a["status_code"], 204);
+    assert_eq!(a["endpoint_id"], ep_id.as_str());
+    assert_eq!(a["delivery_id"], h.header("webhook-id"));
+    let stats = eventually(&s, &key, &format!("/v1/endpoints/{ep_id}/stats"), 5, |v| {
+        v["delivered"] == 1
+    })
+    .await;
+    assert_eq!(stats["pending"], 0);
+    assert_eq!(stats["success_rate_last_hour"], 1.0);
+    // Not subscribed to order.*: nothing more arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rx.count(), 1);
+}
+
+#[tokio::test]
+async fn retries_with_the_same_delivery_id_until_success() {
+    let s = server().await;
+    let rx = Receiver::start(|h| Reply::status(if h.nth < 2 { 500 } else { 200 })).await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url()})).await;
+    let ep_id = ep["id"].as_str().unwrap();
+    let m = s.publish(&key, checkin("venue:a", 1)).await;
+    let hits = rx.wait_for(3, 10).await;
+    let id = hits[0].header("webhook-id");
+    assert!(hits.iter().all(|h| h.header("webhook-id") == id));
+    assert!(hits.iter().all(|h| verifies(&secret_of(&ep), h)));
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 5, |v| data(v).len() == 3).await;
+    let statuses: Vec<&str> = data(&log).iter().map(|a| a["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["failed", "failed", "succeeded"]);
+    assert_eq!(data(&log)[0]["status_code"], 500);
+    assert_eq!(data(&log)[0]["error_kind"], "http_status");
+    let attempts: Vec<u64> = data(&log)
+        .iter()
+        .map(|a| a["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    let failed = get_json(&s, &key, &format!("/v1/endpoints/{ep_id}/attempts?status=failed")).await;
+    assert_eq!(data(&failed).len(), 2);
+    let first = data(&failed)[0]["id"].as_str().unwrap().to_owned();
+    let after = get_json(
+        &s,
+        &key,
+        &format!("/v1/endpoints/{ep_id}/attempts?status=failed&after={first}"),
+    )
+    .await;
+    assert_eq!(data(&after).len(), 1);
+    assert_eq!(rx.count(), 3);
+}
+
+#[tokio::test]
+async fn timeouts_fail_and_exhaustion_is_published() {
+    let s = TestServer::start_with(|c| {
+        fast(c);
+        c.webhooks.timeout = Duration::from_millis(200);
+        c.webhooks.retry_schedule = RetrySchedule(vec![Duration::ZERO, Duration::from_millis(20)]);
+    })
+    .await;
+    let rx = Receiver::start(|_| Reply {
+        status: 200,
+        headers: vec![],
+        delay: Duration::from_secs(3),
+    })
+    .await;
+    let (_, key) = s.tenant().await;
+    // A second endpoint subscribed to operational messages.
+    let ops = Receiver::ok().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url(), "types": ["fan_checkin"]})).await;
+    create_endpoint(
+        &s,
+        &key,
+        json!({"url": ops.url(), "types": ["message.attempt.*"]}),
+    )
+    .await;
+    let m = s.publish(&key, checkin("venue:a", 1)).await;
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 10, |v| data(v).len() == 2).await;
+    for a in data(&log) {
+        assert_eq!(a["status"], "failed");
+        assert_eq!(a["error_kind"], "timeout");
+        assert!(a["status_code"].is_null());
+    }
+    let exhausted = ops.wait_for(1, 10).await;
+    let e = exhausted
+        .iter()
+        .find(|h| h.json["type"] == "message.attempt.exhausted")
+        .expect("exhausted notice");
+    assert_eq!(e.json["data"]["message_id"], m["id"]);
+    assert_eq!(e.json["data"]["endpoint_id"], ep["id"]);
+    let logged = s.list_all(&key, "&type=message.attempt.exhausted").await;
+    assert_eq!(logged.len(), 1);
+    let stats = get_json(
+        &s,
+        &key,
+        &format!("/v1/endpoints/{}/stats", ep["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(stats["failed"], 1);
+}
+
+#[tokio::test]
+async fn retry_after_on_429_is_honoured() {
+    let s = server().await;
+    let rx = Receiver::start(|h| {
+        if h.nth == 0 {
+            Reply {
+                status: 429,
+                headers: vec![("retry-after", "1".into())],
+                delay: Duration::ZERO,
+            }
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let (_, key) = s.tenant().await;
+    create_endpoint(&s, &key, json!({"url": rx.url()})).await;
+    s.publish(&key, checkin("venue:a", 1)).await;
+    let hits = rx.wait_for(2, 10).await;
+    let gap = hits[1].at - hits[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retried after {gap:?}, not after Retry-After: 1"
+    );
+    assert!(gap < Duration::from_secs(4), "{gap:?}");
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_and_says_so() {
+    let s = server().await;
+    let rx = Receiver::start(|_| Reply::status(410)).await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url(), "types": ["fan_checkin"]})).await;
+    let ep_id = ep["id"].as_str().unwrap();
+    s.publish(&key, checkin("venue:a", 1)).await;
+    let v = eventually(&s, &key, &format!("/v1/endpoints/{ep_id}"), 10, |v| {
+        v["enabled"] == false
+    })
+    .await;
+    assert!(v["disabled_reason"].as_str().unwrap().contains("410"));
+    let notices = s.list_all(&key, "&type=endpoint.disabled").await;
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0]["data"]["endpoint_id"], ep_id);
+    assert_eq!(rx.count(), 1, "410 is not retried");
+    s.publish(&key, checkin("venue:a", 2)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.count(), 1, "a disabled endpoint receives nothing");
+}
+
+#[tokio::test]
+async fn refused_connections_fail_and_retry() {
+    let s = server().await;
+    let port = free_port();
+    let (_, key) = s.tenant().await;
+    create_endpoint(&s, &key, json!({"url": format!("http://127.0.0.1:{port}/hook")})).await;
+    let m = s.publish(&key, checkin("venue:a", 1)).await;
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 10, |v| data(v).len() == 4).await;
+    assert!(data(&log).iter().all(|a| a["error_kind"] == "connect"), "{log}");
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_does_not_delay_a_healthy_one() {
+    let s = TestServer::start_with(|c| {
+        fast(c);
+        c.webhooks.timeout = Duration::from_secs(10);
+    })
+    .await;
+    let slow = Receiver::start(|_| Reply {
+        status: 200,
+        headers: vec![],
+        delay: Duration::from_secs(5),
+    })
+    .await;
+    let healthy = Receiver::ok().await;
+    let (_, key) = s.tenant().await;
+    create_endpoint(&s, &key, json!({"url": slow.url(), "max_in_flight": 2})).await;
+    create_endpoint(&s, &key, json!({"url": healthy.url()})).await;
+    let t0 = Instant::now();
+    for n in 0..20 {
+        s.publish(&key, checkin("venue:a", n)).await;
+    }
+    healthy.wait_for(20, 10).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "healthy endpoint took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        slow.count() <= 2,
+        "the slow endpoint has at most max_in_flight attempts open"
+    );
+}
+
+#[tokio::test]
+async fn an_ordered_endpoint_keeps_order_across_a_failure() {
+    let s = server().await;
+    // Message 2 fails twice before succeeding.
+    let rx = Receiver::start(|h| Reply::status(if h.n() == 2 && h.nth < 2 { 503 } else { 200 })).await;
+    let (_, key) = s.tenant().await;
+    create_endpoint(&s, &key, json!({"url": rx.url(), "ordered": true})).await;
+    for n in 0..6 {
+        s.publish(&key, checkin("venue:a", n)).await;
+    }
+    let hits = rx.wait_for(8, 10).await;
+    let seq: Vec<u64> = hits.iter().map(Hit::n).collect();
+    assert_eq!(
+        seq,
+        [0, 1, 2, 2, 2, 3, 4, 5],
+        "attempts in commit order, the failure holding back later ones"
+    );
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_respected() {
+    let s = server().await;
+    let rx = Receiver::ok().await;
+    let (_, key) = s.tenant().await;
+    create_endpoint(&s, &key, json!({"url": rx.url(), "rate_limit": 10})).await;
+    let batch: Vec<Value> = (0..15).map(|n| checkin("venue:a", n)).collect();
+    let r = s
+        .post(&key, "/v1/messages/batch")
+        .json(&json!({"messages": batch}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let hits = rx.wait_for(15, 10).await;
+    let span = hits[14].at - hits[0].at;
+    assert!(
+        span >= Duration::from_millis(1300),
+        "15 deliveries at 10/s took only {span:?}"
+    );
+    // No window of one second holds more than 10 + 1 deliveries.
+    for (i, h) in hits.iter().enumerate() {
+        let within = hits[i..]
+            .iter()
+            .filter(|o| o.at - h.at < Duration::from_secs(1))
+            .count();
+        assert!(within <= 11, "{within} deliveries within one second");
+    }
+}
+
+#[tokio::test]
+async fn private_destinations_are_refused_without_the_allowance() {
+    let s = TestServer::start_with(|c| {
+        fast(c);
+        c.webhooks.allow_private = false;
+    })
+    .await;
+    let rx = Receiver::ok().await;
+    let (_, key) = s.tenant().await;
+    let port = rx.addr.port();
+    create_endpoint(&s, &key, json!({"url": format!("http://127.0.0.1:{port}/a")})).await;
+    create_endpoint(&s, &key, json!({"url": format!("http://localhost:{port}/b")})).await;
+    let m = s.publish(&key, checkin("venue:a", 1)).await;
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 10, |v| data(v).len() >= 2).await;
+    for a in data(&log) {
+        assert_eq!(a["error_kind"], "blocked_address", "{a}");
+    }
+    assert_eq!(rx.count(), 0, "nothing reached the private address");
+    // The same receiver is reachable once private endpoints are allowed
+    // (every other test runs with the allowance).
+    let allowed = server().await;
+    let (_, key2) = allowed.tenant().await;
+    create_endpoint(
+        &allowed,
+        &key2,
+        json!({"url": format!("http://localhost:{port}/b")}),
+    )
+    .await;
+    allowed.publish(&key2, checkin("venue:a", 1)).await;
+    rx.wait_for(1, 10).await;
+}
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_signing_during_the_overlap() {
+    let s = server().await;
+    let rx = Receiver::ok().await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url()})).await;
+    let ep_id = ep["id"].as_str().unwrap();
+    let old = secret_of(&ep);
+    let (status, rotated) = post_json(
+        &s,
+        &key,
+        &format!("/v1/endpoints/{ep_id}/secret/rotate"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let new = secret_of(&rotated);
+    assert_ne!(old, new);
+    assert!(rotated["previous_secret_expires_at"].is_string());
+    let got = get_json(&s, &key, &format!("/v1/endpoints/{ep_id}")).await;
+    assert!(
+        got.get("secret").is_none(),
+        "the secret is shown only at create and rotate"
+    );
+    s.publish(&key, checkin("venue:a", 1)).await;
+    let hits = rx.wait_for(1, 10).await;
+    assert_eq!(hits[0].header("webhook-signature").split(' ').count(), 2);
+    assert!(verifies(&old, &hits[0]) && verifies(&new, &hits[0]));
+    assert!(!verifies(&SigningSecret::generate(), &hits[0]));
+}
+
+#[tokio::test]
+async fn test_ping_resend_replay_and_recover() {
+    let s = server().await;
+    let rx = Receiver::ok().await;
+    let (_, key) = s.tenant().await;
+    // Published before the endpoint exists.
+    let early: Vec<Value> = futures_join((0..3).map(|n| checkin("venue:old", n)).collect(), &s, &key).await;
+    let ep = create_endpoint(
+        &s,
+        &key,
+        json!({"url": rx.url(), "channels": ["venue:old", "venue:new"]}),
+    )
+    .await;
+    let ep_id = ep["id"].as_str().unwrap().to_owned();
+
+    // Test ping: signed, synchronous, logged.
+    let (status, attempt) = post_json(&s, &key, &format!("/v1/endpoints/{ep_id}/test"), json!({})).await;
+    assert_eq!(status, 200, "{attempt}");
+    assert_eq!(attempt["status"], "succeeded");
+    let ping = rx.wait_for(1, 5).await.remove(0);
+    assert_eq!(ping.json["type"], "marquee.test");
+    assert!(verifies(&secret_of(&ep), &ping));
+
+    // Replay delivers what was logged before the endpoint existed.
+    let (status, v) = post_json(
+        &s,
+        &key,
+        &format!("/v1/endpoints/{ep_id}/replay"),
+        json!({"since": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["queued"], 3);
+    let hits = rx.wait_for(4, 10).await;
+    let mut ns: Vec<u64> = hits[1..].iter().map(Hit::n).collect();
+    ns.sort();
+    assert_eq!(ns, [0, 1, 2]);
+
+    // Resend the first one: same delivery, again.
+    let first_id = early[0]["id"].as_str().unwrap();
+    let (status, v) = post_json(
+        &s,
+        &key,
+        &format!("/v1/messages/{first_id}/resend"),
+        json!({"endpoint_id": ep_id}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let hits = rx.wait_for(5, 10).await;
+    assert_eq!(hits[4].n(), 0);
+    let orig = hits[1..4].iter().find(|h| h.n() == 0).unwrap();
+    assert_eq!(hits[4].header("webhook-id"), orig.header("webhook-id"));
+
+    // Recover: exhaust a delivery, fix the receiver, recover the window.
+    rx.set(|_| Reply::status(500));
+    let m = s.publish(&key, checkin("venue:new", 7)).await;
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    eventually(&s, &key, &path, 10, |v| data(v).len() == 4).await;
+    eventually(&s, &key, &format!("/v1/endpoints/{ep_id}/stats"), 5, |v| {
+        v["failed"] == 1
+    })
+    .await;
+    rx.set(|_| Reply::status(200));
+    let (status, v) = post_json(
+        &s,
+        &key,
+        &format!("/v1/endpoints/{ep_id}/recover"),
+        json!({"since": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["queued"], 1);
+    eventually(&s, &key, &path, 10, |v| {
+        data(v).iter().any(|a| a["status"] == "succeeded")
+    })
+    .await;
+
+    // Resend of an unknown message is a 404.
+    let r = s
+        .post(&key, "/v1/messages/msg_01JD0000000000000000000000/resend")
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "not_found").await;
+}
+
+async fn futures_join(bodies: Vec<Value>, s: &TestServer, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for b in bodies {
+        out.push(s.publish(key, b).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn endpoint_api_validates_scopes_and_manages() {
+    let s = server().await;
+    let (_, key) = s.tenant().await;
+    let (_, other) = s.tenant().await;
+    for bad in [
+        json!({"url": "not a url"}),
+        json!({"url": "ftp://example.com/x"}),
+        json!({"url": "https://example.com/x", "format": "stripe"}),
+        json!({"url": "https://example.com/x", "types": ["Order.*"]}),
+        json!({"url": "https://example.com/x", "channels": ["nocolon"]}),
+        json!({"url": "https://example.com/x", "max_in_flight": 0}),
+        json!({"url": "https://example.com/x", "surprise": 1}),
+    ] {
+        let r = s.post(&key, "/v1/endpoints").json(&bad).send().await.unwrap();
+        assert_error(r, 400, "invalid_request").await;
+    }
+    let ep = create_endpoint(
+        &s,
+        &key,
+        json!({"url": "https://example.com/hooks", "description": "prod", "types": ["order.*"], "rate_limit": 50}),
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap();
+    assert_eq!(ep["format"], "standard");
+    assert_eq!(ep["max_in_flight"], 8);
+    assert_eq!(ep["ordered"], false);
+    assert_eq!(ep["enabled"], true);
+    // Another organization sees nothing.
+    for r in [
+        s.get(&other, &format!("/v1/endpoints/{id}"))
+            .send()
+            .await
+            .unwrap(),
+        s.http
+            .delete(s.url(&format!("/v1/endpoints/{id}")))
+            .header("x-api-key", &other)
+            .send()
+            .await
+            .unwrap(),
+        s.post(&other, &format!("/v1/endpoints/{id}/test"))
+            .send()
+            .await
+            .unwrap(),
+        s.get(&key, "/v1/endpoints/ep_nope").send().await.unwrap(),
+    ] {
+        assert_error(r, 404, "not_found").await;
+    }
+    let list = get_json(&s, &other, "/v1/endpoints").await;
+    assert_eq!(data(&list).len(), 0);
+    let list = get_json(&s, &key, "/v1/endpoints").await;
+    assert_eq!(list["object"], "list");
+    assert_eq!(data(&list).len(), 1);
+    assert!(data(&list)[0].get("secret").is_none());
+    let r = s
+        .http
+        .patch(s.url(&format!("/v1/endpoints/{id}")))
+        .header("x-api-key", &key)
+        .json(&json!({"description": null, "rate_limit": null, "ordered": true, "enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["description"].is_null() && v["rate_limit"].is_null());
+    assert_eq!(v["ordered"], true);
+    assert_eq!(v["enabled"], false);
+    let r = s
+        .http
+        .delete(s.url(&format!("/v1/endpoints/{id}")))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s.get(&key, &format!("/v1/endpoints/{id}")).send().await.unwrap();
+    assert_error(r, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn secrets_are_not_stored_in_plaintext() {
+    let s = server().await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": "https://example.com/x"})).await;
+    let secret = secret_of(&ep);
+    let data_dir = s.data_dir.clone();
+    drop(s.stop().await.map(|d| d.keep()));
+    let mut raw = Vec::new();
+    for f in ["marquee.db", "marquee.db-wal"] {
+        if let Ok(b) = std::fs::read(data_dir.join(f)) {
+            raw.extend(b);
+        }
+    }
+    let text = ep["secret"].as_str().unwrap();
+    assert!(!raw.windows(text.len()).any(|w| w == text.as_bytes()));
+    assert!(!raw.windows(secret.key().len()).any(|w| w == secret.key()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn failing_recovered_and_continuous_failure_notices() {
+    let s = TestServer::start_with(|c| {
+        fast(c);
+        c.webhooks.retry_schedule = RetrySchedule(vec![Duration::from_millis(40); 30]);
+        c.webhooks.disable_after = Duration::from_millis(600);
+    })
+    .await;
+    let (_, key) = s.tenant().await;
+    // Fails four times, then recovers.
+    let flaky = Receiver::start(|h| Reply::status(if h.nth < 4 { 500 } else { 200 })).await;
+    let flaky_ep = create_endpoint(&s, &key, json!({"url": flaky.url(), "channels": ["venue:flaky"]})).await;
+    s.publish(&key, checkin("venue:flaky", 1)).await;
+    flaky.wait_for(5, 10).await;
+    let flaky_id = flaky_ep["id"].as_str().unwrap();
+    let mut failing = Vec::new();
+    let mut recovered = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (failing.is_empty() || recovered.is_empty()) && Instant::now() < deadline {
+        failing = s.list_all(&key, "&type=message.attempt.failing").await;
+        recovered = s.list_all(&key, "&type=endpoint.recovered").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(failing.len(), 1, "one failing notice");
+    assert_eq!(failing[0]["data"]["endpoint_id"], flaky_id);
+    assert_eq!(failing[0]["channels"][0], format!("endpoint:{flaky_id}"));
+    assert_eq!(recovered.len(), 1, "one recovered notice");
+    // Always fails: disabled after failing continuously for 600 ms.
+    let dead = Receiver::start(|_| Reply::status(500)).await;
+    let dead_ep = create_endpoint(&s, &key, json!({"url": dead.url(), "channels": ["venue:dead"]})).await;
+    let dead_id = dead_ep["id"].as_str().unwrap();
+    s.publish(&key, checkin("venue:dead", 1)).await;
+    let v = eventually(&s, &key, &format!("/v1/endpoints/{dead_id}"), 10, |v| {
+        v["enabled"] == false
+    })
+    .await;
+    assert!(
+        v["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failing continuously"),
+        "{v}"
+    );
+    let notices = s.list_all(&key, "&type=endpoint.disabled").await;
+    assert_eq!(notices.len(), 1);
+    // Re-enabling through the API clears the failure run.
+    let r = s
+        .http
+        .patch(s.url(&format!("/v1/endpoints/{dead_id}")))
+        .header("x-api-key", &key)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["enabled"], true);
+    assert!(
+        v["disabled_reason"].is_null() && v["failing_since"].is_null(),
+        "{v}"
+    );
+}

@@ -1,0 +1,241 @@
+//! The webhook part of the store contract: endpoints, deliveries (created in
+//! the publish commit), leases for claiming them, and the attempt log.
+//!
+//! Claiming is lease based so the same contract works for several nodes on
+//! PostgreSQL (`SELECT … FOR UPDATE SKIP LOCKED` + `claimed_until`): a node
+//! claims due deliveries by setting `claimed_until = now + lease`; a node
+//! that dies simply lets its leases expire and any node claims them again.
+//! Attempt results are written in batches ([`WebhookStore::record_attempts`])
+//! so durability costs one commit per batch, not one per attempt.
+
+use async_trait::async_trait;
+use marquee_core::ids::{AttemptId, DeliveryId, EndpointId, MessageId, OrgId};
+use marquee_core::message::StoredMessage;
+use marquee_core::timestamp::Timestamp;
+use marquee_core::webhook::EndpointFilter;
+use marquee_core::wire::Format;
+
+use crate::Result;
+
+/// An endpoint as stored. The signing secrets are sealed (encrypted by the
+/// server); the store never sees them in the clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRecord {
+    pub id: EndpointId,
+    pub org_id: OrgId,
+    pub url: String,
+    pub description: Option<String>,
+    pub filter: EndpointFilter,
+    pub format: Format,
+    /// Deliveries per second; `None` = unlimited.
+    pub rate_limit: Option<u32>,
+    pub max_in_flight: u32,
+    pub ordered: bool,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub secret_sealed: Vec<u8>,
+    pub previous_secret_sealed: Option<Vec<u8>>,
+    pub previous_secret_until: Option<Timestamp>,
+    /// Start of the current run of failed attempts, if failing.
+    pub failing_since: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A page of endpoints.
+#[derive(Debug, Clone)]
+pub struct EndpointPage {
+    pub endpoints: Vec<EndpointRecord>,
+    pub has_more: bool,
+}
+
+/// Claim up to `limit` due deliveries of one endpoint. For an ordered
+/// endpoint only its oldest pending delivery (by commit order) is eligible.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub endpoint_id: EndpointId,
+    pub limit: usize,
+    pub ordered: bool,
+}
+
+/// A leased delivery with the message it carries.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: DeliveryId,
+    pub endpoint_id: EndpointId,
+    /// Failed attempts in the current schedule (the schedule position).
+    pub attempts: u32,
+    /// Attempts ever made (numbering of the attempt log).
+    pub attempt_count: u32,
+    pub message: StoredMessage,
+}
+
+/// One HTTP attempt, as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub id: AttemptId,
+    pub delivery_id: DeliveryId,
+    pub org_id: OrgId,
+    pub endpoint_id: EndpointId,
+    /// `None` for a test ping, which carries no logged message.
+    pub message_id: Option<MessageId>,
+    pub attempt_no: u32,
+    pub started_at: Timestamp,
+    pub duration_us: i64,
+    pub status_code: Option<u16>,
+    pub succeeded: bool,
+    /// `timeout`, `connect`, `blocked_address`, `http_status`, … when failed.
+    pub error_kind: Option<String>,
+    /// A JSON object of selected response headers.
+    pub response_headers: String,
+    /// The first 4 KiB of the response body (lossy UTF-8).
+    pub response_body: String,
+}
+
+/// What the attempt does to its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Delivered,
+    Retry {
+        next_at: Timestamp,
+    },
+    /// The last attempt failed (or the receiver answered 410).
+    Exhausted,
+    /// A test ping: no delivery row to update.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub attempt: AttemptRecord,
+    pub transition: Transition,
+    /// The message type (to keep operational messages from looping).
+    pub message_type: String,
+    /// Disable the endpoint at once (410 Gone) with this reason.
+    pub disable: Option<String>,
+}
+
+/// Policy the store applies while recording attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomePolicy {
+    /// Disable an endpoint failing continuously for this long (µs).
+    pub disable_after_us: i64,
+    /// Publish `message.attempt.failing` after this many failed attempts of
+    /// one delivery.
+    pub failing_after: u32,
+}
+
+/// Endpoints disabled while recording (so the dispatcher stops at once).
+#[derive(Debug, Clone, Default)]
+pub struct RecordSummary {
+    pub disabled: Vec<EndpointId>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AttemptQuery {
+    pub endpoint_id: Option<EndpointId>,
+    pub message_id: Option<MessageId>,
+    pub succeeded: Option<bool>,
+    pub after: Option<AttemptId>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptPage {
+    pub attempts: Vec<AttemptRecord>,
+    pub has_more: bool,
+}
+
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy)]
+pub enum ReplayFrom {
+    AfterSeq(u64),
+    Since(Timestamp),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayProgress {
+    /// Deliveries (re)queued by this chunk.
+    pub queued: u64,
+    /// Continue from here; `None` when the log is exhausted.
+    pub next: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointStats {
+    pub delivered: u64,
+    pub exhausted: u64,
+    pub pending: u64,
+    /// Pending deliveries that have failed at least once.
+    pub retrying: u64,
+    pub last_success_at: Option<Timestamp>,
+    pub last_failure_at: Option<Timestamp>,
+    pub attempts_last_hour: u64,
+    pub succeeded_last_hour: u64,
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    async fn create_endpoint(&self, ep: EndpointRecord) -> Result<()>;
+    async fn get_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<Option<EndpointRecord>>;
+    async fn list_endpoints(
+        &self,
+        org: &OrgId,
+        after: Option<&EndpointId>,
+        limit: usize,
+    ) -> Result<EndpointPage>;
+    /// Every endpoint of every organization (the dispatcher's cache).
+    async fn all_endpoints(&self) -> Result<Vec<EndpointRecord>>;
+    /// Replaces the endpoint's settings and secrets (not `failing_since`);
+    /// `NotFound` when it does not exist in `org`. Re-enabling clears the
+    /// failure run.
+    async fn update_endpoint(&self, ep: EndpointRecord) -> Result<()>;
+    /// Deletes the endpoint with its deliveries; false when it did not exist.
+    async fn delete_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<bool>;
+
+    /// Leases due deliveries until `lease_until`.
+    async fn claim_deliveries(
+        &self,
+        reqs: Vec<ClaimRequest>,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    /// Drops every lease (a single-node store at start-up: nothing of a
+    /// previous process is still in flight).
+    async fn release_all_leases(&self) -> Result<u64>;
+    /// Endpoints with pending deliveries and the earliest `next_at` among them.
+    async fn pending_endpoints(&self) -> Result<Vec<(EndpointId, Timestamp)>>;
+    /// Logs attempts and moves their deliveries, in one commit.
+    async fn record_attempts(
+        &self,
+        outcomes: Vec<AttemptOutcome>,
+        policy: OutcomePolicy,
+    ) -> Result<RecordSummary>;
+
+    async fn list_attempts(&self, org: &OrgId, q: &AttemptQuery) -> Result<AttemptPage>;
+    /// Queues a message again for one endpoint, or for every enabled endpoint
+    /// it matches; `NotFound` when the message is not in the log.
+    async fn resend(&self, org: &OrgId, message: &MessageId, endpoint: Option<&EndpointId>) -> Result<u64>;
+    /// Re-queues retrying and exhausted deliveries created in `[since, until)`.
+    async fn recover(
+        &self,
+        org: &OrgId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<u64>;
+    /// Queues (again) up to `chunk` logged messages matching the endpoint.
+    async fn replay_chunk(
+        &self,
+        org: &OrgId,
+        endpoint: &EndpointId,
+        from: ReplayFrom,
+        chunk: usize,
+    ) -> Result<ReplayProgress>;
+    async fn endpoint_stats(
+        &self,
+        org: &OrgId,
+        endpoint: &EndpointId,
+        now: Timestamp,
+    ) -> Result<EndpointStats>;
+}
