@@ -93,6 +93,18 @@ macro_rules! prefixed_id {
                 &self.0
             }
 
+            /// The smallest id that could be generated at `ms` (Unix
+            /// milliseconds): every id made earlier sorts below it.
+            pub fn lower_bound_at(ms: u64) -> Self {
+                let mut value: u128 = u128::from(ms & 0xFFFF_FFFF_FFFF) << 80;
+                let mut out = [0u8; BODY_LEN];
+                for i in (0..BODY_LEN).rev() {
+                    out[i] = CROCKFORD[(value & 31) as usize];
+                    value >>= 5;
+                }
+                $name(format!("{}{}", $prefix, String::from_utf8(out.to_vec()).expect("ascii")))
+            }
+
             /// Trusts a value read back from the store.
             pub fn from_trusted(s: String) -> Self {
                 $name(s)
@@ -148,6 +160,15 @@ mod tests {
         assert!(a < b);
         assert_eq!(a.as_str().parse::<MessageId>().unwrap(), a);
         assert_eq!(a.as_str().len(), 4 + 26);
+    }
+
+    #[test]
+    fn lower_bound_sorts_below_later_ids() {
+        let before = MessageId::lower_bound_at(now_ms());
+        let id = MessageId::generate();
+        assert!(before <= id);
+        assert!(MessageId::lower_bound_at(now_ms() + 10_000) > id);
+        assert!(before.as_str().parse::<MessageId>().is_ok());
     }
 
     #[test]

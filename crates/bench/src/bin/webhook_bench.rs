@@ -30,7 +30,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use marquee_bench::{Conn, Template, closed_loop, default_marquee_bin, fixed_rate, percentile, provision_key, start_server};
+use marquee_bench::{
+    Conn, Template, closed_loop, default_marquee_bin, fixed_rate, percentile, provision_key, start_server,
+};
 use sha2::Sha256;
 
 #[derive(Parser)]
@@ -60,7 +62,10 @@ struct Sink {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// The `"timestamp":"…"` of a Standard Webhooks body, in µs.
@@ -68,23 +73,33 @@ fn body_timestamp_us(body: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(body).ok()?;
     let start = text.find("\"timestamp\":\"")? + 13;
     let end = start + text[start..].find('"')?;
-    let t = time::OffsetDateTime::parse(&text[start..end], &time::format_description::well_known::Rfc3339).ok()?;
+    let t = time::OffsetDateTime::parse(&text[start..end], &time::format_description::well_known::Rfc3339)
+        .ok()?;
     u64::try_from(t.unix_timestamp_nanos() / 1000).ok()
 }
 
 async fn start_receiver(sink: Arc<Sink>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let sink = sink.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let sink = sink.clone();
                     async move {
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let now = now_us();
                         sink.received.fetch_add(1, Ordering::Relaxed);
                         sink.last_us.fetch_max(now, Ordering::Relaxed);
@@ -98,7 +113,9 @@ async fn start_receiver(sink: Arc<Sink>) -> SocketAddr {
                         Ok::<_, Infallible>(resp)
                     }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -138,10 +155,16 @@ async fn create_endpoint(server: SocketAddr, key: &str, url: &str, channel: &str
     let tpl = Template {
         method: hyper::Method::POST,
         path: "/v1/endpoints".into(),
-        headers: vec![("x-api-key".into(), key.into()), ("content-type".into(), "application/json".into())],
+        headers: vec![
+            ("x-api-key".into(), key.into()),
+            ("content-type".into(), "application/json".into()),
+        ],
         body: Bytes::from(body),
     };
-    let (status, body) = c.send(tpl.build(&server.to_string())).await.expect("create endpoint");
+    let (status, body) = c
+        .send(tpl.build(&server.to_string()))
+        .await
+        .expect("create endpoint");
     assert_eq!(status, 201, "create endpoint: {}", String::from_utf8_lossy(&body));
 }
 
@@ -152,7 +175,10 @@ fn publish_template(key: &str, channel: &str) -> Template {
     Template {
         method: hyper::Method::POST,
         path: "/v1/messages".into(),
-        headers: vec![("x-api-key".into(), key.into()), ("content-type".into(), "application/json".into())],
+        headers: vec![
+            ("x-api-key".into(), key.into()),
+            ("content-type".into(), "application/json".into()),
+        ],
         body: Bytes::from(body),
     }
 }
@@ -183,11 +209,15 @@ async fn run(args: Args) {
     let d = Duration::from_secs(args.seconds);
 
     // 1. Baseline: raw signed POSTs from this harness to the same receiver.
-    let body = br#"{"type":"fan_checkin","timestamp":"2026-01-01T00:00:00Z","id":"msg_x","data":{"gate":"MAIN"}}"#;
+    let body =
+        br#"{"type":"fan_checkin","timestamp":"2026-01-01T00:00:00Z","id":"msg_x","data":{"gate":"MAIN"}}"#;
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&[7u8; 32]).expect("key");
     mac.update(b"dlv_x.1700000000.");
     mac.update(body);
-    let sig = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    let sig = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
     let raw = Template {
         method: hyper::Method::POST,
         path: "/hook".into(),
@@ -200,7 +230,11 @@ async fn run(args: Args) {
         body: Bytes::from_static(body),
     };
     let base = closed_loop(rx, args.conns, d, raw).await;
-    println!("baseline raw signed POST loop -> receiver: {:.0}/s ({} errors)", base.per_sec(), base.errors);
+    println!(
+        "baseline raw signed POST loop -> receiver: {:.0}/s ({} errors)",
+        base.per_sec(),
+        base.errors
+    );
     sink.reset();
 
     // 2. One endpoint, end to end.
@@ -246,7 +280,14 @@ async fn run(args: Args) {
     sink.reset();
 
     // 4. Latency below saturation, one endpoint.
-    let p = fixed_rate(server.addr, args.conns.min(16), args.rate, d, publish_template(&key, "venue:one")).await;
+    let p = fixed_rate(
+        server.addr,
+        args.conns.min(16),
+        args.rate,
+        d,
+        publish_template(&key, "venue:one"),
+    )
+    .await;
     sink.wait_for(p.ok, Duration::from_secs(60)).await;
     let lat = sink.latencies();
     println!(

@@ -74,6 +74,9 @@ struct RunArgs {
     rate: u64,
     #[arg(long, default_value_t = 5)]
     throughput_secs: u64,
+    /// Messages per publish request in the throughput phase.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
     /// The marquee binary (default: next to this one).
     #[arg(long)]
     marquee_bin: Option<PathBuf>,
@@ -592,7 +595,7 @@ async fn run(args: RunArgs) {
             lats.len()
         );
 
-        let batch = 50usize;
+        let batch = args.batch.max(1);
         let (f0, c0) = fleet.counts().await;
         let start = Instant::now();
         let dur = Duration::from_secs(args.throughput_secs);

@@ -110,7 +110,7 @@ pub fn build(allow_private: bool, timeout: Duration) -> Result<reqwest::Client, 
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .pool_max_idle_per_host(64)
+        .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("marquee-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
 }

@@ -2,10 +2,12 @@
 //!
 //! Flow: the publish commit inserts deliveries; the store's commit listener
 //! marks the matching endpoints due and wakes the loop (no tight polling). The
-//! loop claims, per due endpoint, at most its free `max_in_flight` slots (one
-//! for an ordered endpoint) under a lease, so a slow or dead endpoint can only
-//! ever occupy its own slots and never delays another; a global semaphore caps
-//! attempts in flight overall. Each attempt runs in its own task (paced by the
+//! loop claims, per due endpoint, a bounded batch under a lease (up to four
+//! times `max_in_flight`, so slots refill without a store round trip; exactly
+//! one for an ordered endpoint) and starts attempts only into the endpoint's
+//! free `max_in_flight` slots, so a slow or dead endpoint can only ever occupy
+//! its own slots and never delays another; a global semaphore caps attempts in
+//! flight overall. Each attempt runs in its own task (paced by the
 //! endpoint's `rate_limit`), and its result goes to one writer task that
 //! records results in batches — one commit for many attempts. A periodic
 //! sweep (and start-up) re-reads pending work from the store, which is what
@@ -19,7 +21,7 @@
 //! never after a later one was first sent.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -107,7 +109,17 @@ struct Ep {
     /// Known future retry times.
     later: BinaryHeap<Reverse<i64>>,
     next_slot: Option<tokio::time::Instant>,
+    /// Claimed (leased) deliveries waiting for a free slot.
+    queue: VecDeque<(tokio::time::Instant, ClaimedDelivery)>,
 }
+
+/// A delivery ready to attempt: endpoint, delivery, rate-limit slot, permit.
+type Start = (
+    Arc<Live>,
+    ClaimedDelivery,
+    Option<tokio::time::Instant>,
+    OwnedSemaphorePermit,
+);
 
 #[derive(Default)]
 struct State {
@@ -291,6 +303,7 @@ impl Dispatcher {
                     due_at: None,
                     later: BinaryHeap::new(),
                     next_slot: None,
+                    queue: VecDeque::new(),
                 },
             };
             st.endpoints.insert(ep.live.id.clone(), ep);
@@ -318,17 +331,77 @@ impl Dispatcher {
         }
     }
 
-    /// Claims and starts what is due; returns how long until the next known
-    /// due time.
+    /// How many deliveries an endpoint may hold claimed (in flight plus
+    /// queued): claiming ahead keeps its slots busy without a store round
+    /// trip per attempt. Rate-limited and ordered endpoints do not claim ahead.
+    fn claim_target(live: &Live) -> usize {
+        if live.ordered {
+            1
+        } else if live.rate_limit.is_some() {
+            live.max_in_flight as usize
+        } else {
+            (live.max_in_flight as usize * 4).clamp(64, 2 * CLAIM_BATCH)
+        }
+    }
+
+    /// Moves queued deliveries into free slots (per endpoint and global).
+    fn take_startable(&self, st: &mut State) -> Vec<Start> {
+        let mut out = Vec::new();
+        let tnow = tokio::time::Instant::now();
+        let stale = self.config.lease / 2;
+        for ep in st.endpoints.values_mut() {
+            if !ep.live.enabled {
+                // Leases of dropped claims expire; the sweep finds the rows.
+                ep.queue.clear();
+                continue;
+            }
+            let cap = if ep.live.ordered { 1 } else { ep.live.max_in_flight };
+            while ep.in_flight < cap {
+                let Some((claimed_at, _)) = ep.queue.front() else {
+                    break;
+                };
+                if claimed_at.elapsed() > stale {
+                    // Too close to its lease expiring: let it be claimed again.
+                    ep.queue.pop_front();
+                    continue;
+                }
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    return out;
+                };
+                let Some((_, d)) = ep.queue.pop_front() else { break };
+                ep.in_flight += 1;
+                let slot = ep.live.rate_limit.map(|r| {
+                    let slot = ep.next_slot.map_or(tnow, |s| s.max(tnow));
+                    ep.next_slot = Some(slot + Duration::from_secs_f64(1.0 / f64::from(r)));
+                    slot
+                });
+                out.push((ep.live.clone(), d, slot, permit));
+            }
+        }
+        out
+    }
+
+    fn spawn_starts(self: &Arc<Self>, starts: Vec<Start>) {
+        for (live, d, slot, permit) in starts {
+            let me = self.clone();
+            tokio::spawn(async move { me.attempt(live, d, slot, permit).await });
+        }
+    }
+
+    /// Starts queued work, claims what is due; returns how long until the
+    /// next known due time.
     async fn dispatch_due(self: &Arc<Self>) -> Duration {
         let now = Timestamp::now().as_micros();
         let mut reqs: Vec<ClaimRequest> = Vec::new();
         let mut wait = SWEEP;
+        let started;
         {
             let Ok(mut st) = self.state.lock() else {
                 return SWEEP;
             };
-            let mut available = self.permits.available_permits();
+            let starts = self.take_startable(&mut st);
+            started = !starts.is_empty();
+            self.spawn_starts(starts);
             for ep in st.endpoints.values_mut() {
                 while let Some(Reverse(t)) = ep.later.peek().copied() {
                     if t > now {
@@ -346,16 +419,11 @@ impl Dispatcher {
                 if ep.due_at.is_none_or(|t| t > now) {
                     continue;
                 }
-                let free = if ep.live.ordered {
-                    usize::from(ep.in_flight == 0)
-                } else {
-                    ep.live.max_in_flight.saturating_sub(ep.in_flight) as usize
-                };
-                let limit = free.min(available).min(CLAIM_BATCH);
+                let held = ep.in_flight as usize + ep.queue.len();
+                let limit = Self::claim_target(&ep.live).saturating_sub(held).min(CLAIM_BATCH);
                 if limit == 0 {
                     continue;
                 }
-                available -= limit;
                 reqs.push(ClaimRequest {
                     endpoint_id: ep.live.id.clone(),
                     limit,
@@ -364,7 +432,7 @@ impl Dispatcher {
             }
         }
         if reqs.is_empty() {
-            return wait;
+            return if started { Duration::ZERO } else { wait };
         }
         let lease_until = now.saturating_add(micros(self.config.lease));
         let claimed = match self
@@ -382,42 +450,30 @@ impl Dispatcher {
                 return Duration::from_millis(100);
             }
         };
-        let mut starts = Vec::with_capacity(claimed.len());
-        {
-            let Ok(mut st) = self.state.lock() else {
-                return SWEEP;
-            };
-            let mut per_ep: HashMap<&EndpointId, usize> = HashMap::new();
-            for c in &claimed {
-                *per_ep.entry(&c.endpoint_id).or_default() += 1;
-            }
-            for r in &reqs {
-                if per_ep.get(&r.endpoint_id).copied().unwrap_or(0) < r.limit
-                    && let Some(ep) = st.endpoints.get_mut(&r.endpoint_id)
-                {
-                    // Nothing more is due now; retries come back as hints.
-                    ep.due_at = None;
-                }
-            }
-            let tnow = tokio::time::Instant::now();
-            for c in claimed {
-                let Some(ep) = st.endpoints.get_mut(&c.endpoint_id) else {
-                    continue;
-                };
-                ep.in_flight += 1;
-                let slot = ep.live.rate_limit.map(|r| {
-                    let slot = ep.next_slot.map_or(tnow, |s| s.max(tnow));
-                    ep.next_slot = Some(slot + Duration::from_secs_f64(1.0 / f64::from(r)));
-                    slot
-                });
-                starts.push((ep.live.clone(), c, slot));
+        let Ok(mut st) = self.state.lock() else {
+            return SWEEP;
+        };
+        let mut per_ep: HashMap<EndpointId, usize> = HashMap::new();
+        for c in &claimed {
+            *per_ep.entry(c.endpoint_id.clone()).or_default() += 1;
+        }
+        for r in &reqs {
+            if per_ep.get(&r.endpoint_id).copied().unwrap_or(0) < r.limit
+                && let Some(ep) = st.endpoints.get_mut(&r.endpoint_id)
+            {
+                // Nothing more is due now; retries come back as hints.
+                ep.due_at = None;
             }
         }
-        for (live, c, slot) in starts {
-            let permit = self.permits.clone().try_acquire_owned().ok();
-            let me = self.clone();
-            tokio::spawn(async move { me.attempt(live, c, slot, permit).await });
+        let claimed_at = tokio::time::Instant::now();
+        for c in claimed {
+            if let Some(ep) = st.endpoints.get_mut(&c.endpoint_id) {
+                ep.queue.push_back((claimed_at, c));
+            }
         }
+        let starts = self.take_startable(&mut st);
+        drop(st);
+        self.spawn_starts(starts);
         Duration::ZERO
     }
 
@@ -426,12 +482,8 @@ impl Dispatcher {
         live: Arc<Live>,
         d: ClaimedDelivery,
         slot: Option<tokio::time::Instant>,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: OwnedSemaphorePermit,
     ) {
-        let permit = match permit {
-            Some(p) => Some(p),
-            None => self.permits.clone().acquire_owned().await.ok(),
-        };
         if let Some(s) = slot {
             tokio::time::sleep_until(s).await;
         }

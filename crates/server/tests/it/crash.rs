@@ -63,6 +63,7 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
     let key = key["key"].as_str().unwrap().to_owned();
     let http = reqwest::Client::new();
     let mut acked: HashMap<u64, String> = HashMap::new();
+    let unknown = Arc::new(Mutex::new(Vec::<u64>::new()));
     let mut next = 0u64;
     for round in 0..3u64 {
         let port = free_port();
@@ -73,11 +74,13 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
         let mut tasks = Vec::new();
         for w in 0..16u64 {
             let (http, base, key, acks) = (http.clone(), base.clone(), key.clone(), acks.clone());
+            let unknown = unknown.clone();
             let start = next + w * 100_000;
             tasks.push(tokio::spawn(async move {
                 for i in 0.. {
                     let n = start + i;
-                    let body = checkin("venue:crash", n);
+                    let mut body = checkin("venue:crash", n);
+                    body["idempotency_key"] = serde_json::json!(format!("n-{n}"));
                     match http
                         .post(format!("{base}/v1/messages"))
                         .header("x-api-key", &key)
@@ -94,7 +97,11 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
                                 .unwrap()
                                 .push((n, v["id"].as_str().unwrap().to_owned()));
                         }
-                        _ => return,
+                        _ => {
+                            // In flight at the kill: unknown outcome.
+                            unknown.lock().unwrap().push(n);
+                            return;
+                        }
                     }
                 }
             }));
@@ -119,11 +126,28 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
         acked.extend(got);
         next += 10_000_000;
     }
-    // Restart and read everything back.
+    // Restart; a client retries every request whose outcome it never saw,
+    // with the same idempotency key: each must end up stored exactly once.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = spawn_server(dir.path(), port);
     wait_up(&http, &base).await;
+    let retried = unknown.lock().unwrap().clone();
+    for n in &retried {
+        let mut body = checkin("venue:crash", *n);
+        body["idempotency_key"] = serde_json::json!(format!("n-{n}"));
+        let r = http
+            .post(format!("{base}/v1/messages"))
+            .header("x-api-key", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!(status == 200 || status == 201, "retry of {n}: {status}");
+        let v: Value = r.json().await.unwrap();
+        acked.insert(*n, v["id"].as_str().unwrap().to_owned());
+    }
     let mut seen: Vec<(u64, String)> = Vec::new();
     let mut after: Option<String> = None;
     loop {

@@ -873,3 +873,139 @@ impl WebhookStore for SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use marquee_core::message::NewMessage;
+    use marquee_core::wire::Format;
+
+    use super::*;
+    use crate::Store;
+    use crate::sqlite::{SqliteOptions, SqliteStore};
+    use crate::webhooks::{AttemptOutcome, ClaimRequest, OutcomePolicy, Transition};
+
+    fn endpoint(org: &OrgId, types: &str) -> EndpointRecord {
+        EndpointRecord {
+            id: EndpointId::generate(),
+            org_id: org.clone(),
+            url: "https://example.com/h".into(),
+            description: None,
+            filter: EndpointFilter::from_texts(types, ""),
+            format: Format::Standard,
+            rate_limit: None,
+            max_in_flight: 8,
+            ordered: false,
+            enabled: true,
+            disabled_reason: None,
+            secret_sealed: vec![1, 2, 3],
+            previous_secret_sealed: None,
+            previous_secret_until: None,
+            failing_since: None,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        }
+    }
+
+    fn msg(ty: &str) -> NewMessage {
+        NewMessage {
+            id: MessageId::generate(),
+            event_type: ty.parse().unwrap(),
+            channels: vec!["venue:a".parse().unwrap()],
+            data: RawValue::from_string("{}".into()).unwrap(),
+            occurred_at: Timestamp::now(),
+            idempotency: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn publish_creates_deliveries_that_claim_once_and_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        let org = store.create_org("o").await.unwrap();
+        let ep = endpoint(&org.id, "fan_*");
+        store.create_endpoint(ep.clone()).await.unwrap();
+        store
+            .publish(PublishRequest {
+                org_id: org.id.clone(),
+                messages: vec![msg("fan_checkin"), msg("order.completed")],
+                request_idempotency: None,
+            })
+            .await
+            .unwrap();
+        let req = vec![ClaimRequest {
+            endpoint_id: ep.id.clone(),
+            limit: 10,
+            ordered: false,
+        }];
+        let now = Timestamp::now();
+        let lease = now.saturating_add_micros(60_000_000);
+        let claimed = store.claim_deliveries(req.clone(), now, lease).await.unwrap();
+        assert_eq!(claimed.len(), 1, "only the matching message has a delivery");
+        assert_eq!(claimed[0].message.event_type.as_str(), "fan_checkin");
+        assert!(
+            store
+                .claim_deliveries(req.clone(), now, lease)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased"
+        );
+        let d = &claimed[0];
+        let attempt = AttemptRecord {
+            id: AttemptId::generate(),
+            delivery_id: d.id.clone(),
+            org_id: org.id.clone(),
+            endpoint_id: ep.id.clone(),
+            message_id: Some(d.message.id.clone()),
+            attempt_no: 1,
+            started_at: now,
+            duration_us: 10,
+            status_code: Some(200),
+            succeeded: true,
+            error_kind: None,
+            response_headers: "{}".into(),
+            response_body: String::new(),
+        };
+        let policy = OutcomePolicy {
+            disable_after_us: i64::MAX,
+            failing_after: 4,
+        };
+        store
+            .record_attempts(
+                vec![AttemptOutcome {
+                    attempt,
+                    transition: Transition::Delivered,
+                    message_type: "fan_checkin".into(),
+                    disable: None,
+                }],
+                policy,
+            )
+            .await
+            .unwrap();
+        let stats = store
+            .endpoint_stats(&org.id, &ep.id, Timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!((stats.delivered, stats.pending), (1, 0));
+        assert!(store.release_all_leases().await.unwrap() == 0);
+        assert!(store.claim_deliveries(req, now, lease).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_version_1_database_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(super::super::DB_FILE)).unwrap();
+            c.execute_batch(super::super::SCHEMA).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let _store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        let c = Connection::open(dir.path().join(super::super::DB_FILE)).unwrap();
+        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, 2);
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM endpoints", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

@@ -4,6 +4,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use marquee_core::ids::AttemptId;
 use marquee_core::message::{Idempotency, StoredMessage};
 use marquee_core::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -469,7 +470,23 @@ pub fn prune(ctx: &mut Ctx<'_>, before: Timestamp, limit: usize) -> Result<u64> 
             "INSERT OR REPLACE INTO meta (k, v) VALUES ('pruned_through', ?1)",
             [s.to_string()],
         )?;
+        // Deliveries of pruned messages can never be attempted again (their
+        // body is gone): they leave with the message. Per endpoint, so the
+        // (endpoint_id, seq) index serves the delete.
+        ctx.conn
+            .prepare_cached(
+                "DELETE FROM deliveries WHERE endpoint_id IN (SELECT id FROM endpoints) AND seq <= ?1",
+            )?
+            .execute([s])?;
     }
+    // The attempt log follows the same retention. Attempt ids are
+    // time-ordered, so the cutoff is a primary-key range; bounded per job.
+    let boundary = AttemptId::lower_bound_at(before.as_millis().max(0) as u64);
+    ctx.conn
+        .prepare_cached(
+            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE id < ?1 ORDER BY id LIMIT ?2)",
+        )?
+        .execute(params![boundary.as_str(), limit as i64])?;
     let cutoff = Timestamp::now().as_micros() - IDEMPOTENCY_TTL_MICROS;
     // Bounded, like the message deletes, so one prune job stays short.
     ctx.conn.execute(
