@@ -151,7 +151,13 @@ pub async fn closed_loop(addr: SocketAddr, conns: usize, duration: Duration, tpl
 /// A fixed aggregate `rate` (requests/s) spread over `conns` connections.
 /// Latency is measured from each request's scheduled time, so a stall shows
 /// up in the tail instead of being hidden (no coordinated omission).
-pub async fn fixed_rate(addr: SocketAddr, conns: usize, rate: f64, duration: Duration, tpl: Template) -> Stats {
+pub async fn fixed_rate(
+    addr: SocketAddr,
+    conns: usize,
+    rate: f64,
+    duration: Duration,
+    tpl: Template,
+) -> Stats {
     let tpl = Arc::new(tpl);
     let host = addr.to_string();
     let start = Instant::now();
@@ -226,12 +232,21 @@ pub fn cli_json(bin: &Path, data_dir: &Path, args: &[&str]) -> serde_json::Value
 pub fn provision_key(bin: &Path, data_dir: &Path) -> String {
     let org = cli_json(bin, data_dir, &["org", "create", "bench"]);
     let org = org["id"].as_str().expect("org id").to_owned();
-    let key = cli_json(bin, data_dir, &["key", "create", "--org", &org, "--tier", "enterprise"]);
+    let key = cli_json(
+        bin,
+        data_dir,
+        &["key", "create", "--org", &org, "--tier", "enterprise"],
+    );
     key["key"].as_str().expect("key").to_owned()
 }
 
 /// Starts `marquee serve` on a free port with extra args/env.
-pub async fn start_server(bin: &Path, data_dir: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+pub async fn start_server(
+    bin: &Path,
+    data_dir: Option<&Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> ServerProcess {
     let (dir, data_dir) = match data_dir {
         Some(d) => (None, d.to_path_buf()),
         None => {

@@ -99,7 +99,10 @@ impl FromRequestParts<AppState> for Admin {
             .unwrap_or("");
         // Compare digests so neither the content nor the length of the
         // token leaks through timing.
-        let (given, expected) = (Sha256::digest(given.as_bytes()), Sha256::digest(expected.as_bytes()));
+        let (given, expected) = (
+            Sha256::digest(given.as_bytes()),
+            Sha256::digest(expected.as_bytes()),
+        );
         if bool::from(given.as_slice().ct_eq(expected.as_slice())) {
             Ok(Admin)
         } else {

@@ -27,15 +27,48 @@ pub struct StoreArgs {
     /// Directory holding the SQLite database and the server secret.
     #[arg(long, env = "MARQUEE_DATA_DIR", default_value = "./marquee-data")]
     pub data_dir: PathBuf,
-    /// Explicit key pepper (otherwise derived from the data dir's secret).
+    /// Explicit key pepper (otherwise derived from the server secret).
     #[arg(long, env = "MARQUEE_KEY_PEPPER", hide_env_values = true)]
     pub key_pepper: Option<String>,
+    /// PostgreSQL URL: use the shared PostgreSQL store instead of SQLite.
+    #[arg(long = "database", env = "MARQUEE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// PostgreSQL schema to use (created if missing).
+    #[arg(long, env = "MARQUEE_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
+    /// The cluster secret, 64 hex characters; required with --database and
+    /// identical on every node (a node with another one refuses to start).
+    #[arg(long, env = "MARQUEE_SERVER_SECRET", hide_env_values = true)]
+    pub server_secret: Option<String>,
+}
+
+impl StoreArgs {
+    /// The part of a server configuration that selects the store.
+    pub fn apply(&self, c: &mut ServeConfig) {
+        c.data_dir = self.data_dir.clone();
+        c.key_pepper = self.key_pepper.clone();
+        c.database =
+            self.database_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .map(|url| crate::config::DatabaseConfig {
+                    url,
+                    schema: self.database_schema.clone(),
+                });
+        c.server_secret = self.server_secret.clone();
+    }
 }
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Create or upgrade the database schema, then exit (`serve` also does
+    /// this on start; safe when several nodes start at once).
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Manage organizations.
     #[command(subcommand)]
     Org(OrgCommand),
@@ -51,6 +84,15 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// NATS URL for cross-node live fan-out (several nodes need it).
+    #[arg(long, env = "MARQUEE_NATS_URL")]
+    pub nats: Option<String>,
+    /// NATS subject prefix.
+    #[arg(long, env = "MARQUEE_NATS_PREFIX", default_value = "marquee")]
+    pub nats_prefix: String,
+    /// What this node does: api, worker or all.
+    #[arg(long, env = "MARQUEE_ROLE", value_enum, default_value = "all")]
+    pub role: crate::config::Role,
     /// Bearer token for /admin/v1 (admin API disabled without it).
     #[arg(long, env = "MARQUEE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -84,11 +126,11 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 impl ServeArgs {
     pub fn into_config(self) -> ServeConfig {
-        ServeConfig {
+        let mut c = ServeConfig {
             listen: self.listen,
-            data_dir: self.store.data_dir,
+            data_dir: self.store.data_dir.clone(),
             admin_token: self.admin_token.filter(|t| !t.is_empty()),
-            key_pepper: self.store.key_pepper,
+            key_pepper: None,
             demo: self.demo,
             retention: self.retention,
             max_body_bytes: self.max_body_bytes,
@@ -101,7 +143,20 @@ impl ServeArgs {
             retention_interval: std::time::Duration::from_secs(60),
             streams: self.streams.into_config(),
             webhooks: self.webhooks.into_config(),
-        }
+            database: None,
+            server_secret: None,
+            nats: self
+                .nats
+                .clone()
+                .filter(|u| !u.is_empty())
+                .map(|url| crate::config::NatsConfig {
+                    url,
+                    prefix: self.nats_prefix.clone(),
+                }),
+            role: self.role,
+        };
+        self.store.apply(&mut c);
+        c
     }
 }
 

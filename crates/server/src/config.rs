@@ -27,6 +27,47 @@ pub struct ServeConfig {
     pub streams: crate::stream::StreamConfig,
     /// Webhook delivery settings.
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// The shared PostgreSQL store (instead of SQLite in `data_dir`).
+    pub database: Option<DatabaseConfig>,
+    /// The cluster's shared secret (64 hex characters); required with
+    /// `database`, where every node must use the same one.
+    pub server_secret: Option<String>,
+    /// NATS for cross-node live fan-out (instead of the in-process bus).
+    pub nats: Option<NatsConfig>,
+    /// What this node does.
+    pub role: Role,
+}
+
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    /// Schema to use (created if missing); tests isolate themselves this way.
+    pub schema: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Subject prefix, so several clusters (or tests) can share one server.
+    pub prefix: String,
+}
+
+/// `api` serves HTTP and streams, `worker` delivers webhooks (and answers
+/// only health checks), `all` does both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Api,
+    Worker,
+    All,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        !matches!(self, Role::Worker)
+    }
+    pub fn delivers_webhooks(self) -> bool {
+        !matches!(self, Role::Api)
+    }
 }
 
 impl ServeConfig {
@@ -45,6 +86,10 @@ impl ServeConfig {
             retention_interval: Duration::from_secs(60),
             streams: crate::stream::StreamConfig::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
+            database: None,
+            server_secret: None,
+            nats: None,
+            role: Role::All,
         }
     }
 }
@@ -57,6 +102,9 @@ impl std::fmt::Debug for ServeConfig {
             .field("data_dir", &self.data_dir)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("key_pepper", &self.key_pepper.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database.as_ref().map(|_| "<redacted url>"))
+            .field("nats", &self.nats)
+            .field("role", &self.role)
             .finish_non_exhaustive()
     }
 }

@@ -56,19 +56,55 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("another marquee server is already using the data dir {0}")]
     DataDirBusy(String),
+    #[error("{0}")]
+    Config(String),
 }
 
-/// Opens the store selected by the configuration.
-pub async fn open_store(config: &ServeConfig) -> Result<DynStore, ServeError> {
-    let dir = config.data_dir.clone();
-    let opts = SqliteOptions {
-        fsync: config.fsync,
-        ..SqliteOptions::default()
-    };
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, opts))
-        .await
-        .map_err(|e| marquee_store::StoreError::Internal(e.to_string()))??;
-    Ok(Arc::new(store))
+/// Opens the store selected by the configuration, with the server secrets
+/// that go with it: SQLite keeps its secret in the data dir; PostgreSQL
+/// needs the cluster secret (`MARQUEE_SERVER_SECRET`) and refuses to serve
+/// if it (or the pepper) disagrees with what the cluster's first node
+/// recorded in the database.
+pub async fn open_backend(config: &ServeConfig) -> Result<(DynStore, secrets::ServerSecrets), ServeError> {
+    match &config.database {
+        None => {
+            let secrets =
+                secrets::ServerSecrets::load_or_create(&config.data_dir, config.key_pepper.as_deref())?;
+            let dir = config.data_dir.clone();
+            let opts = SqliteOptions {
+                fsync: config.fsync,
+                ..SqliteOptions::default()
+            };
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, opts))
+                .await
+                .map_err(|e| marquee_store::StoreError::Internal(e.to_string()))??;
+            Ok((Arc::new(store), secrets))
+        }
+        Some(db) => {
+            let hex = config.server_secret.as_deref().ok_or_else(|| {
+                ServeError::Config(
+                    "--database needs the cluster secret: set MARQUEE_SERVER_SECRET (64 hex characters, \
+                     the same on every node; e.g. `openssl rand -hex 32`)"
+                        .into(),
+                )
+            })?;
+            let secrets =
+                secrets::ServerSecrets::from_hex(hex, config.key_pepper.as_deref()).ok_or_else(|| {
+                    ServeError::Config("MARQUEE_SERVER_SECRET must be 64 hex characters".into())
+                })?;
+            let pg = marquee_store::postgres::PgStore::connect(&db.url, db.schema.as_deref()).await?;
+            let mine = secrets.cluster_check();
+            let cluster = pg.meta_init("secret_check", &mine).await?;
+            if cluster != mine {
+                return Err(ServeError::Config(
+                    "this node's MARQUEE_SERVER_SECRET or MARQUEE_KEY_PEPPER differs from the cluster's; \
+                     refusing to start"
+                        .into(),
+                ));
+            }
+            Ok((Arc::new(pg), secrets))
+        }
+    }
 }
 
 /// How long a graceful shutdown waits for in-flight requests.
@@ -96,12 +132,15 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let secrets = secrets::ServerSecrets::load_or_create(&config.data_dir, config.key_pepper.as_deref())?;
     // One server per data dir: two would each assign sequence numbers. The
     // lock is held for the life of `run` and released by the OS on any exit,
-    // kill -9 included. (The CLI does not publish and takes no lock.)
-    let _dir_lock = lock_data_dir(&config.data_dir)?;
-    let store = open_store(&config).await?;
+    // kill -9 included. (The CLI does not publish and takes no lock.) This is
+    // how a second SQLite node is refused; several nodes need --database.
+    let _dir_lock = match config.database {
+        None => Some(lock_data_dir(&config.data_dir)?),
+        Some(_) => None,
+    };
+    let (store, secrets) = open_backend(&config).await?;
     let bus: stream::DynBus = Arc::new(stream::InProcessBus::new(config.streams.queue_frames));
     let commits = stream::register_commit_listener(&store);
     let streams = stream::StreamHub::new(config.streams.clone(), bus.clone());
@@ -119,7 +158,7 @@ pub async fn run(
     let mut background = tokio::task::JoinSet::new();
     background.spawn(retention::run(state.clone(), stop_rx.clone()));
     background.spawn(stream::feed(bus, commits, stop_rx.clone()));
-    if state.config.webhooks.dispatch {
+    if state.config.webhooks.dispatch && state.config.role.delivers_webhooks() {
         background.spawn(webhooks.run(stop_rx.clone()));
     }
     if state.config.demo {
@@ -132,7 +171,11 @@ pub async fn run(
         }
     }
     tracing::info!(addr = %listener.local_addr()?, data_dir = %state.config.data_dir.display(), "marquee serving");
-    let app = api::router(state);
+    let app = if state.config.role.serves_api() {
+        api::router(state)
+    } else {
+        api::health_router(state)
+    };
     // Streams never finish on their own: end them when shutdown starts, so
     // the graceful shutdown below does not wait for them.
     let (begun_tx, mut begun_rx) = tokio::sync::watch::channel(false);

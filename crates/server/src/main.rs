@@ -26,6 +26,7 @@ async fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Serve(args) => serve(args.into_config()).await,
+        Command::Migrate { store } => open(&store).await.map(|_| println!("schema is up to date")),
         Command::Org(cmd) => org(cmd).await,
         Command::Key(cmd) => key(cmd).await,
     };
@@ -48,12 +49,11 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
 }
 
 async fn open(args: &StoreArgs) -> Result<(DynStore, ServerSecrets), String> {
-    let secrets = ServerSecrets::load_or_create(&args.data_dir, args.key_pepper.as_deref())
-        .map_err(|e| e.to_string())?;
-    let store = marquee_server::open_store(&ServeConfig::with_data_dir(&args.data_dir))
+    let mut config = ServeConfig::with_data_dir(&args.data_dir);
+    args.apply(&mut config);
+    marquee_server::open_backend(&config)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok((store, secrets))
+        .map_err(|e| e.to_string())
 }
 
 fn api_err(e: ApiError) -> String {

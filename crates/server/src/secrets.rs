@@ -75,6 +75,20 @@ impl ServerSecrets {
         ServerSecrets { master, pepper }
     }
 
+    /// Secrets from a cluster secret given as 64 hex characters.
+    pub fn from_hex(hex: &str, pepper_override: Option<&str>) -> Option<Self> {
+        decode_hex32(hex.trim()).map(|m| Self::from_master(m, pepper_override))
+    }
+
+    /// A value every node of a cluster computes identically from its
+    /// secrets, stored in the shared database: a node whose value differs
+    /// has another secret or pepper and must not serve. It reveals neither.
+    pub fn cluster_check(&self) -> String {
+        let a = encode_hex(&self.subkey(b"marquee/cluster-check/v1"));
+        let b = encode_hex(&marquee_core::apikey::digest(&self.pepper, "marquee/cluster-check/v1").0);
+        format!("v1:{a}:{b}")
+    }
+
     /// A purpose-bound subkey of the master secret.
     pub fn subkey(&self, purpose: &[u8]) -> [u8; 32] {
         derive(&self.master, purpose)

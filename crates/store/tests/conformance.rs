@@ -83,13 +83,23 @@ async fn story(store: DynStore) {
         .await
         .unwrap();
     let found = store.keys_by_prefix(&k.public_prefix).await.unwrap();
-    assert!(found.iter().any(|c| c.record.id == rec.id && k.digest.ct_eq(&c.digest)));
+    assert!(
+        found
+            .iter()
+            .any(|c| c.record.id == rec.id && k.digest.ct_eq(&c.digest))
+    );
     assert_eq!(store.list_keys(&org.id).await.unwrap(), vec![rec.clone()]);
     let revoked = store.revoke_key(&rec.id).await.unwrap();
     assert!(revoked.revoked_at.is_some());
     let found = store.keys_by_prefix(&k.public_prefix).await.unwrap();
-    assert!(found.iter().all(|c| c.record.revoked_at.is_some()), "revocation visible at once");
-    assert!(matches!(store.revoke_key(&KeyId::generate()).await, Err(StoreError::NotFound)));
+    assert!(
+        found.iter().all(|c| c.record.revoked_at.is_some()),
+        "revocation visible at once"
+    );
+    assert!(matches!(
+        store.revoke_key(&KeyId::generate()).await,
+        Err(StoreError::NotFound)
+    ));
     let bad = store
         .create_key(NewApiKey {
             id: KeyId::generate(),
@@ -100,13 +110,33 @@ async fn story(store: DynStore) {
             digest: k.digest.clone(),
         })
         .await;
-    assert!(matches!(bad, Err(StoreError::NotFound)), "a key needs an existing org");
+    assert!(
+        matches!(bad, Err(StoreError::NotFound)),
+        "a key needs an existing org"
+    );
 
     // Publishing, ordering, filters, isolation.
-    let first = publish(&store, &org.id, (0..10).map(|n| msg("fan_checkin", &["venue:v"], n, None)).collect()).await;
+    let first = publish(
+        &store,
+        &org.id,
+        (0..10)
+            .map(|n| msg("fan_checkin", &["venue:v"], n, None))
+            .collect(),
+    )
+    .await;
     assert!(first.windows(2).all(|w| w[0].seq < w[1].seq));
-    publish(&store, &other.id, vec![msg("fan_checkin", &["venue:v"], 100, None)]).await;
-    publish(&store, &org.id, vec![msg("venue_opened", &["venue:w", "event:e"], 10, None)]).await;
+    publish(
+        &store,
+        &other.id,
+        vec![msg("fan_checkin", &["venue:v"], 100, None)],
+    )
+    .await;
+    publish(
+        &store,
+        &org.id,
+        vec![msg("venue_opened", &["venue:w", "event:e"], 10, None)],
+    )
+    .await;
     assert_eq!(all(&store, &org.id, MessageQuery::default()).await.len(), 11);
     let by_channel = MessageQuery {
         channel: Some("venue:w".into()),
@@ -122,7 +152,13 @@ async fn story(store: DynStore) {
     let got = store.get_message(&org.id, &first[0].id).await.unwrap().unwrap();
     assert_eq!(got.id, first[0].id);
     assert_eq!(got.data.get(), first[0].data.get());
-    assert!(store.get_message(&other.id, &first[0].id).await.unwrap().is_none());
+    assert!(
+        store
+            .get_message(&other.id, &first[0].id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(store.head_seq().await.unwrap() >= first[9].seq);
     let since = MessageQuery {
         since: Some(first[5].received_at),
@@ -155,7 +191,10 @@ async fn story(store: DynStore) {
     let twice = publish(
         &store,
         &org.id,
-        vec![msg("t", &["venue:i"], 3, Some("k2")), msg("t", &["venue:i"], 3, Some("k2"))],
+        vec![
+            msg("t", &["venue:i"], 3, Some("k2")),
+            msg("t", &["venue:i"], 3, Some("k2")),
+        ],
     )
     .await;
     assert_eq!(twice[0].id, twice[1].id);
@@ -190,11 +229,17 @@ async fn story(store: DynStore) {
     assert_eq!(c.iter().map(n_of).collect::<HashSet<_>>().len(), 400);
     let notified = seen.lock().unwrap().clone();
     assert_eq!(notified.len(), 400, "every commit is announced");
-    assert!(notified.windows(2).all(|w| w[0] < w[1]), "announced in commit order");
+    assert!(
+        notified.windows(2).all(|w| w[0] < w[1]),
+        "announced in commit order"
+    );
 
     // Retention.
     let before = store.head_seq().await.unwrap();
-    let deleted = store.prune(Timestamp::now().saturating_add_micros(1), 100_000).await.unwrap();
+    let deleted = store
+        .prune(Timestamp::now().saturating_add_micros(1), 100_000)
+        .await
+        .unwrap();
     assert!(deleted >= 400);
     assert!(all(&store, &org.id, MessageQuery::default()).await.is_empty());
     assert_eq!(store.retained_from_seq().await.unwrap(), before + 1);
@@ -216,12 +261,141 @@ async fn sqlite_keeps_its_sequence_across_reopen() {
     let last = {
         let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
         let org = store.create_org("a").await.unwrap();
-        let ms = publish(&store, &org.id, (0..5).map(|n| msg("t", &["a:b"], n, None)).collect()).await;
-        store.prune(Timestamp::now().saturating_add_micros(1), 100).await.unwrap();
+        let ms = publish(
+            &store,
+            &org.id,
+            (0..5).map(|n| msg("t", &["a:b"], n, None)).collect(),
+        )
+        .await;
+        store
+            .prune(Timestamp::now().saturating_add_micros(1), 100)
+            .await
+            .unwrap();
         ms[4].seq
     };
     let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
     let org = store.create_org("b").await.unwrap();
     let m = publish(&store, &org.id, vec![msg("t", &["a:b"], 9, None)]).await;
     assert!(m[0].seq > last, "an emptied log does not restart its sequence");
+}
+
+/// A fresh schema on the test database, or `None` (with the reason printed)
+/// when `MARQUEE_TEST_DATABASE_URL` is not set.
+async fn pg_store(tag: &str) -> Option<(marquee_store::postgres::PgStore, String, String)> {
+    let Ok(url) = std::env::var("MARQUEE_TEST_DATABASE_URL") else {
+        eprintln!("skipping PostgreSQL conformance: MARQUEE_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    let schema = format!("mq_{tag}_{}", MessageId::generate().as_str()[4..].to_lowercase());
+    let store = marquee_store::postgres::PgStore::connect(&url, Some(&schema))
+        .await
+        .unwrap();
+    Some((store, url, schema))
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    if let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_store_conforms() {
+    let Some((store, url, schema)) = pg_store("conf").await else {
+        return;
+    };
+    story(Arc::new(store)).await;
+    drop_schema(&url, &schema).await;
+}
+
+/// Two nodes commit concurrently, one of them through a transaction that
+/// takes the log lock and commits late on purpose, while a reader follows
+/// cursors: it must see every message exactly once.
+#[tokio::test]
+async fn postgres_interleaved_commits_never_skip_a_cursor() {
+    let Some((a, url, schema)) = pg_store("interleave").await else {
+        return;
+    };
+    let b = marquee_store::postgres::PgStore::connect(&url, Some(&schema))
+        .await
+        .unwrap();
+    let a: DynStore = Arc::new(a);
+    let b: DynStore = Arc::new(b);
+    let org = a.create_org("o").await.unwrap().id;
+    // A slow transaction: holds the log lock for 300 ms before node B's
+    // publishes may proceed.
+    let mut cfg: tokio_postgres::Config = url.parse().unwrap();
+    cfg.options(format!("-c search_path={schema}"));
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let slow = tokio::spawn(async move {
+        client.batch_execute("BEGIN").await.unwrap();
+        client
+            .batch_execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/marquee-log'))")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        client.batch_execute("COMMIT").await.unwrap();
+    });
+    let mut writers = Vec::new();
+    for (w, node) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let org = org.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..60u64 {
+                publish(
+                    &node,
+                    &org,
+                    vec![msg("t", &["venue:x"], w as u64 * 1000 + i, None)],
+                )
+                .await;
+            }
+        }));
+    }
+    let reader = {
+        let (b, org) = (b.clone(), org.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut after = None;
+            for _ in 0..2_000 {
+                let page = b
+                    .list_messages(
+                        &org,
+                        &MessageQuery {
+                            after_seq: after,
+                            limit: 13,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                if let Some(last) = page.messages.last() {
+                    after = Some(last.seq);
+                }
+                seen.extend(page.messages.iter().map(n_of));
+                if seen.len() >= 240 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            seen
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    slow.await.unwrap();
+    let seen = reader.await.unwrap();
+    assert_eq!(seen.len(), 240, "the cursor reader missed messages");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        240,
+        "the cursor reader saw a message twice"
+    );
+    drop_schema(&url, &schema).await;
 }

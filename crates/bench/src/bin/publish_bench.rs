@@ -72,7 +72,10 @@ async fn run(args: Args) {
         body: Bytes::from(batch),
     };
 
-    println!("marquee publish benchmark: {} s per scenario, {} connections", args.seconds, args.conns);
+    println!(
+        "marquee publish benchmark: {} s per scenario, {} connections",
+        args.seconds, args.conns
+    );
     let base = closed_loop(addr, args.conns, d, ping.clone()).await;
     row("baseline GET /ping", &base, 1);
     let pubs = closed_loop(addr, args.conns, d, publish.clone()).await;

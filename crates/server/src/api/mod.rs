@@ -28,7 +28,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints", post(endpoints::create).get(endpoints::list))
         .route(
             "/v1/endpoints/{id}",
-            get(endpoints::get).patch(endpoints::patch).delete(endpoints::delete),
+            get(endpoints::get)
+                .patch(endpoints::patch)
+                .delete(endpoints::delete),
         )
         .route("/v1/endpoints/{id}/secret/rotate", post(endpoints::rotate_secret))
         .route("/v1/endpoints/{id}/attempts", get(endpoints::endpoint_attempts))
@@ -53,6 +55,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A worker node's HTTP surface: health checks only.
+pub fn health_router(state: AppState) -> Router {
+    Router::new()
+        .route("/ping", get(health::ping))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(no_store))
+        .with_state(state)
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("No such route.".into())
 }
@@ -73,8 +85,8 @@ async fn no_store(mut resp: Response) -> Response {
 /// A panicking handler still answers with the error envelope (never an empty
 /// body or a dropped connection); the panic is logged as an internal error.
 async fn catch_panic(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    use futures_util::FutureExt;
     use axum::response::IntoResponse;
+    use futures_util::FutureExt;
     match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
         Ok(resp) => resp,
         Err(_) => ApiError::Internal("request handler panicked".into()).into_response(),

@@ -35,11 +35,15 @@ mod subs;
 pub mod ws;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use marquee_core::ids::KeyId;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 pub use bus::{Bus, DynBus, InProcessBus};
 pub use feeder::{feed, register_commit_listener};
@@ -158,7 +162,20 @@ pub struct StreamHub {
     pub bus: DynBus,
     pub config: StreamConfig,
     connections: Mutex<HashMap<KeyId, usize>>,
-    shutdown: watch::Sender<bool>,
+    /// One shutdown sender per live connection. A per-connection oneshot is
+    /// polled without touching shared state, unlike a shared `watch`/`Notify`
+    /// whose every poll takes a lock all connections contend on.
+    stoppers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmitError {
+    /// The key holds its maximum number of stream connections.
+    TooManyConnections,
+    ShuttingDown,
 }
 
 impl StreamHub {
@@ -167,49 +184,93 @@ impl StreamHub {
             bus,
             config,
             connections: Mutex::new(HashMap::new()),
-            shutdown: watch::channel(false).0,
+            stoppers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
         })
     }
 
-    /// Counts a new connection for `key`, or `None` at the per-key limit.
-    pub fn acquire(self: &Arc<Self>, key: &KeyId) -> Option<ConnectionGuard> {
-        let mut conns = self.connections.lock().ok()?;
-        let n = conns.entry(key.clone()).or_insert(0);
-        if *n >= self.config.max_connections_per_key {
-            return None;
+    /// Counts a new connection for `key` (up to the per-key limit) and
+    /// registers its shutdown signal.
+    pub fn acquire(self: &Arc<Self>, key: &KeyId) -> Result<ConnectionGuard, AdmitError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(AdmitError::ShuttingDown);
         }
-        *n += 1;
-        Some(ConnectionGuard {
+        {
+            let mut conns = self.connections.lock().map_err(|_| AdmitError::ShuttingDown)?;
+            let n = conns.entry(key.clone()).or_insert(0);
+            if *n >= self.config.max_connections_per_key {
+                return Err(AdmitError::TooManyConnections);
+            }
+            *n += 1;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut stoppers) = self.stoppers.lock() {
+            stoppers.insert(id, tx);
+        }
+        let guard = ConnectionGuard {
             hub: self.clone(),
             key: key.clone(),
-        })
+            id,
+            stop: Some(StopSignal(rx)),
+        };
+        // `shutdown` sets the flag before draining the senders: one inserted
+        // after the drain sees the flag here.
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(AdmitError::ShuttingDown);
+        }
+        Ok(guard)
     }
 
     /// Asks every stream connection to close (1001) and every SSE response
     /// to end, so graceful HTTP shutdown does not wait on them forever.
     pub fn shutdown(&self) {
-        self.shutdown.send_replace(true);
-    }
-
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
+        self.stopping.store(true, Ordering::SeqCst);
+        let senders = self
+            .stoppers
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        for tx in senders.into_values() {
+            let _ = tx.send(());
+        }
     }
 }
 
-/// Resolves once shutdown was requested (holding no lock guard, so the
-/// future stays `Send` inside `select!`).
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
+/// Resolves when the server shuts down.
+pub struct StopSignal(oneshot::Receiver<()>);
+
+impl Future for StopSignal {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // A dropped sender (hub gone) also means stop.
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
 }
 
-/// Releases a per-key connection slot on drop.
+/// Releases a per-key connection slot (and the shutdown registration) on
+/// drop.
 pub struct ConnectionGuard {
     hub: Arc<StreamHub>,
     key: KeyId,
+    id: u64,
+    stop: Option<StopSignal>,
+}
+
+impl ConnectionGuard {
+    /// The connection's shutdown signal (once).
+    pub fn stop_signal(&mut self) -> Option<StopSignal> {
+        self.stop.take()
+    }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        if let Ok(mut stoppers) = self.hub.stoppers.lock() {
+            stoppers.remove(&self.id);
+        }
         if let Ok(mut conns) = self.hub.connections.lock()
             && let Some(n) = conns.get_mut(&self.key)
         {

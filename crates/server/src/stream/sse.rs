@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use super::bus::{Frame, Lagged};
 use super::replay::{self, ReplayError};
 use super::subs::{Sub, Subs, over_limit};
-use super::{ConnectionGuard, StreamConfig, StreamHub, ws};
+use super::{ConnectionGuard, StopSignal, StreamConfig, StreamHub, ws};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -89,7 +89,8 @@ pub async fn handler(
             format!("At most {} channels per stream.", hub.config.max_subscriptions),
         ));
     }
-    let guard = ws::admit(&hub, &caller)?;
+    let mut guard = ws::admit(&hub, &caller)?;
+    let stop = guard.stop_signal();
     // Subscribe before replaying (see the module docs of `stream`).
     let mut subs = Subs::default();
     for ch in channels {
@@ -111,6 +112,7 @@ pub async fn handler(
         subs,
         tx,
         last_sent: after.map(Cursor::seq).unwrap_or(0),
+        stop,
         _guard: guard,
     };
     tokio::spawn(task.run(after));
@@ -157,6 +159,7 @@ struct SseTask {
     tx: mpsc::Sender<Bytes>,
     /// Highest seq sent; everything at or below it is skipped.
     last_sent: u64,
+    stop: Option<StopSignal>,
     _guard: ConnectionGuard,
 }
 
@@ -251,13 +254,12 @@ impl SseTask {
 
     async fn live(&mut self) -> Result<(), Stop> {
         let cfg = self.hub.config.clone();
-        let mut shutdown = self.hub.shutdown_signal();
         let mut keepalive =
             tokio::time::interval_at(tokio::time::Instant::now() + cfg.ping_interval, cfg.ping_interval);
         loop {
             let first = tokio::select! {
                 biased;
-                () = super::stopped(&mut shutdown) => return Err(Stop::Gone),
+                () = ws::stopped(&mut self.stop) => return Err(Stop::Gone),
                 _ = self.tx.closed() => return Err(Stop::Gone),
                 (_, item) = self.subs.next_frame() => item,
                 _ = keepalive.tick() => {

@@ -30,7 +30,7 @@ use super::bus::{Frame, Lagged};
 use super::limits::FrameBudget;
 use super::replay::{self, ReplayError};
 use super::subs::{Sub, Subs, over_limit};
-use super::{ConnectionGuard, StreamConfig, StreamHub, close_code, frame};
+use super::{AdmitError, ConnectionGuard, StopSignal, StreamConfig, StreamHub, close_code, frame};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -72,8 +72,12 @@ pub async fn authorize(
 
 /// Takes one of the key's connection slots.
 pub fn admit(hub: &std::sync::Arc<StreamHub>, caller: &Caller) -> Result<ConnectionGuard, ApiError> {
-    hub.acquire(&caller.key_id)
-        .ok_or(ApiError::RateLimited { retry_after_secs: 1 })
+    hub.acquire(&caller.key_id).map_err(|e| match e {
+        AdmitError::TooManyConnections => ApiError::RateLimited { retry_after_secs: 1 },
+        AdmitError::ShuttingDown => {
+            ApiError::Unavailable("The server is shutting down; reconnect shortly.".into())
+        }
+    })
 }
 
 pub async fn handler(
@@ -93,10 +97,11 @@ pub async fn handler(
         .into_response();
     };
     let hub = state.streams.clone();
-    let guard = match admit(&hub, &caller) {
+    let mut guard = match admit(&hub, &caller) {
         Ok(g) => g,
         Err(e) => return e.into_response(),
     };
+    let stop = guard.stop_signal();
     let cfg = &hub.config;
     let store = state.store.clone();
     upgrade
@@ -107,7 +112,9 @@ pub async fn handler(
         .max_frame_size(cfg.max_inbound_bytes)
         .on_upgrade(move |socket| async move {
             let _guard = guard;
-            Connection::new(hub, store, caller.org_id).serve(socket).await;
+            Connection::new(hub, store, caller.org_id, stop)
+                .serve(socket)
+                .await;
         })
 }
 
@@ -245,6 +252,7 @@ struct Connection {
     subs: Subs,
     budget: FrameBudget,
     throttle_notice: Option<Instant>,
+    stop: Option<StopSignal>,
 }
 
 enum Event {
@@ -255,7 +263,7 @@ enum Event {
 }
 
 impl Connection {
-    fn new(hub: std::sync::Arc<StreamHub>, store: DynStore, org: OrgId) -> Self {
+    fn new(hub: std::sync::Arc<StreamHub>, store: DynStore, org: OrgId, stop: Option<StopSignal>) -> Self {
         let budget = FrameBudget::new(hub.config.inbound_frames_per_sec);
         Connection {
             hub,
@@ -264,6 +272,7 @@ impl Connection {
             subs: Subs::default(),
             budget,
             throttle_notice: None,
+            stop,
         }
     }
 
@@ -305,7 +314,6 @@ impl Connection {
 
     async fn run_until_close(&mut self, socket: &mut WebSocket) -> Result<std::convert::Infallible, Close> {
         let cfg = self.hub.config.clone();
-        let mut shutdown = self.hub.shutdown_signal();
         let mut heartbeat = tokio::time::interval_at(
             tokio::time::Instant::now() + cfg.ping_interval,
             cfg.ping_interval
@@ -316,7 +324,7 @@ impl Connection {
         loop {
             let event = tokio::select! {
                 biased;
-                () = super::stopped(&mut shutdown) => Event::Shutdown,
+                () = stopped(&mut self.stop) => Event::Shutdown,
                 m = socket.next() => Event::Inbound(m),
                 (i, f) = self.subs.next_frame() => Event::Live(i, f),
                 _ = heartbeat.tick() => Event::Tick,
@@ -506,6 +514,14 @@ impl Connection {
             return Ok(());
         }
         watched(write_all(socket, batch), &self.subs, &self.hub.config).await
+    }
+}
+
+/// Resolves on shutdown; never without a signal.
+pub(super) async fn stopped(stop: &mut Option<StopSignal>) {
+    match stop {
+        Some(s) => s.await,
+        None => std::future::pending().await,
     }
 }
 

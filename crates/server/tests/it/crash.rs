@@ -199,7 +199,16 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         .unwrap();
     let org: Value = serde_json::from_slice(&out.stdout).unwrap();
     let out = Command::new(marquee_bin())
-        .args(["key", "create", "--tier", "enterprise", "--json", "--org", org["id"].as_str().unwrap(), "--data-dir"])
+        .args([
+            "key",
+            "create",
+            "--tier",
+            "enterprise",
+            "--json",
+            "--org",
+            org["id"].as_str().unwrap(),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -217,7 +226,13 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
                 let n = w * 100_000 + i;
-                match http.post(format!("{base}/v1/messages")).header("x-api-key", &key).json(&checkin("venue:t", n)).send().await {
+                match http
+                    .post(format!("{base}/v1/messages"))
+                    .header("x-api-key", &key)
+                    .json(&checkin("venue:t", n))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 201 => acks.lock().unwrap().push(n),
                     _ => return,
                 }
@@ -225,9 +240,14 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
     assert!(exit.success(), "marquee exits 0 after SIGTERM, got {exit:?}");
     for t in tasks {
         let _ = t.await;
@@ -245,7 +265,15 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         if let Some(a) = &after {
             url.push_str(&format!("&after={a}"));
         }
-        let v: Value = http.get(&url).header("x-api-key", &key).send().await.unwrap().json().await.unwrap();
+        let v: Value = http
+            .get(&url)
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for m in v["data"].as_array().unwrap() {
             stored.insert(m["data"]["n"].as_u64().unwrap());
         }

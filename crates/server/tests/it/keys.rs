@@ -203,6 +203,8 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     let s = TestServer::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = marquee_server::ServeConfig::with_data_dir(&s.data_dir);
-    let err = marquee_server::run(config, listener, std::future::ready(())).await.unwrap_err();
+    let err = marquee_server::run(config, listener, std::future::ready(()))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("already using the data dir"), "{err}");
 }

@@ -168,7 +168,12 @@ async fn filters_and_limits() {
         .await;
     }
     let filler: Vec<Value> = (100..120).map(|i| checkin("venue:filler", i)).collect();
-    let r = s.post(&key, "/v1/messages/batch").json(&json!({"messages": filler})).send().await.unwrap();
+    let r = s
+        .post(&key, "/v1/messages/batch")
+        .json(&json!({"messages": filler}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     s.publish(
         &key,
@@ -217,7 +222,14 @@ async fn filters_and_limits() {
     let past = "2000-01-01T00:00:00Z";
     assert_eq!(s.list_all(&key, &format!("&since={past}")).await.len(), 31);
     // A cursor beyond the head is an empty page that keeps its position.
-    let page: Value = s.get(&key, "/v1/messages?after=7ZZZZZZZZZZZZ").send().await.unwrap().json().await.unwrap();
+    let page: Value = s
+        .get(&key, "/v1/messages?after=7ZZZZZZZZZZZZ")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(page["data"].as_array().unwrap().is_empty());
     assert_eq!(page["next_cursor"], "7ZZZZZZZZZZZZ");
 }
@@ -331,19 +343,42 @@ async fn idempotency_edge_cases() {
     // A batch-level key reused with another batch conflicts.
     let one = json!({"messages": [checkin("venue:v", 1)]});
     let two = json!({"messages": [checkin("venue:v", 2)]});
-    let r = s.post(&key, "/v1/messages/batch").header("Idempotency-Key", "k").json(&one).send().await.unwrap();
+    let r = s
+        .post(&key, "/v1/messages/batch")
+        .header("Idempotency-Key", "k")
+        .json(&one)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let r = s.post(&key, "/v1/messages/batch").header("Idempotency-Key", "k").json(&two).send().await.unwrap();
+    let r = s
+        .post(&key, "/v1/messages/batch")
+        .header("Idempotency-Key", "k")
+        .json(&two)
+        .send()
+        .await
+        .unwrap();
     assert_error(r, 409, "conflict").await;
     // Batch keys and per-message keys do not collide.
-    let r = s.post(&key, "/v1/messages").header("Idempotency-Key", "k").json(&checkin("venue:v", 3)).send().await.unwrap();
+    let r = s
+        .post(&key, "/v1/messages")
+        .header("Idempotency-Key", "k")
+        .json(&checkin("venue:v", 3))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     // One key used for two different messages of one batch.
     let mut a = checkin("venue:v", 4);
     a["idempotency_key"] = json!("dup");
     let mut b = checkin("venue:v", 5);
     b["idempotency_key"] = json!("dup");
-    let r = s.post(&key, "/v1/messages/batch").json(&json!({"messages": [a, b]})).send().await.unwrap();
+    let r = s
+        .post(&key, "/v1/messages/batch")
+        .json(&json!({"messages": [a, b]}))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, 409, "conflict").await;
     assert_eq!(s.list_all(&key, "").await.len(), 2);
 }

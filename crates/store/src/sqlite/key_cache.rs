@@ -79,11 +79,14 @@ impl KeyCache {
             inner.by_prefix.clear();
             inner.stamp = None;
         }
-        let tmp = self.epoch_path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = self
+            .epoch_path
+            .with_extension(format!("tmp{}", std::process::id()));
         let mut token = [0u8; 16];
         marquee_core::ids::random_bytes(&mut token);
         let token = u128::from_le_bytes(token);
-        let written = std::fs::write(&tmp, format!("{token:032x}")).and_then(|()| std::fs::rename(&tmp, &self.epoch_path));
+        let written = std::fs::write(&tmp, format!("{token:032x}"))
+            .and_then(|()| std::fs::rename(&tmp, &self.epoch_path));
         if let Err(e) = written {
             // Other processes' caches would not notice this key change.
             tracing::error!(error = %e, path = %self.epoch_path.display(), "could not publish the key-change token");

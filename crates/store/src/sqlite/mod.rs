@@ -317,7 +317,9 @@ impl Store for SqliteStore {
     }
 
     async fn publish(&self, req: PublishRequest) -> Result<PublishOutcome> {
-        self.writer.write_unguarded(move |ctx| writer::publish(ctx, req)).await
+        self.writer
+            .write_unguarded(move |ctx| writer::publish(ctx, req))
+            .await
     }
 
     async fn get_message(&self, org: &OrgId, id: &MessageId) -> Result<Option<StoredMessage>> {

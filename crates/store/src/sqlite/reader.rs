@@ -32,11 +32,7 @@ fn open_readers(path: &Path, n: usize) -> Result<Vec<Mutex<Connection>>> {
     Ok(conns)
 }
 
-fn pick<T>(
-    conns: &[Mutex<Connection>],
-    start: usize,
-    f: impl FnOnce(&Connection) -> Result<T>,
-) -> Result<T> {
+fn pick<T>(conns: &[Mutex<Connection>], start: usize, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     let n = conns.len();
     for i in 0..n {
         if let Ok(c) = conns[(start + i) % n].try_lock() {
@@ -70,11 +66,9 @@ impl ReaderPool {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
-            pick(&pool.scan, pool.next.fetch_add(1, Ordering::Relaxed), f)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?
+        tokio::task::spawn_blocking(move || pick(&pool.scan, pool.next.fetch_add(1, Ordering::Relaxed), f))
+            .await
+            .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?
     }
 }
 
@@ -136,9 +130,8 @@ pub fn list_messages(c: &Connection, org: &str, q: &MessageQuery) -> Result<Mess
 /// The first seq whose received_at is at or after `t`, by binary search over
 /// seq (received_at is non-decreasing in seq).
 pub fn first_seq_received_since(c: &Connection, t: i64) -> Result<Option<i64>> {
-    let mut at_or_after = c.prepare_cached(
-        "SELECT seq, received_at FROM messages WHERE seq >= ?1 ORDER BY seq LIMIT 1",
-    )?;
+    let mut at_or_after =
+        c.prepare_cached("SELECT seq, received_at FROM messages WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
     let mut probe = |s: i64| -> Result<Option<(i64, i64)>> {
         let mut rows = at_or_after.query([s])?;
         Ok(match rows.next()? {

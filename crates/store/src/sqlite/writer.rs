@@ -48,7 +48,11 @@ impl Writer {
         let last = (max_seq as u64).max(meta_seq.and_then(|s| s.parse().ok()).unwrap_or(0));
         // received_at is non-decreasing in seq: the newest row holds the max.
         let last_received: i64 = conn
-            .query_row("SELECT received_at FROM messages ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+            .query_row(
+                "SELECT received_at FROM messages ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(0);
         let head = Arc::new(AtomicU64::new(last));
@@ -365,9 +369,9 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
         "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    let mut insert_ch = ctx
-        .conn
-        .prepare_cached("INSERT OR IGNORE INTO message_channels (org_id, channel, seq) VALUES (?1, ?2, ?3)")?;
+    let mut insert_ch = ctx.conn.prepare_cached(
+        "INSERT OR IGNORE INTO message_channels (org_id, channel, seq) VALUES (?1, ?2, ?3)",
+    )?;
     for (m, plan) in req.messages.into_iter().zip(plans) {
         match plan {
             Plan::Insert => {}
@@ -438,11 +442,15 @@ pub fn prune(ctx: &mut Ctx<'_>, before: Timestamp, limit: usize) -> Result<u64> 
     let oldest: Vec<(i64, String, String, i64)> = ctx
         .conn
         .prepare_cached("SELECT seq, org_id, channels, received_at FROM messages ORDER BY seq LIMIT ?1")?
-        .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map(params![limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let full = oldest.len() >= limit;
-    let mut expired: Vec<(i64, String, String, i64)> =
-        oldest.into_iter().take_while(|v| v.3 < before.as_micros()).collect();
+    let mut expired: Vec<(i64, String, String, i64)> = oldest
+        .into_iter()
+        .take_while(|v| v.3 < before.as_micros())
+        .collect();
     // Messages committed together share one received_at. Never split such a
     // group (a batch) across two prune jobs, so a batch's idempotency record
     // never points at a half-deleted batch.

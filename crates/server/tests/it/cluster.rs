@@ -1,0 +1,300 @@
+//! Several real `marquee` processes sharing PostgreSQL behave as one:
+//! cursors, idempotency and revocation hold across nodes. Runs when
+//! `MARQUEE_TEST_DATABASE_URL` is set (CI sets it); skips with a reason
+//! otherwise. Each test uses its own schema.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const SECRET: &str = "7f3c1d2e4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+pub struct Cluster {
+    pub url: String,
+    pub schema: String,
+    pub nodes: Vec<(Child, String)>,
+    pub http: reqwest::Client,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (c, _) in &mut self.nodes {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn database_url() -> Option<String> {
+    match std::env::var("MARQUEE_TEST_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            eprintln!("skipping multi-node test: MARQUEE_TEST_DATABASE_URL is not set");
+            None
+        }
+    }
+}
+
+fn node_cmd(url: &str, schema: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(marquee_bin());
+    cmd.args(args)
+        .env("MARQUEE_DATABASE_URL", url)
+        .env("MARQUEE_DATABASE_SCHEMA", schema)
+        .env("MARQUEE_SERVER_SECRET", SECRET)
+        .env("MARQUEE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("MARQUEE_LOG", "warn");
+    cmd
+}
+
+impl Cluster {
+    pub async fn start(tag: &str, n: usize, extra: &[&str]) -> Option<Cluster> {
+        let url = database_url()?;
+        let schema = format!("mq_it_{tag}_{}", free_port());
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            let port = free_port();
+            let data = tempfile::tempdir().unwrap().keep();
+            let mut args = vec!["serve", "--listen"];
+            let listen = format!("127.0.0.1:{port}");
+            args.push(&listen);
+            let data_s = data.display().to_string();
+            args.extend(["--data-dir", &data_s]);
+            args.extend(extra);
+            let child = node_cmd(&url, &schema, &args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            nodes.push((child, format!("http://{listen}")));
+        }
+        let c = Cluster {
+            url,
+            schema,
+            nodes,
+            http: reqwest::Client::new(),
+        };
+        for (_, base) in &c.nodes {
+            c.wait_up(base).await;
+        }
+        Some(c)
+    }
+
+    async fn wait_up(&self, base: &str) {
+        for _ in 0..400 {
+            if self
+                .http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("node {base} did not come up");
+    }
+
+    pub fn base(&self, i: usize) -> &str {
+        &self.nodes[i].1
+    }
+
+    /// (org id, key id, key) created through node `i`'s admin API.
+    pub async fn tenant(&self, i: usize, tier: &str) -> (String, String, String) {
+        let org: Value = self
+            .http
+            .post(format!("{}/admin/v1/orgs", self.base(i)))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"name": "cluster"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let org = org["id"].as_str().unwrap().to_owned();
+        let key: Value = self
+            .http
+            .post(format!("{}/admin/v1/orgs/{org}/keys", self.base(i)))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"tier": tier}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            org,
+            key["id"].as_str().unwrap().to_owned(),
+            key["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn list_all(&self, i: usize, key: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/v1/messages?limit=100", self.base(i));
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let v: Value = self
+                .http
+                .get(&url)
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            out.extend(v["data"].as_array().unwrap().iter().cloned());
+            if !v["has_more"].as_bool().unwrap() {
+                return out;
+            }
+            after = v["next_cursor"].as_str().map(str::to_owned);
+        }
+    }
+
+    async fn drop_schema(&self) {
+        if let Ok((client, conn)) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+                .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_one_log_keys_and_idempotency() {
+    let Some(c) = Cluster::start("log", 3, &[]).await else {
+        return;
+    };
+    let c = Arc::new(c);
+    let (_org, key_id, key) = c.tenant(0, "enterprise").await;
+    // Concurrent publishing through all three nodes while node C follows cursors.
+    let mut writers = Vec::new();
+    for w in 0..6u64 {
+        let (c, key) = (c.clone(), key.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..40u64 {
+                let r = c
+                    .http
+                    .post(format!("{}/v1/messages", c.base((w % 3) as usize)))
+                    .header("x-api-key", &key)
+                    .json(&checkin("venue:stadium", w * 1000 + i))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let all_c = c.list_all(2, &key).await;
+    let all_b = c.list_all(1, &key).await;
+    assert_eq!(all_c.len(), 240);
+    assert_eq!(all_c, all_b, "every node serves the same log in the same order");
+    let cursors: Vec<&str> = all_c.iter().map(|m| m["cursor"].as_str().unwrap()).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]));
+
+    // Idempotency is cluster-wide.
+    let body =
+        json!({"type": "order.completed", "channels": ["event:e"], "data": {}, "idempotency_key": "o-1"});
+    let r = c
+        .http
+        .post(format!("{}/v1/messages", c.base(0)))
+        .header("x-api-key", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .http
+        .post(format!("{}/v1/messages", c.base(1)))
+        .header("x-api-key", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+
+    // A key revoked through node A is refused by node B on the next request.
+    let r = c
+        .http
+        .post(format!("{}/admin/v1/keys/{key_id}/revoke", c.base(0)))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .http
+        .get(format!("{}/v1/messages", c.base(1)))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 401, "invalid_api_key").await;
+    c.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_node_with_another_secret_refuses_to_start_and_the_cli_works_on_postgres() {
+    let Some(url) = database_url() else { return };
+    let schema = format!("mq_it_secret_{}", free_port());
+    // The CLI works against PostgreSQL exactly as against the data dir.
+    let out = node_cmd(&url, &schema, &["org", "create", "pg", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let org: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = node_cmd(
+        &url,
+        &schema,
+        &[
+            "key",
+            "create",
+            "--org",
+            org["id"].as_str().unwrap(),
+            "--tier",
+            "pro",
+            "--json",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    let out = node_cmd(&url, &schema, &["migrate"]).output().unwrap();
+    assert!(out.status.success());
+    // Another secret: refused.
+    let out = node_cmd(&url, &schema, &["serve", "--listen", "127.0.0.1:0"])
+        .env("MARQUEE_SERVER_SECRET", "00".repeat(32))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("differs from the cluster"));
+    // No secret at all: refused with a clear message.
+    let out = node_cmd(&url, &schema, &["org", "list"])
+        .env_remove("MARQUEE_SERVER_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MARQUEE_SERVER_SECRET"));
+    if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
+}

@@ -1,0 +1,444 @@
+//! The PostgreSQL backend, for several marquee nodes sharing one database.
+//!
+//! Publishing goes through one group-commit task per node ([`writer`]) that
+//! serializes commits cluster-wide with an advisory lock, which is what makes
+//! seq order equal commit order across nodes (see `writer.rs`). Everything
+//! else uses a connection pool. Migrations run under an advisory lock, so
+//! several nodes starting at once migrate exactly once. Every object lives in
+//! the connection's `search_path` schema, which is how tests isolate
+//! themselves (`PgStore::connect(url, Some(schema))`).
+
+mod rows;
+mod webhooks;
+mod writer;
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use marquee_core::ids::{KeyId, MessageId, OrgId};
+use marquee_core::message::StoredMessage;
+use marquee_core::timestamp::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use crate::{
+    ApiKeyRecord, CommitListener, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org, PublishOutcome,
+    PublishRequest, Result, Store, StoreError,
+};
+
+const SCHEMA_V1: &str = include_str!("schema.sql");
+const SCHEMA_VERSION: i32 = 1;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => StoreError::Internal(format!("postgres: {} ({})", db.message(), db.code().code())),
+            None => StoreError::Internal(format!("postgres: {e}")),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(format!("postgres pool: {e}"))
+    }
+}
+
+pub struct PgStore {
+    pool: Pool,
+    publisher: mpsc::Sender<writer::Job>,
+    listeners: Arc<Mutex<Vec<CommitListener>>>,
+}
+
+/// A schema name a test may create (letters, digits, underscore).
+fn valid_schema(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl PgStore {
+    /// Connects, creates `schema` if given (and uses it), and migrates.
+    pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self> {
+        let mut cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Internal(format!("bad database URL: {e}")))?;
+        if let Some(s) = schema {
+            if !valid_schema(s) {
+                return Err(StoreError::Internal(format!("bad schema name {s:?}")));
+            }
+            let (client, conn) = cfg.connect(NoTls).await?;
+            let task = tokio::spawn(conn);
+            // Concurrent `CREATE SCHEMA IF NOT EXISTS` can still collide in
+            // PostgreSQL: nodes starting together take turns.
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock(hashtext('marquee-create-schema')); \
+                     CREATE SCHEMA IF NOT EXISTS {s}; COMMIT;"
+                ))
+                .await?;
+            drop(client);
+            let _ = task.await;
+            cfg.options(format!("-c search_path={s}"));
+        }
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(16)
+            .build()
+            .map_err(|e| StoreError::Internal(format!("building pool: {e}")))?;
+        migrate(&pool).await?;
+        let listeners: Arc<Mutex<Vec<CommitListener>>> = Arc::new(Mutex::new(Vec::new()));
+        let publisher = writer::start(pool.clone(), listeners.clone());
+        Ok(PgStore {
+            pool,
+            publisher,
+            listeners,
+        })
+    }
+
+    /// Reads a cluster-wide setting from `meta`.
+    pub async fn meta_get(&self, k: &str) -> Result<Option<String>> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt("SELECT v FROM meta WHERE k = $1", &[&k])
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    /// Sets `k` to `v` unless it is already set; returns the value in force.
+    pub async fn meta_init(&self, k: &str, v: &str) -> Result<String> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING",
+            &[&k, &v],
+        )
+        .await?;
+        let r = c.query_one("SELECT v FROM meta WHERE k = $1", &[&k]).await?;
+        Ok(r.get(0))
+    }
+}
+
+async fn migrate(pool: &Pool) -> Result<()> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    // Serializes nodes that start together; the lock ends with the transaction.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/marquee-migrate'))",
+        &[],
+    )
+    .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INT NOT NULL)")
+        .await?;
+    let v: Option<i32> = tx
+        .query_opt("SELECT version FROM schema_version", &[])
+        .await?
+        .map(|r| r.get(0));
+    let v = v.unwrap_or(0);
+    if v > SCHEMA_VERSION {
+        return Err(StoreError::Internal(format!(
+            "database schema version {v} is newer than this marquee ({SCHEMA_VERSION})"
+        )));
+    }
+    if v < 1 {
+        tx.batch_execute(SCHEMA_V1).await?;
+    }
+    if v == 0 {
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&SCHEMA_VERSION],
+        )
+        .await?;
+    } else if v < SCHEMA_VERSION {
+        tx.execute("UPDATE schema_version SET version = $1", &[&SCHEMA_VERSION])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<()> {
+        let c = self.pool.get().await?;
+        c.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn create_org(&self, name: &str) -> Result<Org> {
+        let org = Org {
+            id: OrgId::generate(),
+            name: name.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        let c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)",
+            &[&org.id.as_str(), &org.name, &org.created_at.as_micros()],
+        )
+        .await?;
+        Ok(org)
+    }
+
+    async fn get_org(&self, id: &OrgId) -> Result<Option<Org>> {
+        let c = self.pool.get().await?;
+        c.query_opt(
+            "SELECT id, name, created_at FROM orgs WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await?
+        .map(|r| rows::org(&r))
+        .transpose()
+    }
+
+    async fn list_orgs(&self) -> Result<Vec<Org>> {
+        let c = self.pool.get().await?;
+        c.query("SELECT id, name, created_at FROM orgs ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(rows::org)
+            .collect()
+    }
+
+    async fn create_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
+        let record = ApiKeyRecord {
+            id: key.id.clone(),
+            org_id: key.org_id.clone(),
+            tier: key.tier,
+            name: key.name.clone(),
+            public_prefix: key.public_prefix.clone(),
+            created_at: Timestamp::now(),
+            revoked_at: None,
+        };
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(
+                "INSERT INTO api_keys (id, org_id, tier, name, public_prefix, digest, created_at)
+                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM orgs WHERE id = $2)",
+                &[
+                    &record.id.as_str(),
+                    &record.org_id.as_str(),
+                    &record.tier.as_str(),
+                    &record.name,
+                    &record.public_prefix,
+                    &&key.digest.0[..],
+                    &record.created_at.as_micros(),
+                ],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(record)
+    }
+
+    async fn list_keys(&self, org: &OrgId) -> Result<Vec<ApiKeyRecord>> {
+        let c = self.pool.get().await?;
+        c.query(
+            &format!(
+                "SELECT {} FROM api_keys WHERE org_id = $1 ORDER BY created_at, id",
+                rows::KEY_COLUMNS
+            ),
+            &[&org.as_str()],
+        )
+        .await?
+        .iter()
+        .map(rows::key)
+        .collect()
+    }
+
+    async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>> {
+        let c = self.pool.get().await?;
+        c.query_opt(
+            &format!("SELECT {} FROM api_keys WHERE id = $1", rows::KEY_COLUMNS),
+            &[&id.as_str()],
+        )
+        .await?
+        .map(|r| rows::key(&r))
+        .transpose()
+    }
+
+    async fn revoke_key(&self, id: &KeyId) -> Result<ApiKeyRecord> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[&id.as_str(), &Timestamp::now().as_micros()],
+        )
+        .await?;
+        drop(c);
+        self.get_key(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn keys_by_prefix(&self, prefix: &str) -> Result<Vec<KeyCandidate>> {
+        // No cache: a revocation through any node is refused by every node on
+        // the next request, because every request reads the shared row.
+        let c = self.pool.get().await?;
+        c.query(
+            &format!(
+                "SELECT {}, digest FROM api_keys WHERE public_prefix = $1",
+                rows::KEY_COLUMNS
+            ),
+            &[&prefix],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(KeyCandidate {
+                record: rows::key(r)?,
+                digest: r.try_get(7)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn publish(&self, req: PublishRequest) -> Result<PublishOutcome> {
+        let (reply, rx) = oneshot::channel();
+        self.publisher
+            .send(writer::Job { req, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?
+    }
+
+    async fn get_message(&self, org: &OrgId, id: &MessageId) -> Result<Option<StoredMessage>> {
+        let c = self.pool.get().await?;
+        c.query_opt(
+            &format!(
+                "SELECT {} FROM messages WHERE id = $1 AND org_id = $2",
+                rows::MESSAGE_COLUMNS
+            ),
+            &[&id.as_str(), &org.as_str()],
+        )
+        .await?
+        .map(|r| rows::message(&r))
+        .transpose()
+    }
+
+    async fn list_messages(&self, org: &OrgId, q: &MessageQuery) -> Result<MessagePage> {
+        let c = self.pool.get().await?;
+        let mut lower = q.after_seq.unwrap_or(0).min(i64::MAX as u64) as i64;
+        if let Some(since) = q.since {
+            let first: Option<i64> = c
+                .query_one(
+                    "SELECT MIN(seq) FROM messages WHERE received_at >= $1",
+                    &[&since.as_micros()],
+                )
+                .await?
+                .get(0);
+            match first {
+                Some(s) => lower = lower.max(s - 1),
+                None => {
+                    return Ok(MessagePage {
+                        messages: vec![],
+                        has_more: false,
+                    });
+                }
+            }
+        }
+        let cols = rows::MESSAGE_COLUMNS
+            .split(", ")
+            .map(|c| format!("m.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let limit = (q.limit + 1) as i64;
+        let org_s = org.as_str().to_owned();
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(org_s), Box::new(lower)];
+        let mut sql = match &q.channel {
+            Some(ch) => {
+                params.push(Box::new(ch.clone()));
+                format!(
+                    "SELECT {cols} FROM message_channels mc JOIN messages m ON m.seq = mc.seq \
+                     WHERE mc.org_id = $1 AND mc.seq > $2 AND mc.channel = $3"
+                )
+            }
+            None => format!("SELECT {cols} FROM messages m WHERE m.org_id = $1 AND m.seq > $2"),
+        };
+        if let Some(t) = &q.event_type {
+            params.push(Box::new(t.clone()));
+            sql.push_str(&format!(" AND m.type = ${}", params.len()));
+        }
+        params.push(Box::new(limit));
+        sql.push_str(&format!(" ORDER BY m.seq LIMIT ${}", params.len()));
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let found = c.query(&sql, &refs).await?;
+        let mut messages = found.iter().map(rows::message).collect::<Result<Vec<_>>>()?;
+        let has_more = messages.len() > q.limit;
+        messages.truncate(q.limit);
+        Ok(MessagePage { messages, has_more })
+    }
+
+    async fn head_seq(&self) -> Result<u64> {
+        let c = self.pool.get().await?;
+        let r = c.query_one("SELECT seq FROM log_head WHERE id = 1", &[]).await?;
+        Ok(r.get::<_, i64>(0) as u64)
+    }
+
+    async fn retained_from_seq(&self) -> Result<u64> {
+        let c = self.pool.get().await?;
+        let r = c
+            .query_one("SELECT pruned_through FROM log_head WHERE id = 1", &[])
+            .await?;
+        let p: i64 = r.get(0);
+        Ok(if p == 0 { 0 } else { p as u64 + 1 })
+    }
+
+    async fn prune(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        // Whole commit groups only (they share received_at), oldest first.
+        let victims = tx
+            .query(
+                "SELECT seq, org_id, channels, received_at FROM messages
+                 WHERE received_at < $1 ORDER BY seq LIMIT $2",
+                &[&before.as_micros(), &(limit as i64)],
+            )
+            .await?;
+        let mut rows_: Vec<(i64, String, String, i64)> = victims
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        if rows_.len() >= limit
+            && let Some(last) = rows_.last().map(|v| v.3)
+        {
+            let keep = rows_.iter().take_while(|v| v.3 < last).count();
+            if keep > 0 {
+                rows_.truncate(keep);
+            }
+        }
+        let Some(max_seq) = rows_.last().map(|v| v.0) else {
+            tx.commit().await?;
+            return Ok(0);
+        };
+        let seqs: Vec<i64> = rows_.iter().map(|v| v.0).collect();
+        tx.execute("DELETE FROM message_channels WHERE seq = ANY($1)", &[&seqs])
+            .await?;
+        tx.execute("DELETE FROM messages WHERE seq = ANY($1)", &[&seqs])
+            .await?;
+        tx.execute(
+            "UPDATE log_head SET pruned_through = GREATEST(pruned_through, $1) WHERE id = 1",
+            &[&max_seq],
+        )
+        .await?;
+        let cutoff = Timestamp::now().as_micros() - crate::IDEMPOTENCY_TTL_MICROS;
+        tx.execute(
+            "DELETE FROM idempotency WHERE (org_id, key) IN
+             (SELECT org_id, key FROM idempotency WHERE created_at < $1 LIMIT $2)",
+            &[&cutoff, &(limit as i64)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(rows_.len() as u64)
+    }
+
+    fn add_commit_listener(&self, listener: CommitListener) {
+        if let Ok(mut l) = self.listeners.lock() {
+            l.push(listener);
+        }
+    }
+}

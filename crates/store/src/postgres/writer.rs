@@ -1,0 +1,344 @@
+//! Group commit on PostgreSQL.
+//!
+//! Each node runs one publishing task with its own connection. It drains the
+//! queued publish requests and commits them in one transaction that first
+//! takes the log lock (`pg_advisory_xact_lock`), reads and advances
+//! `log_head`, inserts, and commits *while still holding the lock*. So:
+//!
+//! - seq order is commit order across all nodes: a transaction assigns seqs
+//!   only after every earlier holder of the lock has committed, and
+//! - a reader that sees a row with seq `n` also sees every row below `n`
+//!   (those committed before the lock passed on), so a cursor never skips.
+//!
+//! The price is that publishing is serialized cluster-wide for the length of
+//! one group's transaction; group commit amortizes it over many publishes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::Pool;
+use marquee_core::message::{Idempotency, StoredMessage};
+use marquee_core::timestamp::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Transaction;
+
+use super::rows;
+use crate::{CommitListener, IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
+
+pub struct Job {
+    pub req: PublishRequest,
+    pub reply: oneshot::Sender<Result<PublishOutcome>>,
+}
+
+const MAX_GROUP: usize = 512;
+
+/// Idempotency keys first used in the current group: (org, key) →
+/// (fingerprint, seqs).
+type GroupKeys = HashMap<(String, String), ([u8; 32], Vec<u64>)>;
+
+pub fn start(pool: Pool, listeners: Arc<Mutex<Vec<CommitListener>>>) -> mpsc::Sender<Job> {
+    let (tx, mut rx) = mpsc::channel::<Job>(4_096);
+    tokio::spawn(async move {
+        let mut jobs: Vec<Job> = Vec::with_capacity(MAX_GROUP);
+        while let Some(first) = rx.recv().await {
+            jobs.push(first);
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let batch: Vec<Job> = std::mem::take(&mut jobs);
+            commit_group(&pool, batch, &listeners).await;
+        }
+        tracing::debug!("postgres publisher stopped");
+    });
+    tx
+}
+
+async fn commit_group(pool: &Pool, jobs: Vec<Job>, listeners: &Arc<Mutex<Vec<CommitListener>>>) {
+    let mut client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            for j in jobs {
+                let _ = j
+                    .reply
+                    .send(Err(StoreError::Unavailable(format!("database pool: {e}"))));
+            }
+            return;
+        }
+    };
+    let mut results: Vec<Result<PublishOutcome>> = Vec::with_capacity(jobs.len());
+    let mut committed: Vec<Arc<StoredMessage>> = Vec::new();
+    let outcome: Result<()> = async {
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/marquee-log'))",
+            &[],
+        )
+        .await?;
+        let head = tx
+            .query_one("SELECT seq, received_at FROM log_head WHERE id = 1", &[])
+            .await?;
+        let mut next_seq = head.try_get::<_, i64>(0)? as u64 + 1;
+        let first_seq = next_seq;
+        let received = Timestamp::now().as_micros().max(head.try_get::<_, i64>(1)?);
+        let mut group_keys: GroupKeys = HashMap::new();
+        for job in &jobs {
+            let r = publish_one(
+                &tx,
+                &job.req,
+                &mut next_seq,
+                received,
+                &mut committed,
+                &mut group_keys,
+            )
+            .await;
+            match r {
+                Ok(o) => results.push(Ok(o)),
+                // Logical refusals (conflicts) write nothing; database
+                // errors abort the transaction and fail the whole group.
+                Err(StoreError::Conflict(m)) => results.push(Err(StoreError::Conflict(m))),
+                Err(e) => return Err(e),
+            }
+        }
+        if next_seq != first_seq {
+            tx.execute(
+                "UPDATE log_head SET seq = $1, received_at = $2 WHERE id = 1",
+                &[&((next_seq - 1) as i64), &received],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            if !committed.is_empty() {
+                let ls: Vec<CommitListener> = listeners.lock().map(|l| l.clone()).unwrap_or_default();
+                for l in ls {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&committed))).is_err() {
+                        tracing::error!("a commit listener panicked; the commit itself is durable");
+                    }
+                }
+            }
+            for (j, r) in jobs.into_iter().zip(results) {
+                let _ = j.reply.send(r);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "postgres group commit failed");
+            for j in jobs {
+                let _ = j
+                    .reply
+                    .send(Err(StoreError::Internal(format!("commit failed: {e}"))));
+            }
+        }
+    }
+}
+
+async fn find_idempotent(
+    tx: &Transaction<'_>,
+    org: &str,
+    idem: &Idempotency,
+    now: i64,
+    group_keys: &GroupKeys,
+    committed: &[Arc<StoredMessage>],
+) -> Result<Option<Vec<StoredMessage>>> {
+    // A key first used earlier in this same group.
+    if let Some((fp, seqs)) = group_keys.get(&(org.to_owned(), idem.key.clone())) {
+        if *fp != idem.fingerprint {
+            return Err(StoreError::Conflict(
+                "this idempotency key was already used with a different request".into(),
+            ));
+        }
+        let by_seq: HashMap<u64, &Arc<StoredMessage>> = committed.iter().map(|m| (m.seq, m)).collect();
+        return Ok(Some(
+            seqs.iter()
+                .filter_map(|s| by_seq.get(s).map(|m| (***m).clone()))
+                .collect(),
+        ));
+    }
+    let row = tx
+        .query_opt(
+            "SELECT fingerprint, seqs, created_at FROM idempotency WHERE org_id = $1 AND key = $2",
+            &[&org, &idem.key],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let (fp, seqs, created): (Vec<u8>, String, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if created < now - IDEMPOTENCY_TTL_MICROS {
+        return Ok(None);
+    }
+    if fp != idem.fingerprint {
+        return Err(StoreError::Conflict(
+            "this idempotency key was already used with a different request".into(),
+        ));
+    }
+    let seqs: Vec<i64> = seqs.split(',').filter_map(|s| s.parse().ok()).collect();
+    let found = tx
+        .query(
+            &format!(
+                "SELECT {} FROM messages WHERE seq = ANY($1)",
+                rows::MESSAGE_COLUMNS
+            ),
+            &[&seqs],
+        )
+        .await?;
+    let mut by_seq = HashMap::new();
+    for r in &found {
+        let m = rows::message(r)?;
+        by_seq.insert(m.seq as i64, m);
+    }
+    let mut out = Vec::with_capacity(seqs.len());
+    for s in &seqs {
+        match by_seq.get(s) {
+            Some(m) => out.push(m.clone()),
+            // Pruned by retention: the key no longer applies.
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+async fn remember(tx: &Transaction<'_>, org: &str, idem: &Idempotency, seqs: &[u64], now: i64) -> Result<()> {
+    let list = seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+    tx.execute(
+        "INSERT INTO idempotency (org_id, key, fingerprint, seqs, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = $3, seqs = $4, created_at = $5",
+        &[&org, &idem.key, &&idem.fingerprint[..], &list, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish_one(
+    tx: &Transaction<'_>,
+    req: &PublishRequest,
+    next_seq: &mut u64,
+    received: i64,
+    committed: &mut Vec<Arc<StoredMessage>>,
+    group_keys: &mut GroupKeys,
+) -> Result<PublishOutcome> {
+    let org = req.org_id.as_str();
+    let now = Timestamp::now().as_micros();
+    if let Some(idem) = &req.request_idempotency
+        && let Some(messages) = find_idempotent(tx, org, idem, now, group_keys, committed).await?
+    {
+        return Ok(PublishOutcome {
+            messages,
+            replayed: true,
+        });
+    }
+    // Phase 1: every idempotency decision before the first write.
+    enum Plan {
+        Insert,
+        Replay(StoredMessage),
+        SameAs(usize),
+    }
+    let mut plans = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
+        let Some(idem) = &m.idempotency else {
+            plans.push(Plan::Insert);
+            continue;
+        };
+        if let Some(j) = req.messages[..i]
+            .iter()
+            .position(|p| p.idempotency.as_ref().is_some_and(|k| k.key == idem.key))
+        {
+            if req.messages[j].idempotency.as_ref().map(|k| k.fingerprint) != Some(idem.fingerprint) {
+                return Err(StoreError::Conflict(
+                    "one idempotency key is used for two different messages".into(),
+                ));
+            }
+            plans.push(Plan::SameAs(j));
+            continue;
+        }
+        match find_idempotent(tx, org, idem, now, group_keys, committed).await? {
+            Some(mut v) => match v.pop() {
+                Some(e) => plans.push(Plan::Replay(e)),
+                None => plans.push(Plan::Insert),
+            },
+            None => plans.push(Plan::Insert),
+        }
+    }
+    let replayed_all = !plans.is_empty() && plans.iter().all(|p| !matches!(p, Plan::Insert));
+    let endpoints = super::webhooks::endpoints_for_publish(tx, org).await?;
+    // Phase 2: inserts.
+    let mut out: Vec<StoredMessage> = Vec::with_capacity(req.messages.len());
+    for (m, plan) in req.messages.iter().zip(plans) {
+        match plan {
+            Plan::Insert => {}
+            Plan::Replay(e) => {
+                out.push(e);
+                continue;
+            }
+            Plan::SameAs(j) => {
+                let e = out[j].clone();
+                out.push(e);
+                continue;
+            }
+        }
+        let seq = *next_seq;
+        *next_seq += 1;
+        let channels: Vec<&str> = m.channels.iter().map(|c| c.as_str()).collect();
+        tx.execute(
+            "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &(seq as i64),
+                &m.id.as_str(),
+                &org,
+                &m.event_type.as_str(),
+                &channels.join(" "),
+                &m.data.get(),
+                &m.occurred_at.as_micros(),
+                &received,
+            ],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO message_channels (org_id, channel, seq)
+             SELECT $1, c, $3 FROM unnest($2::text[]) AS c ON CONFLICT DO NOTHING",
+            &[&org, &channels, &(seq as i64)],
+        )
+        .await?;
+        if let Some(idem) = &m.idempotency {
+            remember(tx, org, idem, &[seq], now).await?;
+            group_keys.insert((org.to_owned(), idem.key.clone()), (idem.fingerprint, vec![seq]));
+        }
+        super::webhooks::insert_deliveries(
+            tx,
+            &endpoints,
+            org,
+            seq,
+            m.id.as_str(),
+            m.event_type.as_str(),
+            &m.channels,
+            received,
+        )
+        .await?;
+        let stored = StoredMessage {
+            seq,
+            id: m.id.clone(),
+            org_id: req.org_id.clone(),
+            event_type: m.event_type.clone(),
+            channels: m.channels.clone(),
+            data: m.data.clone(),
+            occurred_at: m.occurred_at,
+            received_at: Timestamp::from_micros(received),
+        };
+        committed.push(Arc::new(stored.clone()));
+        out.push(stored);
+    }
+    if let Some(idem) = &req.request_idempotency {
+        let seqs: Vec<u64> = out.iter().map(|m| m.seq).collect();
+        remember(tx, org, idem, &seqs, now).await?;
+        group_keys.insert((org.to_owned(), idem.key.clone()), (idem.fingerprint, seqs));
+    }
+    Ok(PublishOutcome {
+        messages: out,
+        replayed: replayed_all && req.request_idempotency.is_none(),
+    })
+}
