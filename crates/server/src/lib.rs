@@ -141,7 +141,22 @@ pub async fn run(
         Some(_) => None,
     };
     let (store, secrets) = open_backend(&config).await?;
-    let bus: stream::DynBus = Arc::new(stream::InProcessBus::new(config.streams.queue_frames));
+    let bus: stream::DynBus = match &config.nats {
+        Some(n) => Arc::new(
+            stream::NatsBus::connect(&n.url, &n.prefix, store.clone(), config.streams.queue_frames)
+                .await
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+        ),
+        None => {
+            if config.database.is_some() {
+                tracing::warn!(
+                    "--database without --nats: live streams only see this node's publishes; \
+                     run several nodes with both"
+                );
+            }
+            Arc::new(stream::InProcessBus::new(config.streams.queue_frames))
+        }
+    };
     let commits = stream::register_commit_listener(&store);
     let streams = stream::StreamHub::new(config.streams.clone(), bus.clone());
     let webhooks = webhooks::Dispatcher::new(store.clone(), &secrets, config.webhooks.clone())?;

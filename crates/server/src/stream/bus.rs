@@ -140,6 +140,24 @@ impl InProcessBus {
     pub fn topic_count(&self) -> usize {
         self.inner.topics.read().map(|t| t.len()).unwrap_or(0)
     }
+
+    /// Whether (org, channel) has a local subscriber.
+    pub fn has_topic(&self, org: &OrgId, channel: &Channel) -> bool {
+        self.inner
+            .topics
+            .read()
+            .map(|t| t.contains_key(&(org.clone(), channel.clone())))
+            .unwrap_or(false)
+    }
+
+    /// Whether any channel of `org` has a local subscriber.
+    pub fn has_org_topics(&self, org: &OrgId) -> bool {
+        self.inner
+            .topics
+            .read()
+            .map(|t| t.keys().any(|(o, _)| o == org))
+            .unwrap_or(false)
+    }
 }
 
 #[async_trait]

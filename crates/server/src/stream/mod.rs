@@ -29,6 +29,7 @@ pub mod bus;
 mod feeder;
 mod frame;
 mod limits;
+mod nats_bus;
 mod replay;
 pub mod sse;
 mod subs;
@@ -46,6 +47,7 @@ use marquee_core::ids::KeyId;
 use tokio::sync::oneshot;
 
 pub use bus::{Bus, DynBus, InProcessBus};
+pub use nats_bus::NatsBus;
 pub use feeder::{feed, register_commit_listener};
 
 /// Close codes sent on a stream WebSocket (also in ARCHITECTURE.md).

@@ -6,6 +6,7 @@ mod helpers;
 
 mod cli;
 mod cluster;
+mod cluster_streams;
 mod crash;
 mod errors;
 mod keys;

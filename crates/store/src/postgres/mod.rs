@@ -30,7 +30,9 @@ use crate::{
 };
 
 const SCHEMA_V1: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i32 = 1;
+/// Version 2: webhook endpoints, deliveries and attempts.
+const SCHEMA_V2: &str = include_str!("schema_v2.sql");
+const SCHEMA_VERSION: i32 = 2;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -146,6 +148,9 @@ async fn migrate(pool: &Pool) -> Result<()> {
     }
     if v < 1 {
         tx.batch_execute(SCHEMA_V1).await?;
+    }
+    if v < 2 {
+        tx.batch_execute(SCHEMA_V2).await?;
     }
     if v == 0 {
         tx.execute(
@@ -425,6 +430,7 @@ impl Store for PgStore {
             &[&max_seq],
         )
         .await?;
+        webhooks::prune(&tx, max_seq, before, limit).await?;
         let cutoff = Timestamp::now().as_micros() - crate::IDEMPOTENCY_TTL_MICROS;
         tx.execute(
             "DELETE FROM idempotency WHERE (org_id, key) IN
