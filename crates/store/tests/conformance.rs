@@ -399,3 +399,515 @@ async fn postgres_interleaved_commits_never_skip_a_cursor() {
     );
     drop_schema(&url, &schema).await;
 }
+
+// ---------------------------------------------------------------------------
+// Webhooks: the same story against every backend.
+
+mod webhook_story {
+    use std::sync::{Arc, Mutex};
+
+    use marquee_core::ids::{AttemptId, EndpointId, OrgId};
+    use marquee_core::timestamp::Timestamp;
+    use marquee_core::webhook::EndpointFilter;
+    use marquee_core::wire::Format;
+    use marquee_store::webhooks::{
+        AttemptOutcome, AttemptQuery, AttemptRecord, ClaimRequest, ClaimedDelivery, EndpointRecord,
+        OutcomePolicy, ReplayFrom, Transition,
+    };
+    use marquee_store::{DynStore, MessageQuery, StoreError};
+
+    use super::{msg, publish};
+
+    fn endpoint(org: &OrgId, types: &str, ordered: bool) -> EndpointRecord {
+        EndpointRecord {
+            id: EndpointId::generate(),
+            org_id: org.clone(),
+            url: "https://example.com/hook".into(),
+            description: Some("d".into()),
+            filter: EndpointFilter::from_texts(types, ""),
+            format: Format::Standard,
+            rate_limit: None,
+            max_in_flight: 8,
+            ordered,
+            enabled: true,
+            disabled_reason: None,
+            secret_sealed: vec![1, 2, 3],
+            previous_secret_sealed: None,
+            previous_secret_until: None,
+            failing_since: None,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        }
+    }
+
+    fn req(ep: &EndpointRecord, limit: usize) -> Vec<ClaimRequest> {
+        vec![ClaimRequest {
+            endpoint_id: ep.id.clone(),
+            limit,
+            ordered: ep.ordered,
+        }]
+    }
+
+    async fn claim(store: &DynStore, ep: &EndpointRecord, limit: usize) -> Vec<ClaimedDelivery> {
+        let now = Timestamp::now();
+        store
+            .claim_deliveries(req(ep, limit), now, now.saturating_add_micros(60_000_000))
+            .await
+            .unwrap()
+    }
+
+    fn outcome(d: &ClaimedDelivery, status: u16, transition: Transition) -> AttemptOutcome {
+        AttemptOutcome {
+            attempt: AttemptRecord {
+                id: AttemptId::generate(),
+                delivery_id: d.id.clone(),
+                org_id: d.message.org_id.clone(),
+                endpoint_id: d.endpoint_id.clone(),
+                message_id: Some(d.message.id.clone()),
+                attempt_no: d.attempt_count + 1,
+                started_at: Timestamp::now(),
+                duration_us: 1_000,
+                status_code: Some(status),
+                succeeded: (200..300).contains(&status),
+                error_kind: (!(200..300).contains(&status)).then(|| "http_status".to_owned()),
+                response_headers: "{}".into(),
+                response_body: "ok".into(),
+            },
+            transition,
+            message_type: d.message.event_type.as_str().to_owned(),
+            disable: None,
+        }
+    }
+
+    const POLICY: OutcomePolicy = OutcomePolicy {
+        disable_after_us: i64::MAX,
+        failing_after: 4,
+    };
+
+    pub async fn run(store: DynStore) {
+        let announced: Arc<Mutex<Vec<String>>> = Arc::default();
+        {
+            let announced = announced.clone();
+            store.add_commit_listener(Arc::new(move |ms| {
+                if let Ok(mut a) = announced.lock() {
+                    a.extend(ms.iter().map(|m| m.event_type.as_str().to_owned()));
+                }
+            }));
+        }
+        let org = store.create_org("hooks").await.unwrap();
+        let other = store.create_org("other").await.unwrap();
+        // Endpoints: create, read, list, update; scoped to their organization.
+        let fans = endpoint(&org.id, "fan_*", false);
+        let orders = endpoint(&org.id, "order.*", true);
+        let elsewhere = endpoint(&other.id, "", false);
+        for e in [&fans, &orders, &elsewhere] {
+            store.create_endpoint(e.clone()).await.unwrap();
+        }
+        let got = store.get_endpoint(&org.id, &fans.id).await.unwrap().unwrap();
+        assert_eq!(got.filter, fans.filter);
+        assert_eq!((got.url.as_str(), got.max_in_flight), (fans.url.as_str(), 8));
+        assert_eq!(got.secret_sealed, vec![1, 2, 3]);
+        assert!(store.get_endpoint(&other.id, &fans.id).await.unwrap().is_none());
+        let page = store.list_endpoints(&org.id, None, 1).await.unwrap();
+        assert_eq!((page.endpoints.len(), page.has_more), (1, true));
+        let page2 = store
+            .list_endpoints(&org.id, Some(&page.endpoints[0].id), 10)
+            .await
+            .unwrap();
+        assert_eq!((page2.endpoints.len(), page2.has_more), (1, false));
+        assert!(store.all_endpoints().await.unwrap().len() >= 3);
+        let mut changed = fans.clone();
+        changed.description = Some("fans".into());
+        changed.rate_limit = Some(50);
+        store.update_endpoint(changed).await.unwrap();
+        let got = store.get_endpoint(&org.id, &fans.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.description.as_deref(), got.rate_limit),
+            (Some("fans"), Some(50))
+        );
+        let mut foreign = fans.clone();
+        foreign.org_id = other.id.clone();
+        assert!(matches!(
+            store.update_endpoint(foreign).await,
+            Err(StoreError::NotFound)
+        ));
+
+        // Publishing creates one delivery per matching endpoint, in the commit.
+        let published = publish(
+            &store,
+            &org.id,
+            vec![
+                msg("fan_checkin", &["venue:a"], 0, None),
+                msg("order.completed", &["event:e"], 1, None),
+                msg("fan_checkin", &["venue:a"], 2, None),
+                msg("venue_opened", &["venue:a"], 3, None),
+                msg("order.completed", &["event:e"], 4, None),
+                msg("fan_checkin", &["venue:b"], 5, None),
+            ],
+        )
+        .await;
+        let pending = store.pending_endpoints().await.unwrap();
+        assert!(pending.iter().any(|(e, _)| *e == fans.id));
+        assert!(pending.iter().any(|(e, _)| *e == orders.id));
+        assert!(!pending.iter().any(|(e, _)| *e == elsewhere.id));
+
+        // Claimed once: a second claim gets nothing while leased.
+        let c = claim(&store, &fans, 10).await;
+        assert_eq!(c.len(), 3);
+        assert!(c.iter().all(|d| d.message.event_type.as_str() == "fan_checkin"));
+        assert!(c.iter().all(|d| d.attempts == 0 && d.attempt_count == 0));
+        assert!(claim(&store, &fans, 10).await.is_empty(), "leased");
+        // Ordered: only the oldest, and nothing more while it is in flight.
+        let o = claim(&store, &orders, 10).await;
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].message.id, published[1].id);
+        assert!(
+            claim(&store, &orders, 10).await.is_empty(),
+            "ordered: one in flight"
+        );
+
+        // Results: delivered, retry (due at once), exhausted.
+        let by_n = |n: usize| c.iter().find(|d| d.message.id == published[n].id).unwrap();
+        let (d0, d2, d5) = (by_n(0), by_n(2), by_n(5));
+        let head_before = store.head_seq().await.unwrap();
+        let summary = store
+            .record_attempts(
+                vec![
+                    outcome(d0, 200, Transition::Delivered),
+                    outcome(
+                        d2,
+                        500,
+                        Transition::Retry {
+                            next_at: Timestamp::now().saturating_sub_micros(1),
+                        },
+                    ),
+                    outcome(d5, 500, Transition::Exhausted),
+                    outcome(&o[0], 204, Transition::Delivered),
+                ],
+                POLICY,
+            )
+            .await
+            .unwrap();
+        assert!(summary.disabled.is_empty());
+        // The exhaustion is an operational message in the org's own log,
+        // after everything committed before it.
+        let ops = super::all(
+            &store,
+            &org.id,
+            MessageQuery {
+                channel: Some(format!("endpoint:{}", fans.id).parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].event_type.as_str(), "message.attempt.exhausted");
+        assert!(ops[0].seq > head_before);
+        assert!(
+            announced
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|t| t == "message.attempt.exhausted"),
+            "operational messages reach the commit listeners"
+        );
+        // The ordered endpoint's next one goes once the head is settled.
+        let o2 = claim(&store, &orders, 10).await;
+        assert_eq!(o2.len(), 1);
+        assert_eq!(o2[0].message.id, published[4].id);
+        // The retry is due again, with its schedule position.
+        let r = claim(&store, &fans, 10).await;
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].id, d2.id, "the delivery keeps its id across retries");
+        assert_eq!((r[0].attempts, r[0].attempt_count), (1, 1));
+        // A lease that expired (the node died) is claimed again.
+        let later = Timestamp::now().saturating_add_micros(61_000_000);
+        let again = store
+            .claim_deliveries(req(&fans, 10), later, later.saturating_add_micros(60_000_000))
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, d2.id);
+
+        // Stats and the attempt log.
+        let s = store
+            .endpoint_stats(&org.id, &fans.id, Timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!((s.delivered, s.exhausted, s.pending, s.retrying), (1, 1, 1, 1));
+        assert!(s.last_success_at.is_some() && s.last_failure_at.is_some());
+        assert_eq!((s.attempts_last_hour, s.succeeded_last_hour), (3, 1));
+        assert!(matches!(
+            store.endpoint_stats(&other.id, &fans.id, Timestamp::now()).await,
+            Err(StoreError::NotFound)
+        ));
+        let q = AttemptQuery {
+            endpoint_id: Some(fans.id.clone()),
+            succeeded: Some(false),
+            limit: 1,
+            ..Default::default()
+        };
+        let p1 = store.list_attempts(&org.id, &q).await.unwrap();
+        assert_eq!((p1.attempts.len(), p1.has_more), (1, true));
+        let p2 = store
+            .list_attempts(
+                &org.id,
+                &AttemptQuery {
+                    after: Some(p1.attempts[0].id.clone()),
+                    ..q.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((p2.attempts.len(), p2.has_more), (1, false));
+        assert!(!p2.attempts[0].succeeded);
+        assert_eq!(p2.attempts[0].status_code, Some(500));
+        let by_msg = store
+            .list_attempts(
+                &org.id,
+                &AttemptQuery {
+                    message_id: Some(published[0].id.clone()),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(by_msg.attempts.len(), 1);
+        assert_eq!(by_msg.attempts[0].response_body, "ok");
+        assert!(
+            store
+                .list_attempts(&other.id, &q)
+                .await
+                .unwrap()
+                .attempts
+                .is_empty()
+        );
+
+        // Recover re-queues the exhausted one (the leased retry is in flight).
+        let n = store
+            .recover(
+                &org.id,
+                &fans.id,
+                Timestamp::from_micros(0),
+                Timestamp::now().saturating_add_micros(1_000_000),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        let rec = claim(&store, &fans, 10).await;
+        assert_eq!(rec.len(), 1);
+        assert_eq!((rec[0].id.clone(), rec[0].attempts), (d5.id.clone(), 0));
+        // Resend a delivered message: same delivery row, pending again.
+        assert_eq!(
+            store
+                .resend(&org.id, &published[0].id, Some(&fans.id))
+                .await
+                .unwrap(),
+            1
+        );
+        let rs = claim(&store, &fans, 10).await;
+        assert_eq!(rs.len(), 1);
+        assert_eq!(rs[0].id, d0.id);
+        assert!(matches!(
+            store.resend(&other.id, &published[0].id, None).await,
+            Err(StoreError::NotFound)
+        ));
+        // Replay: every logged message matching the endpoint, in chunks.
+        let first = store
+            .replay_chunk(&org.id, &orders.id, ReplayFrom::AfterSeq(0), 2)
+            .await
+            .unwrap();
+        let mut queued = first.queued;
+        let mut next = first.next;
+        while let Some(after) = next {
+            let p = store
+                .replay_chunk(&org.id, &orders.id, ReplayFrom::AfterSeq(after), 2)
+                .await
+                .unwrap();
+            queued += p.queued;
+            next = p.next;
+        }
+        assert_eq!(queued, 2);
+        let since = store
+            .replay_chunk(
+                &org.id,
+                &orders.id,
+                ReplayFrom::Since(Timestamp::from_micros(0)),
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!((since.queued, since.next), (2, None));
+
+        // 410 Gone disables the endpoint, announced in the log; a disabled
+        // endpoint gets no new deliveries.
+        let mut gone = outcome(&rs[0], 410, Transition::Exhausted);
+        gone.disable = Some("the endpoint answered 410 Gone".into());
+        let summary = store.record_attempts(vec![gone], POLICY).await.unwrap();
+        assert_eq!(summary.disabled, vec![fans.id.clone()]);
+        let got = store.get_endpoint(&org.id, &fans.id).await.unwrap().unwrap();
+        assert!(!got.enabled);
+        assert!(got.failing_since.is_some());
+        let types: Vec<String> = super::all(
+            &store,
+            &org.id,
+            MessageQuery {
+                channel: Some(format!("endpoint:{}", fans.id).parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .iter()
+        .map(|m| m.event_type.as_str().to_owned())
+        .collect();
+        assert!(types.contains(&"endpoint.disabled".to_owned()), "{types:?}");
+        assert!(
+            !store
+                .pending_endpoints()
+                .await
+                .unwrap()
+                .iter()
+                .any(|(e, _)| *e == fans.id)
+        );
+        // A test ping is logged without touching deliveries.
+        let mut ping = outcome(&o2[0], 200, Transition::None);
+        ping.attempt.message_id = None;
+        ping.message_type = "marquee.test".into();
+        store.record_attempts(vec![ping], POLICY).await.unwrap();
+
+        // Delete takes the deliveries along.
+        assert!(store.delete_endpoint(&org.id, &orders.id).await.unwrap());
+        assert!(!store.delete_endpoint(&org.id, &orders.id).await.unwrap());
+        assert!(!store.delete_endpoint(&org.id, &elsewhere.id).await.unwrap());
+        assert!(store.get_endpoint(&org.id, &orders.id).await.unwrap().is_none());
+        assert!(claim(&store, &orders, 10).await.is_empty());
+        store.release_all_leases().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sqlite_webhooks_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    webhook_story::run(store).await;
+}
+
+#[tokio::test]
+async fn postgres_webhooks_conform() {
+    let Some((store, url, schema)) = pg_store("hooks").await else {
+        return;
+    };
+    webhook_story::run(Arc::new(store)).await;
+    drop_schema(&url, &schema).await;
+}
+
+/// Two nodes claim the same queue concurrently: every delivery is handed out
+/// exactly once, and an ordered endpoint never has two in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_nodes_claim_each_delivery_once() {
+    use marquee_core::ids::EndpointId;
+    use marquee_core::webhook::EndpointFilter;
+    use marquee_core::wire::Format;
+    use marquee_store::webhooks::{ClaimRequest, EndpointRecord};
+
+    let Some((a, url, schema)) = pg_store("claims").await else {
+        return;
+    };
+    let b = marquee_store::postgres::PgStore::connect(&url, Some(&schema))
+        .await
+        .unwrap();
+    let a: DynStore = Arc::new(a);
+    let b: DynStore = Arc::new(b);
+    let org = a.create_org("o").await.unwrap().id;
+    let mk = |ordered: bool| EndpointRecord {
+        id: EndpointId::generate(),
+        org_id: org.clone(),
+        url: "https://example.com/h".into(),
+        description: None,
+        filter: EndpointFilter::from_texts(if ordered { "order.*" } else { "fan_*" }, ""),
+        format: Format::Standard,
+        rate_limit: None,
+        max_in_flight: 8,
+        ordered,
+        enabled: true,
+        disabled_reason: None,
+        secret_sealed: vec![0],
+        previous_secret_sealed: None,
+        previous_secret_until: None,
+        failing_since: None,
+        created_at: Timestamp::now(),
+        updated_at: Timestamp::now(),
+    };
+    let (fans, orders) = (mk(false), mk(true));
+    a.create_endpoint(fans.clone()).await.unwrap();
+    b.create_endpoint(orders.clone()).await.unwrap();
+    for chunk in 0..10u64 {
+        let node = if chunk % 2 == 0 { &a } else { &b };
+        publish(
+            node,
+            &org,
+            (0..50)
+                .map(|n| msg("fan_checkin", &["venue:v"], chunk * 100 + n, None))
+                .chain((0..5).map(|n| msg("order.completed", &["event:e"], n, None)))
+                .collect(),
+        )
+        .await;
+    }
+    let mut tasks = Vec::new();
+    for (i, node) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let (fans, orders) = (fans.id.clone(), orders.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut ordered_claims = 0;
+            for _ in 0..200 {
+                let now = Timestamp::now();
+                let c = node
+                    .claim_deliveries(
+                        vec![
+                            ClaimRequest {
+                                endpoint_id: fans.clone(),
+                                limit: 3 + i,
+                                ordered: false,
+                            },
+                            ClaimRequest {
+                                endpoint_id: orders.clone(),
+                                limit: 1,
+                                ordered: true,
+                            },
+                        ],
+                        now,
+                        now.saturating_add_micros(60_000_000),
+                    )
+                    .await
+                    .unwrap();
+                for d in c {
+                    if d.endpoint_id == orders {
+                        ordered_claims += 1;
+                    } else {
+                        got.push(d.id);
+                    }
+                }
+            }
+            (got, ordered_claims)
+        }));
+    }
+    let mut all_ids = Vec::new();
+    let mut ordered_total = 0;
+    for t in tasks {
+        let (got, o) = t.await.unwrap();
+        all_ids.extend(got);
+        ordered_total += o;
+    }
+    assert_eq!(all_ids.len(), 500, "every delivery claimed");
+    assert_eq!(
+        all_ids.iter().collect::<HashSet<_>>().len(),
+        500,
+        "no delivery claimed twice"
+    );
+    assert_eq!(ordered_total, 1, "an ordered endpoint has one delivery in flight");
+    drop_schema(&url, &schema).await;
+}

@@ -77,6 +77,9 @@ struct RunArgs {
     /// Messages per publish request in the throughput phase.
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Concurrent publishers in the throughput phase.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
     /// The marquee binary (default: next to this one).
     #[arg(long)]
     marquee_bin: Option<PathBuf>,
@@ -206,7 +209,8 @@ struct ClientState {
     frames: AtomicU64,
     closed: AtomicU64,
     measuring: AtomicBool,
-    latencies: Mutex<Vec<u32>>,
+    /// (publish stamp, publish→receive µs) per received frame.
+    latencies: Mutex<Vec<(u64, u32)>>,
 }
 
 async fn client(a: ClientArgs) {
@@ -235,7 +239,11 @@ async fn client(a: ClientArgs) {
                                     && let Some(sent) = stamp(t.as_str())
                                 {
                                     let us = now_ns().saturating_sub(sent) / 1000;
-                                    state.latencies.lock().await.push(us.min(u32::MAX as u64) as u32);
+                                    state
+                                        .latencies
+                                        .lock()
+                                        .await
+                                        .push((sent, us.min(u32::MAX as u64) as u32));
                                 }
                             }
                             Ok(Message::Close(_)) | Err(_) => break,
@@ -270,7 +278,8 @@ async fn client(a: ClientArgs) {
             "lat_report" => {
                 state.measuring.store(false, Ordering::Relaxed);
                 let l = std::mem::take(&mut *state.latencies.lock().await);
-                say(json!({"lat_us": l})).await;
+                let (stamps, us): (Vec<u64>, Vec<u32>) = l.into_iter().unzip();
+                say(json!({"stamps": stamps, "lat_us": us})).await;
             }
             _ => break,
         }
@@ -585,21 +594,34 @@ async fn run(args: RunArgs) {
         let publish_p50 = pct(&publish_us, 50.0);
         let publish_max = publish_us.last().copied().unwrap_or(0) as f64 / 1000.0;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut lats: Vec<u64> = Vec::new();
+        // Per (publish, subscriber): publish→receive, and the fan-out spread
+        // (receive − that publish's first receive), which leaves out the
+        // publish path (for marquee: HTTP and the durable commit).
+        let mut pairs: Vec<(u64, u64)> = Vec::new();
         for v in fleet.ask_all("lat_report").await {
-            lats.extend(
-                v["lat_us"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_u64),
+            let stamps = v["stamps"].as_array().cloned().unwrap_or_default();
+            let us = v["lat_us"].as_array().cloned().unwrap_or_default();
+            pairs.extend(
+                stamps
+                    .iter()
+                    .zip(us.iter())
+                    .filter_map(|(s, u)| Some((s.as_u64()?, u.as_u64()?))),
             );
         }
+        let mut first: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        for &(s, u) in &pairs {
+            let e = first.entry(s).or_insert(u);
+            *e = (*e).min(u);
+        }
+        let mut lats: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+        let mut spread: Vec<u64> = pairs.iter().map(|&(s, u)| u - first[&s]).collect();
         lats.sort_unstable();
+        spread.sort_unstable();
         let expected = subs * args.publishes as u64;
         let (p50, p99) = (pct(&lats, 50.0), pct(&lats, 99.0));
+        let (s50, s99) = (pct(&spread, 50.0), pct(&spread, 99.0));
         eprintln!(
-            "[{name}] fan-out to {subs} subs ({sub_failed} failed): {} of {expected} received, p50 {p50:.1} ms, p99 {p99:.1} ms (publish request p50 {publish_p50:.2} ms, max {publish_max:.2} ms)",
+            "[{name}] fan-out to {subs} subs ({sub_failed} failed): {} of {expected} received; publish→receive p50 {p50:.1} ms, p99 {p99:.1} ms; fan-out spread p50 {s50:.1} ms, p99 {s99:.1} ms (publish request p50 {publish_p50:.2} ms, max {publish_max:.2} ms)",
             lats.len()
         );
 
@@ -607,14 +629,34 @@ async fn run(args: RunArgs) {
         let (f0, c0) = fleet.counts().await;
         let start = Instant::now();
         let dur = Duration::from_secs(args.throughput_secs);
-        let per_batch = Duration::from_secs_f64(batch as f64 / args.rate.max(1) as f64);
-        let mut next = Instant::now();
-        while start.elapsed() < dur {
-            publisher.publish("venue:fan", batch).await;
-            next += per_batch;
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                tokio::time::sleep(wait).await;
-            }
+        // Several open-loop publishers, each offering its share of the
+        // rate, so one slow (durable) publish does not throttle the offer.
+        let publishers = args.publishers.max(1);
+        let per_batch = Duration::from_secs_f64(batch as f64 * publishers as f64 / args.rate.max(1) as f64);
+        let mut tasks = Vec::new();
+        let mut pubs = vec![publisher];
+        for _ in 1..publishers {
+            pubs.push(Publisher::new(&t).await);
+        }
+        for (k, mut p) in pubs.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let mut next = start + per_batch.mul_f64(k as f64 / publishers as f64);
+                tokio::time::sleep_until(next.into()).await;
+                let mut sent = 0u64;
+                while start.elapsed() < dur {
+                    p.publish("venue:fan", batch).await;
+                    sent += batch as u64;
+                    next += per_batch;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                sent
+            }));
+        }
+        let mut published = 0u64;
+        for task in tasks {
+            published += task.await.unwrap_or(0);
         }
         let (f_end, _) = fleet.counts().await;
         let window = start.elapsed().as_secs_f64();
@@ -625,7 +667,7 @@ async fn run(args: RunArgs) {
         let delivered = f1 - f0;
         let offered = (args.rate as f64 * window) as u64 * subs;
         eprintln!(
-            "[{name}] throughput: {fps:.0} frames/s delivered during the {window:.1} s window; {delivered} of ~{offered} offered frames in total; {} connections closed",
+            "[{name}] throughput: {fps:.0} frames/s delivered during the {window:.1} s window; {published} messages published, {delivered} of ~{offered} offered frames delivered in total; {} connections closed",
             c1 - c0
         );
         fleet.stop().await;
@@ -634,7 +676,7 @@ async fn run(args: RunArgs) {
             "idle_conns": ready, "idle_failed": failed, "rss_before_kib": rss0, "rss_after_kib": rss1,
             "rss_per_idle_conn_kib": per_conn_kib,
             "fanout_subs": subs, "fanout_received": lats.len(), "fanout_expected": expected,
-            "p50_ms": p50, "p99_ms": p99, "publish_request_p50_ms": publish_p50, "publish_request_max_ms": publish_max,
+            "p50_ms": p50, "p99_ms": p99, "spread_p50_ms": s50, "spread_p99_ms": s99, "publish_request_p50_ms": publish_p50, "publish_request_max_ms": publish_max,
             "throughput_frames_per_sec": fps, "throughput_delivered": delivered, "throughput_closed": c1 - c0,
         }));
         drop(t);

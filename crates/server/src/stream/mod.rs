@@ -47,8 +47,8 @@ use marquee_core::ids::KeyId;
 use tokio::sync::oneshot;
 
 pub use bus::{Bus, DynBus, InProcessBus};
-pub use nats_bus::NatsBus;
 pub use feeder::{feed, register_commit_listener};
+pub use nats_bus::NatsBus;
 
 /// Close codes sent on a stream WebSocket (also in ARCHITECTURE.md).
 pub mod close_code {

@@ -34,7 +34,7 @@ use marquee_store::{DynStore, MessageQuery};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::bus::{Bus, BusError, BoxSubscription, Frame, InProcessBus};
+use super::bus::{BoxSubscription, Bus, BusError, Frame, InProcessBus};
 use super::frame;
 
 /// The longest a frame waits when every notification about it was lost.
@@ -69,7 +69,12 @@ fn hex(s: &str) -> String {
 
 impl NatsBus {
     /// Connects to NATS; `queue_frames` sizes each local subscriber's ring.
-    pub async fn connect(url: &str, prefix: &str, store: DynStore, queue_frames: usize) -> Result<Self, BusError> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        store: DynStore,
+        queue_frames: usize,
+    ) -> Result<Self, BusError> {
         let reconnected = Arc::new(Notify::new());
         let r = reconnected.clone();
         let client = async_nats::ConnectOptions::new()
@@ -132,7 +137,12 @@ impl NatsBus {
             nats: Mutex::new(HashMap::new()),
         });
         map.insert(org.clone(), reader.clone());
-        tokio::spawn(run_reader(Arc::downgrade(&self.inner), org.clone(), reader.clone(), head));
+        tokio::spawn(run_reader(
+            Arc::downgrade(&self.inner),
+            org.clone(),
+            reader.clone(),
+            head,
+        ));
         Ok(reader)
     }
 }
@@ -149,7 +159,9 @@ impl Bus for NatsBus {
         // until their next poll.
         match tokio::time::timeout(
             PUBLISH_WAIT,
-            self.inner.client.publish(self.subject(org, channel), Bytes::new()),
+            self.inner
+                .client
+                .publish(self.subject(org, channel), Bytes::new()),
         )
         .await
         {
@@ -183,10 +195,10 @@ impl Bus for NatsBus {
                     }
                 }
             });
-            if let Ok(mut m) = reader.nats.lock() {
-                if let Some(old) = m.insert(channel.clone(), forward) {
-                    old.abort();
-                }
+            if let Ok(mut m) = reader.nats.lock()
+                && let Some(old) = m.insert(channel.clone(), forward)
+            {
+                old.abort();
             }
         }
         Ok(sub)

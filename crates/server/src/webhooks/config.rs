@@ -77,6 +77,10 @@ pub struct WebhookArgs {
     /// Webhook attempts in flight across all endpoints.
     #[arg(long, env = "MARQUEE_WEBHOOK_WORKERS", default_value_t = 512)]
     pub webhook_workers: usize,
+    /// How long a claimed delivery stays leased to a node; after a node dies,
+    /// its claimed deliveries are attempted again by others after this.
+    #[arg(long, env = "MARQUEE_WEBHOOK_LEASE", default_value = "120s", value_parser = parse_duration)]
+    pub webhook_lease: Duration,
     /// How long a rotated-out signing secret keeps signing.
     #[arg(long, env = "MARQUEE_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub webhook_secret_overlap: Duration,
@@ -91,6 +95,7 @@ impl WebhookArgs {
             disable_after: self.webhook_disable_after,
             workers: self.webhook_workers.max(1),
             secret_overlap: self.webhook_secret_overlap,
+            lease: self.webhook_lease.max(Duration::from_secs(1)),
             ..WebhookConfig::default()
         }
     }

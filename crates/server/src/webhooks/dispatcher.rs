@@ -44,6 +44,8 @@ use crate::secrets::ServerSecrets;
 
 /// How often pending work is re-read from the store regardless of hints.
 const SWEEP: Duration = Duration::from_secs(1);
+/// How often endpoint settings are re-read from the store.
+const RELOAD: Duration = Duration::from_secs(5);
 /// Most deliveries claimed for one endpoint in one round.
 const CLAIM_BATCH: usize = 256;
 /// Most attempt results written in one commit.
@@ -316,6 +318,11 @@ impl Dispatcher {
                 let now = Timestamp::now().as_micros();
                 if let Ok(mut st) = self.state.lock() {
                     for (id, at) in list {
+                        if !st.endpoints.contains_key(&id) {
+                            // Created on another node (or before a local
+                            // change was seen): pick up the settings.
+                            st.reload = true;
+                        }
                         if let Some(ep) = st.endpoints.get_mut(&id) {
                             let at = at.as_micros();
                             if at <= now {
@@ -628,6 +635,7 @@ impl Dispatcher {
         let rx = self.results_rx.lock().ok().and_then(|mut r| r.take());
         let recorder = rx.map(|rx| tokio::spawn(self.clone().record_results(rx)));
         let mut last_sweep = tokio::time::Instant::now();
+        let mut last_reload = tokio::time::Instant::now();
         loop {
             let (reload, sweep) = match self.state.lock() {
                 Ok(mut st) => (std::mem::take(&mut st.reload), std::mem::take(&mut st.sweep)),
@@ -639,6 +647,14 @@ impl Dispatcher {
             if sweep || last_sweep.elapsed() >= SWEEP {
                 self.sweep().await;
                 last_sweep = tokio::time::Instant::now();
+            }
+            // Endpoint changes made through other nodes (PATCH, disable,
+            // rotation) reach this node within RELOAD.
+            if last_reload.elapsed() >= RELOAD {
+                if let Ok(mut st) = self.state.lock() {
+                    st.reload = true;
+                }
+                last_reload = tokio::time::Instant::now();
             }
             let wait = self
                 .dispatch_due()

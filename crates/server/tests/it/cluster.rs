@@ -298,3 +298,221 @@ async fn a_node_with_another_secret_refuses_to_start_and_the_cli_works_on_postgr
             .await;
     }
 }
+
+// ---------------------------------------------------------------------------
+// Webhooks across nodes: one claim per attempt, and a dead node's work is
+// finished by the others.
+
+const HOOK_ARGS: &[&str] = &["--allow-private-endpoints", "--retry-schedule", "0ms,50ms,200ms"];
+
+impl Cluster {
+    /// Starts one more node on the cluster's schema (it loads the
+    /// endpoints that exist at start-up).
+    pub async fn add_node(&mut self, extra: &[&str]) {
+        let port = free_port();
+        let data = tempfile::tempdir().unwrap().keep();
+        let listen = format!("127.0.0.1:{port}");
+        let data_s = data.display().to_string();
+        let mut args = vec!["serve", "--listen", &listen, "--data-dir", &data_s];
+        args.extend(extra);
+        let child = node_cmd(&self.url, &self.schema, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let base = format!("http://{listen}");
+        self.wait_up(&base).await;
+        self.nodes.push((child, base));
+    }
+
+    /// Runs one SQL statement on the cluster's schema; the rows it touched.
+    async fn sql(&self, q: &str) -> u64 {
+        let mut cfg: tokio_postgres::Config = self.url.parse().unwrap();
+        cfg.options(format!("-c search_path={}", self.schema));
+        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.execute(q, &[]).await.unwrap()
+    }
+}
+
+/// A cluster of three webhook nodes that all know one endpoint (created
+/// through node A before B and C start, so every dispatcher has it cached).
+async fn hook_cluster(tag: &str, endpoint: Value) -> Option<(Cluster, String, String)> {
+    let mut c = Cluster::start(tag, 1, HOOK_ARGS).await?;
+    let (_org, _key_id, key) = c.tenant(0, "enterprise").await;
+    let r = c
+        .http
+        .post(format!("{}/v1/endpoints", c.base(0)))
+        .header("x-api-key", &key)
+        .json(&endpoint)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let ep: Value = r.json().await.unwrap();
+    let ep_id = ep["id"].as_str().unwrap().to_owned();
+    c.add_node(HOOK_ARGS).await;
+    c.add_node(HOOK_ARGS).await;
+    Some((c, key, ep_id))
+}
+
+/// Publishes `per_node` messages through every node (concurrently), `n`
+/// values starting at `base`.
+async fn publish_everywhere(c: &Cluster, key: &str, per_node: u64, base: u64) {
+    let mut writers = Vec::new();
+    for (node, (_, url)) in c.nodes.iter().enumerate() {
+        let (http, url, key) = (c.http.clone(), url.clone(), key.to_owned());
+        writers.push(tokio::spawn(async move {
+            for i in 0..per_node {
+                let n = base + node as u64 * 10_000 + i;
+                let r = http
+                    .post(format!("{url}/v1/messages"))
+                    .header("x-api-key", &key)
+                    .json(&checkin("venue:stadium", n))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+}
+
+/// Waits until the receiver has seen `want` distinct messages.
+async fn wait_distinct(rx: &super::webhooks::Receiver, want: usize, within: Duration) -> usize {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let seen = rx
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|h| h.n())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if seen >= want || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_every_webhook_exactly_once_to_a_healthy_receiver() {
+    let rx = super::webhooks::Receiver::ok().await;
+    let endpoint = json!({"url": format!("http://{}/hook", rx.addr), "max_in_flight": 16});
+    let Some((c, key, ep_id)) = hook_cluster("hooks", endpoint).await else {
+        return;
+    };
+    publish_everywhere(&c, &key, 100, 0).await;
+    let seen = wait_distinct(&rx, 300, Duration::from_secs(30)).await;
+    assert_eq!(seen, 300, "the receiver saw every message");
+    // Let any double claim show itself before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hits = rx.hits.lock().unwrap().clone();
+    assert_eq!(
+        hits.len(),
+        300,
+        "attempts == messages: no delivery was claimed twice"
+    );
+    let ids: std::collections::HashSet<&str> = hits.iter().map(|h| h.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 300);
+    let stats: Value = c
+        .http
+        .get(format!("{}/v1/endpoints/{ep_id}/stats", c.base(2)))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["delivered"], 300, "{stats}");
+    assert_eq!(stats["pending"], 0, "{stats}");
+    assert_eq!(stats["attempts_last_hour"], 300, "{stats}");
+    c.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_its_leases_and_the_others_finish_the_deliveries() {
+    // A slow receiver keeps many attempts in flight on every node.
+    let rx = super::webhooks::Receiver::start(|_| super::webhooks::Reply {
+        status: 204,
+        headers: vec![],
+        delay: Duration::from_millis(300),
+    })
+    .await;
+    let endpoint = json!({"url": format!("http://{}/hook", rx.addr), "max_in_flight": 16});
+    let Some((mut c, key, _ep)) = hook_cluster("hookkill", endpoint).await else {
+        return;
+    };
+    let total = 3 * 150;
+    // Publish in the background and kill -9 node A in the middle of the
+    // storm (published messages are all acknowledged: the publishers go
+    // through every node, and node A's last requests may fail).
+    let publisher = {
+        let (http, key) = (c.http.clone(), key.clone());
+        let bases: Vec<String> = c.nodes.iter().map(|n| n.1.clone()).collect();
+        tokio::spawn(async move {
+            let mut acked = std::collections::HashSet::new();
+            for i in 0..150u64 {
+                for (node, url) in bases.iter().enumerate() {
+                    let n = node as u64 * 10_000 + i;
+                    // Once node A is dead, its share goes through node B
+                    // (a request cut by the kill is simply sent again).
+                    for target in [url, &bases[1], &bases[1]] {
+                        let r = http
+                            .post(format!("{target}/v1/messages"))
+                            .header("x-api-key", &key)
+                            .json(&checkin("venue:stadium", n))
+                            .send()
+                            .await;
+                        if r.is_ok_and(|r| r.status() == 201) {
+                            acked.insert(n);
+                            break;
+                        }
+                    }
+                }
+            }
+            acked
+        })
+    };
+    wait_distinct(&rx, 40, Duration::from_secs(20)).await;
+    let killed_at = marquee_core::timestamp::Timestamp::now().as_micros();
+    c.nodes[0].0.kill().unwrap();
+    let _ = c.nodes[0].0.wait();
+    let acked = publisher.await.unwrap();
+    assert_eq!(acked.len(), total, "every message was acknowledged by some node");
+    // Let the survivors finish what they can: then what is left pending is
+    // exactly what node A held (in flight or claimed ahead) when it died,
+    // and it stays leased to the dead node.
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let now = rx.hits.lock().unwrap().len();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let stuck = c
+        .sql("UPDATE deliveries SET updated_at = updated_at WHERE state = 'pending'")
+        .await;
+    assert!(stuck > 0, "node A held leases when it died");
+    // The dispatcher's lease is 120 s and has no flag yet: instead of
+    // waiting it out, age every lease taken before the kill by the lease
+    // length (what 120 s of waiting does).
+    let aged = c
+        .sql(&format!(
+            "UPDATE deliveries SET claimed_until = claimed_until - 120000000 \
+             WHERE state = 'pending' AND claimed_until IS NOT NULL AND claimed_until <= {killed_at} + 120000000"
+        ))
+        .await;
+    assert_eq!(aged, stuck, "what is left is leased to the dead node");
+    let seen = wait_distinct(&rx, total, Duration::from_secs(60)).await;
+    assert_eq!(seen, total, "the surviving nodes finished every delivery");
+    c.drop_schema().await;
+}

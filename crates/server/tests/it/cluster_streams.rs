@@ -33,9 +33,11 @@ async fn ws_subscribe(base: &str, key: &str, channel: &str) -> Ws {
         .unwrap();
     req.headers_mut().insert("x-api-key", key.parse().unwrap());
     let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
-    ws.send(Message::text(json!({"action": "subscribe", "channel": channel}).to_string()))
-        .await
-        .unwrap();
+    ws.send(Message::text(
+        json!({"action": "subscribe", "channel": channel}).to_string(),
+    ))
+    .await
+    .unwrap();
     let ack = ws_next(&mut ws).await;
     assert_eq!(ack["type"], "subscribed", "{ack}");
     ws
@@ -118,14 +120,27 @@ async fn publish_on_a_reaches_websocket_on_b_and_sse_on_c_in_order() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut published = Vec::new();
     for n in 0..100 {
-        published.push(publish_on(&c, 0, &key, n).await["cursor"].as_str().unwrap().to_owned());
+        published.push(
+            publish_on(&c, 0, &key, n).await["cursor"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     for (n, cursor) in published.iter().enumerate() {
         let f = ws_next(&mut ws).await;
-        assert_eq!(f["cursor"].as_str(), Some(cursor.as_str()), "WebSocket on B, message {n}");
+        assert_eq!(
+            f["cursor"].as_str(),
+            Some(cursor.as_str()),
+            "WebSocket on B, message {n}"
+        );
         assert_eq!(f["payload"]["n"], n as u64);
         let e = sse.next().await;
-        assert_eq!(e["cursor"].as_str(), Some(cursor.as_str()), "SSE on C, message {n}");
+        assert_eq!(
+            e["cursor"].as_str(),
+            Some(cursor.as_str()),
+            "SSE on C, message {n}"
+        );
     }
 }
 
@@ -154,6 +169,7 @@ async fn a_nats_restart_mid_stream_leaves_no_gap() {
     let url = format!("nats://127.0.0.1:{port}");
     let Some(c) = Cluster::start("natsrestart", 2, &["--nats", &url]).await else {
         let _ = nats.kill();
+        let _ = nats.wait();
         return;
     };
     let (_org, _key_id, key) = c.tenant(0, "pro").await;
@@ -161,21 +177,40 @@ async fn a_nats_restart_mid_stream_leaves_no_gap() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut cursors = Vec::new();
     for n in 0..20 {
-        cursors.push(publish_on(&c, 0, &key, n).await["cursor"].as_str().unwrap().to_owned());
+        cursors.push(
+            publish_on(&c, 0, &key, n).await["cursor"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     nats.kill().unwrap();
     nats.wait().unwrap();
     // Published while NATS is down: the notifications are lost.
     for n in 20..40 {
-        cursors.push(publish_on(&c, 0, &key, n).await["cursor"].as_str().unwrap().to_owned());
+        cursors.push(
+            publish_on(&c, 0, &key, n).await["cursor"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let mut nats = nats_server(port);
     for n in 40..60 {
-        cursors.push(publish_on(&c, 0, &key, n).await["cursor"].as_str().unwrap().to_owned());
+        cursors.push(
+            publish_on(&c, 0, &key, n).await["cursor"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     for (n, cursor) in cursors.iter().enumerate() {
         let f = ws_next(&mut ws).await;
-        assert_eq!(f["cursor"].as_str(), Some(cursor.as_str()), "message {n} after a NATS restart");
+        assert_eq!(
+            f["cursor"].as_str(),
+            Some(cursor.as_str()),
+            "message {n} after a NATS restart"
+        );
     }
     let _ = nats.kill();
     let _ = nats.wait();

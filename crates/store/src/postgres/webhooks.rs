@@ -47,7 +47,7 @@ use marquee_core::names::Channel;
 use marquee_core::timestamp::Timestamp;
 use marquee_core::webhook::{EndpointFilter, ops};
 use serde_json::value::RawValue;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Transaction};
 
 use super::{PgStore, rows};
@@ -130,21 +130,23 @@ pub struct PublishEndpoint {
 
 /// The organization's enabled endpoints, read once per publish request.
 pub async fn endpoints_for_publish(tx: &Transaction<'_>, org: &str) -> Result<Vec<PublishEndpoint>> {
-    let st = tx
-        .prepare("SELECT id, types, channels FROM endpoints WHERE org_id = $1 AND enabled")
-        .await?;
-    tx.query(&st, &[&org])
-        .await?
-        .iter()
-        .map(|r| {
-            let types: String = r.try_get(1)?;
-            let channels: String = r.try_get(2)?;
-            Ok(PublishEndpoint {
-                id: r.try_get(0)?,
-                filter: EndpointFilter::from_texts(&types, &channels),
-            })
+    // Typed queries are one round trip (no separate prepare): this runs under
+    // the log lock on the publish path.
+    tx.query_typed(
+        "SELECT id, types, channels FROM endpoints WHERE org_id = $1 AND enabled",
+        &[(&org, Type::TEXT)],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let types: String = r.try_get(1)?;
+        let channels: String = r.try_get(2)?;
+        Ok(PublishEndpoint {
+            id: r.try_get(0)?,
+            filter: EndpointFilter::from_texts(&types, &channels),
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// Inserts one pending delivery per matching endpoint for a message being
@@ -172,11 +174,18 @@ pub async fn insert_deliveries(
         .iter()
         .map(|_| DeliveryId::generate().as_str().to_owned())
         .collect();
-    tx.execute(
+    tx.query_typed(
         "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
          SELECT d, $1, e, $2, $3, 'pending', $4, $4, $4 FROM unnest($5::text[], $6::text[]) AS u(d, e)
          ON CONFLICT DO NOTHING",
-        &[&org, &(seq as i64), &message_id, &now, &ids, &eps],
+        &[
+            (&org, Type::TEXT),
+            (&(seq as i64), Type::INT8),
+            (&message_id, Type::TEXT),
+            (&now, Type::INT8),
+            (&ids, Type::TEXT_ARRAY),
+            (&eps, Type::TEXT_ARRAY),
+        ],
     )
     .await?;
     Ok(())
@@ -234,7 +243,10 @@ fn ops_message(event_type: &str, endpoint: &str, data: serde_json::Value) -> Opt
 /// Appends operational messages to the log inside `tx`: takes the log lock,
 /// assigns seqs from `log_head` and creates their deliveries, like the
 /// publish task. Returns what to announce after the commit.
-async fn append_ops(tx: &Transaction<'_>, ops_out: Vec<(OrgId, NewMessage)>) -> Result<Vec<Arc<StoredMessage>>> {
+async fn append_ops(
+    tx: &Transaction<'_>,
+    ops_out: Vec<(OrgId, NewMessage)>,
+) -> Result<Vec<Arc<StoredMessage>>> {
     let mut out = Vec::with_capacity(ops_out.len());
     if ops_out.is_empty() {
         return Ok(out);
@@ -994,13 +1006,7 @@ impl WebhookStore for PgStore {
     async fn resend(&self, org: &OrgId, message: &MessageId, endpoint: Option<&EndpointId>) -> Result<u64> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        let n = resend_tx(
-            &tx,
-            org.as_str(),
-            message.as_str(),
-            endpoint.map(|e| e.as_str()),
-        )
-        .await?;
+        let n = resend_tx(&tx, org.as_str(), message.as_str(), endpoint.map(|e| e.as_str())).await?;
         tx.commit().await?;
         Ok(n)
     }
