@@ -315,3 +315,101 @@ pub fn default_marquee_bin() -> PathBuf {
     let me = std::env::current_exe().expect("current exe");
     me.with_file_name("marquee")
 }
+
+/// CPU time (user + system) a process has used, in clock ticks, from
+/// `/proc/PID/stat` (fields 14 and 15, counted after the `)` that ends the
+/// command name, which may itself contain spaces).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, 100 if that fails).
+pub fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Pids of the processes whose `comm` starts with `prefix` (e.g. `postgres`).
+pub fn pids_by_comm(prefix: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .collect()
+}
+
+/// Machine-wide (busy, total) jiffies from the first line of `/proc/stat`;
+/// busy excludes idle and iowait.
+pub fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    let total: u64 = v.iter().sum();
+    Some((total - v[3] - v[4], total))
+}
+
+/// The first three fields of `/proc/loadavg`.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Socket inodes held open by a process (`/proc/PID/fd/* -> socket:[N]`).
+pub fn socket_inodes(pid: u32) -> std::collections::HashSet<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Default::default();
+    };
+    dir.filter_map(|e| {
+        let target = std::fs::read_link(e.ok()?.path()).ok()?;
+        let t = target.to_str()?;
+        t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    })
+    .collect()
+}
+
+/// Local TCP port → socket inode for every IPv4/IPv6 TCP socket in this
+/// network namespace (`/proc/net/tcp{,6}`).
+pub fn tcp_port_inodes() -> std::collections::HashMap<u16, u64> {
+    let mut out = std::collections::HashMap::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 {
+                continue;
+            }
+            if let Some(port) = f[1].rsplit(':').next()
+                && let Ok(port) = u16::from_str_radix(port, 16)
+                && let Ok(inode) = f[9].parse::<u64>()
+                && inode != 0
+            {
+                out.insert(port, inode);
+            }
+        }
+    }
+    out
+}

@@ -13,7 +13,18 @@
 //!
 //! `cargo build --release -p marquee-server -p marquee-bench &&
 //!  target/release/webhook_bench --seconds 10`
+//!
+//! `--scale-out` (issue 5) runs instead, in one run: the same baseline, then
+//! end-to-end messages/s to one endpoint with 1 node on SQLite, 1 node on
+//! PostgreSQL and `--nodes` (3) nodes on PostgreSQL + NATS (publishers spread
+//! over the nodes, every node delivering), then the baseline again. For each
+//! it reports CPU per process from `/proc/PID/stat` (harness, each node, all
+//! `postgres` processes, the whole machine), deliveries per node (the
+//! receiver's connections mapped to node pids through `/proc/net/tcp`), and
+//! the endpoint's own `/stats` (attempts = messages means no double claim).
+//! Each PostgreSQL scenario uses a fresh schema, dropped at the end (psql).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,7 +42,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use marquee_bench::{
-    Conn, Template, closed_loop, default_marquee_bin, fixed_rate, percentile, provision_key, start_server,
+    Conn, ServerProcess, Stats, Template, clk_tck, closed_loop, cpu_ticks, default_marquee_bin, fixed_rate,
+    loadavg, machine_jiffies, percentile, pids_by_comm, provision_key, socket_inodes, start_server,
+    tcp_port_inodes,
 };
 use sha2::Sha256;
 
@@ -52,6 +65,18 @@ struct Args {
     /// `max_in_flight` of the benchmark endpoints.
     #[arg(long, default_value_t = 64)]
     max_in_flight: u32,
+    /// Run the scale-out comparison (issue 5) instead of the scenarios above.
+    #[arg(long)]
+    scale_out: bool,
+    /// PostgreSQL of the scale-out scenarios (a fresh schema per scenario).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    database_url: String,
+    /// NATS of the multi-node scenario.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Nodes of the multi-node scenario.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
 }
 
 #[derive(Default)]
@@ -59,6 +84,9 @@ struct Sink {
     received: AtomicU64,
     last_us: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
+    /// (peer port, requests) per accepted connection, to attribute
+    /// deliveries to the node process that made them.
+    conns: Mutex<Vec<(u16, Arc<AtomicU64>)>>,
 }
 
 fn now_us() -> u64 {
@@ -89,11 +117,17 @@ async fn start_receiver(sink: Arc<Sink>) -> SocketAddr {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            let per_conn = Arc::new(AtomicU64::new(0));
+            if let (Ok(peer), Ok(mut c)) = (stream.peer_addr(), sink.conns.lock()) {
+                c.push((peer.port(), per_conn.clone()));
+            }
             let sink = sink.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let sink = sink.clone();
+                    let per_conn = per_conn.clone();
                     async move {
+                        per_conn.fetch_add(1, Ordering::Relaxed);
                         let body = req
                             .into_body()
                             .collect()
@@ -129,6 +163,31 @@ impl Sink {
         if let Ok(mut l) = self.latencies_us.lock() {
             l.clear();
         }
+        if let Ok(mut c) = self.conns.lock() {
+            c.clear();
+        }
+    }
+
+    /// Requests received per node (index into `pids`), and those whose
+    /// sender could not be attributed (connection already closed).
+    fn per_node(&self, pids: &[u32]) -> (Vec<u64>, u64) {
+        let ports = tcp_port_inodes();
+        let owners: Vec<_> = pids.iter().map(|&p| socket_inodes(p)).collect();
+        let mut out = vec![0u64; pids.len()];
+        let mut unknown = 0;
+        if let Ok(c) = self.conns.lock() {
+            for (port, n) in c.iter() {
+                let n = n.load(Ordering::Relaxed);
+                match ports
+                    .get(port)
+                    .and_then(|inode| owners.iter().position(|o| o.contains(inode)))
+                {
+                    Some(i) => out[i] += n,
+                    None => unknown += n,
+                }
+            }
+        }
+        (out, unknown)
     }
 
     async fn wait_for(&self, n: u64, max: Duration) -> bool {
@@ -149,7 +208,13 @@ impl Sink {
     }
 }
 
-async fn create_endpoint(server: SocketAddr, key: &str, url: &str, channel: &str, max_in_flight: u32) {
+async fn create_endpoint(
+    server: SocketAddr,
+    key: &str,
+    url: &str,
+    channel: &str,
+    max_in_flight: u32,
+) -> String {
     let mut c = Conn::open(server).await.expect("connect");
     let body = format!(r#"{{"url":"{url}","channels":["{channel}"],"max_in_flight":{max_in_flight}}}"#);
     let tpl = Template {
@@ -166,6 +231,8 @@ async fn create_endpoint(server: SocketAddr, key: &str, url: &str, channel: &str
         .await
         .expect("create endpoint");
     assert_eq!(status, 201, "create endpoint: {}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("endpoint JSON");
+    v["id"].as_str().expect("endpoint id").to_owned()
 }
 
 fn publish_template(key: &str, channel: &str) -> Template {
@@ -190,7 +257,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(args));
+    if args.scale_out {
+        rt.block_on(scale_out::run(args));
+    } else {
+        rt.block_on(run(args));
+    }
 }
 
 async fn run(args: Args) {

@@ -84,19 +84,7 @@ impl Cluster {
     }
 
     async fn wait_up(&self, base: &str) {
-        for _ in 0..400 {
-            if self
-                .http
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("node {base} did not come up");
+        wait_up(&self.http, base).await;
     }
 
     pub fn base(&self, i: usize) -> &str {

@@ -21,20 +21,6 @@ fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
-async fn wait_up(http: &reqwest::Client, base: &str) {
-    for _ in 0..400 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("server did not come up");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_loses_no_acknowledged_message() {

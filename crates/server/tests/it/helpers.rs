@@ -217,3 +217,19 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Waits until a server (a spawned process) answers `/readyz`.
+pub async fn wait_up(http: &reqwest::Client, base: &str) {
+    for _ in 0..400 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server at {base} did not come up");
+}

@@ -28,20 +28,6 @@ fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
-async fn wait_up(http: &reqwest::Client, base: &str) {
-    for _ in 0..400 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("server did not come up");
-}
 
 fn cli_json(args: &[&str], dir: &std::path::Path) -> Value {
     let out = Command::new(marquee_bin())

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Transaction;
 
 use super::rows;
+use crate::plan::Plan;
 use crate::{CommitListener, IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
 
 pub struct Job {
@@ -232,38 +233,24 @@ async fn publish_one(
         });
     }
     // Phase 1: every idempotency decision before the first write.
-    enum Plan {
-        Insert,
-        Replay(StoredMessage),
-        SameAs(usize),
-    }
-    let mut plans = Vec::with_capacity(req.messages.len());
-    for (i, m) in req.messages.iter().enumerate() {
-        let Some(idem) = &m.idempotency else {
-            plans.push(Plan::Insert);
-            continue;
-        };
-        if let Some(j) = req.messages[..i]
-            .iter()
-            .position(|p| p.idempotency.as_ref().is_some_and(|k| k.key == idem.key))
-        {
-            if req.messages[j].idempotency.as_ref().map(|k| k.fingerprint) != Some(idem.fingerprint) {
-                return Err(StoreError::Conflict(
-                    "one idempotency key is used for two different messages".into(),
-                ));
+    let repeats = crate::plan::repeated_keys(&req.messages)?;
+    let mut plans: Vec<Plan> = Vec::with_capacity(req.messages.len());
+    for (m, repeat) in req.messages.iter().zip(repeats) {
+        plans.push(match (repeat, &m.idempotency) {
+            (Some(j), _) => Plan::SameAs(j),
+            (None, None) => Plan::Insert,
+            (None, Some(idem)) => {
+                match find_idempotent(tx, org, idem, now, group_keys, committed)
+                    .await?
+                    .and_then(|mut v| v.pop())
+                {
+                    Some(e) => Plan::Replay(e),
+                    None => Plan::Insert,
+                }
             }
-            plans.push(Plan::SameAs(j));
-            continue;
-        }
-        match find_idempotent(tx, org, idem, now, group_keys, committed).await? {
-            Some(mut v) => match v.pop() {
-                Some(e) => plans.push(Plan::Replay(e)),
-                None => plans.push(Plan::Insert),
-            },
-            None => plans.push(Plan::Insert),
-        }
+        });
     }
-    let replayed_all = !plans.is_empty() && plans.iter().all(|p| !matches!(p, Plan::Insert));
+    let replayed_all = crate::plan::all_replayed(&plans);
     let endpoints = super::webhooks::endpoints_for_publish(tx, org).await?;
     // Phase 2: inserts.
     let mut out: Vec<StoredMessage> = Vec::with_capacity(req.messages.len());

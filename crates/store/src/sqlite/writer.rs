@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::rows;
+use crate::plan::Plan;
 use crate::{CommitListener, IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
 
 /// What a write job sees: the connection inside the open transaction and the
@@ -328,36 +329,21 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
     }
     // Phase 1: every idempotency decision before the first write, so the
     // job never fails half-way (it runs without a savepoint).
-    enum Plan {
-        Insert,
-        Replay(StoredMessage),
-        /// Same key as an earlier message of this request.
-        SameAs(usize),
-    }
+    let repeats = crate::plan::repeated_keys(&req.messages)?;
     let mut plans: Vec<Plan> = Vec::with_capacity(req.messages.len());
-    for (i, m) in req.messages.iter().enumerate() {
-        let Some(idem) = &m.idempotency else {
-            plans.push(Plan::Insert);
-            continue;
-        };
-        if let Some(j) = req.messages[..i]
-            .iter()
-            .position(|p| p.idempotency.as_ref().is_some_and(|k| k.key == idem.key))
-        {
-            if req.messages[j].idempotency.as_ref().map(|k| k.fingerprint) != Some(idem.fingerprint) {
-                return Err(StoreError::Conflict(
-                    "one idempotency key is used for two different messages".into(),
-                ));
+    for (m, repeat) in req.messages.iter().zip(repeats) {
+        plans.push(match (repeat, &m.idempotency) {
+            (Some(j), _) => Plan::SameAs(j),
+            (None, None) => Plan::Insert,
+            (None, Some(idem)) => {
+                match find_idempotent(ctx.conn, org, idem, now)?.and_then(|mut v| v.pop()) {
+                    Some(e) => Plan::Replay(e),
+                    None => Plan::Insert,
+                }
             }
-            plans.push(Plan::SameAs(j));
-            continue;
-        }
-        match find_idempotent(ctx.conn, org, idem, now)?.and_then(|mut v| v.pop()) {
-            Some(e) => plans.push(Plan::Replay(e)),
-            None => plans.push(Plan::Insert),
-        }
+        });
     }
-    let replayed_all = !plans.is_empty() && plans.iter().all(|p| !matches!(p, Plan::Insert));
+    let replayed_all = crate::plan::all_replayed(&plans);
     // The organization's enabled endpoints: deliveries are created in this
     // same transaction, so an acknowledged message never lacks them.
     let endpoints = super::webhooks::endpoints_for_publish(ctx.conn, org)?;
