@@ -373,3 +373,503 @@ async fn run(args: Args) {
     );
     drop(server);
 }
+
+/// Issue 5: end-to-end messages/s to one endpoint on 1 SQLite node, 1
+/// PostgreSQL node and N PostgreSQL + NATS nodes, with CPU per process.
+mod scale_out {
+    use super::*;
+
+    /// Shared by every node of a scenario (any 64 hex characters).
+    const SECRET: &str = "5b1f0c9e8d7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c";
+    const ADMIN: &str = "bench-admin-token";
+
+    /// Runs one SQL command through `psql`; its unaligned output.
+    fn psql(url: &str, sql: &str) -> Option<String> {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("psql failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return None;
+        }
+        String::from_utf8(out.stdout).ok()
+    }
+
+    /// The fresh schemas of this run, dropped when this is dropped (also
+    /// when the run panics).
+    struct Schemas {
+        url: String,
+        names: Vec<String>,
+    }
+
+    impl Schemas {
+        fn fresh(&mut self, tag: &str) -> String {
+            let name = format!("mqbench_{tag}_{}_{}", std::process::id(), now_us() % 1_000_000);
+            self.names.push(name.clone());
+            name
+        }
+    }
+
+    impl Drop for Schemas {
+        fn drop(&mut self) {
+            for s in &self.names {
+                if psql(&self.url, &format!("DROP SCHEMA IF EXISTS {s} CASCADE")).is_some() {
+                    println!("dropped schema {s}");
+                }
+            }
+        }
+    }
+
+    /// Database-wide counters of the `test` database (shared with anyone
+    /// else using it; PostgreSQL flushes them about once a second).
+    fn pg_counters(url: &str) -> Option<[i64; 3]> {
+        let out = psql(
+            url,
+            "SELECT xact_commit, tup_inserted, tup_updated + tup_deleted \
+             FROM pg_stat_database WHERE datname = current_database()",
+        )?;
+        let v: Vec<i64> = out.trim().split('|').filter_map(|x| x.parse().ok()).collect();
+        Some([*v.first()?, *v.get(1)?, *v.get(2)?])
+    }
+
+    struct CpuSnap {
+        at: Instant,
+        harness: u64,
+        nodes: Vec<u64>,
+        postgres: HashMap<u32, u64>,
+        machine: (u64, u64),
+    }
+
+    fn snap(node_pids: &[u32]) -> CpuSnap {
+        CpuSnap {
+            at: Instant::now(),
+            harness: cpu_ticks(std::process::id()).unwrap_or(0),
+            nodes: node_pids.iter().map(|&p| cpu_ticks(p).unwrap_or(0)).collect(),
+            postgres: pids_by_comm("postgres")
+                .into_iter()
+                .filter_map(|p| Some((p, cpu_ticks(p)?)))
+                .collect(),
+            machine: machine_jiffies().unwrap_or((0, 0)),
+        }
+    }
+
+    /// CPU used between two snapshots, in cores (CPU-seconds per second).
+    struct CpuUse {
+        secs: f64,
+        harness: f64,
+        nodes: Vec<f64>,
+        postgres: f64,
+        machine_busy: f64,
+    }
+
+    fn cpu_between(a: &CpuSnap, b: &CpuSnap, tck: f64) -> CpuUse {
+        let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+        let cores = |ticks: u64| ticks as f64 / tck / secs;
+        let pg: u64 = b
+            .postgres
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(a.postgres.get(pid).copied().unwrap_or(0)))
+            .sum();
+        let (busy, total) = (
+            b.machine.0.saturating_sub(a.machine.0),
+            b.machine.1.saturating_sub(a.machine.1),
+        );
+        CpuUse {
+            secs,
+            harness: cores(b.harness.saturating_sub(a.harness)),
+            nodes: b
+                .nodes
+                .iter()
+                .zip(&a.nodes)
+                .map(|(b, a)| cores(b.saturating_sub(*a)))
+                .collect(),
+            postgres: cores(pg),
+            // Busy share of all cores × core count = cores busy.
+            machine_busy: busy as f64 / (total.max(1)) as f64 * num_cores(),
+        }
+    }
+
+    fn num_cores() -> f64 {
+        std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+    }
+
+    struct Outcome {
+        label: String,
+        published: Stats,
+        delivered: u64,
+        complete: bool,
+        msgs_per_s: f64,
+        lat_p50_ms: f64,
+        lat_p99_ms: f64,
+        cpu: CpuUse,
+        per_node: (Vec<u64>, u64),
+        stats: serde_json::Value,
+        pg: Option<[i64; 3]>,
+    }
+
+    async fn send_json(
+        addr: SocketAddr,
+        method: hyper::Method,
+        path: &str,
+        auth: (&str, &str),
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut c = Conn::open(addr).await.expect("connect");
+        let tpl = Template {
+            method,
+            path: path.into(),
+            headers: vec![
+                (auth.0.into(), auth.1.into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: Bytes::from(body.to_owned()),
+        };
+        let (status, body) = c.send(tpl.build(&addr.to_string())).await.expect(path);
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    /// An org and an enterprise key through a node's admin API.
+    async fn admin_key(node: SocketAddr) -> String {
+        let bearer = format!("Bearer {ADMIN}");
+        let auth = ("authorization", bearer.as_str());
+        let (st, org) = send_json(
+            node,
+            hyper::Method::POST,
+            "/admin/v1/orgs",
+            auth,
+            r#"{"name":"bench"}"#,
+        )
+        .await;
+        assert_eq!(st, 201, "create org: {org}");
+        let path = format!("/admin/v1/orgs/{}/keys", org["id"].as_str().expect("org id"));
+        let (st, key) = send_json(node, hyper::Method::POST, &path, auth, r#"{"tier":"enterprise"}"#).await;
+        assert_eq!(st, 201, "create key: {key}");
+        key["key"].as_str().expect("key").to_owned()
+    }
+
+    async fn pg_node(
+        bin: &std::path::Path,
+        url: &str,
+        schema: &str,
+        nats: Option<(&str, &str)>,
+    ) -> ServerProcess {
+        let mut args = vec!["--allow-private-endpoints"];
+        if let Some((nats_url, prefix)) = nats {
+            args.extend(["--nats", nats_url, "--nats-prefix", prefix]);
+        }
+        start_server(
+            bin,
+            None,
+            &args,
+            &[
+                ("MARQUEE_DATABASE_URL", url),
+                ("MARQUEE_DATABASE_SCHEMA", schema),
+                ("MARQUEE_SERVER_SECRET", SECRET),
+                ("MARQUEE_ADMIN_TOKEN", ADMIN),
+                ("MARQUEE_RATE_LIMIT_ENTERPRISE", "1000000"),
+            ],
+        )
+        .await
+    }
+
+    /// Publishes through every node (connections split evenly) for `d`,
+    /// waits for every acknowledged message at the receiver, and measures.
+    #[allow(clippy::too_many_arguments)]
+    async fn e2e(
+        label: &str,
+        nodes: &[ServerProcess],
+        key: &str,
+        endpoint: &str,
+        sink: &Sink,
+        conns: usize,
+        d: Duration,
+        pg_url: Option<&str>,
+    ) -> Outcome {
+        sink.reset();
+        let pids: Vec<u32> = nodes.iter().map(|n| n.child.id()).collect();
+        let tck = clk_tck();
+        let pg_before = pg_url.and_then(pg_counters);
+        println!("[{label}] load average at start: {}", loadavg());
+        let before = snap(&pids);
+        let start = now_us();
+        let mut tasks = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let c = conns / nodes.len() + usize::from(i < conns % nodes.len());
+            tasks.push(tokio::spawn(closed_loop(
+                n.addr,
+                c,
+                d,
+                publish_template(key, "venue:one"),
+            )));
+        }
+        let mut published = Stats::default();
+        for t in tasks {
+            if let Ok(s) = t.await {
+                published.ok += s.ok;
+                published.errors += s.errors;
+                published.elapsed = published.elapsed.max(s.elapsed);
+                published.latencies_us.extend(s.latencies_us);
+            }
+        }
+        let published = published.finish();
+        let complete = sink.wait_for(published.ok, Duration::from_secs(120)).await;
+        let after = snap(&pids);
+        let delivered = sink.received.load(Ordering::SeqCst);
+        let span = (sink.last_us.load(Ordering::SeqCst).saturating_sub(start)) as f64 / 1e6;
+        let lat = sink.latencies();
+        let per_node = sink.per_node(&pids);
+        let bearer = ("x-api-key", key);
+        let (_, stats) = send_json(
+            nodes[0].addr,
+            hyper::Method::GET,
+            &format!("/v1/endpoints/{endpoint}/stats"),
+            bearer,
+            "",
+        )
+        .await;
+        let pg = match (pg_url, pg_before) {
+            (Some(url), Some(b)) => {
+                // PostgreSQL publishes backend counters about once a second.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                pg_counters(url).map(|a| [a[0] - b[0], a[1] - b[1], a[2] - b[2]])
+            }
+            _ => None,
+        };
+        let o = Outcome {
+            label: label.into(),
+            published,
+            delivered,
+            complete,
+            msgs_per_s: delivered as f64 / span.max(1e-9),
+            lat_p50_ms: percentile(&lat, 50.0) as f64 / 1000.0,
+            lat_p99_ms: percentile(&lat, 99.0) as f64 / 1000.0,
+            cpu: cpu_between(&before, &after, tck),
+            per_node,
+            stats,
+            pg,
+        };
+        print_outcome(&o);
+        o
+    }
+
+    fn print_outcome(o: &Outcome) {
+        let p = &o.published;
+        println!(
+            "[{}] published {:.0}/s ({} ok, {} errors; publish request p50 {:.1} ms p99 {:.1} ms); \
+             delivered {} of {} ({}) -> {:.0} msgs/s end to end; publish->delivery p50 {:.1} ms p99 {:.1} ms",
+            o.label,
+            p.per_sec(),
+            p.ok,
+            p.errors,
+            p.pct_ms(50.0),
+            p.pct_ms(99.0),
+            o.delivered,
+            p.ok,
+            if o.complete { "all" } else { "INCOMPLETE" },
+            o.msgs_per_s,
+            o.lat_p50_ms,
+            o.lat_p99_ms,
+        );
+        let c = &o.cpu;
+        let nodes: Vec<String> = c.nodes.iter().map(|x| format!("{x:.2}")).collect();
+        let per_msg = |cores: f64| cores * c.secs / (p.ok.max(1) as f64) * 1e6;
+        let node_sum: f64 = c.nodes.iter().sum();
+        println!(
+            "[{}] CPU over {:.1} s, in cores: harness {:.2}, marquee node(s) [{}] (sum {:.2}), postgres (all \
+             processes) {:.2}, machine busy {:.2} of {:.0}; CPU-us per message: harness {:.0}, marquee {:.0}, \
+             postgres {:.0}",
+            o.label,
+            c.secs,
+            c.harness,
+            nodes.join(", "),
+            node_sum,
+            c.postgres,
+            c.machine_busy,
+            num_cores(),
+            per_msg(c.harness),
+            per_msg(node_sum),
+            per_msg(c.postgres),
+        );
+        let s = &o.stats;
+        println!(
+            "[{}] deliveries per node (receiver connections -> node pids): {:?}, unattributed {}; \
+             endpoint /stats: delivered {} pending {} retrying {} failed {} attempts_last_hour {}",
+            o.label,
+            o.per_node.0,
+            o.per_node.1,
+            s["delivered"],
+            s["pending"],
+            s["retrying"],
+            s["failed"],
+            s["attempts_last_hour"],
+        );
+        if let Some([x, i, u]) = o.pg {
+            let n = p.ok.max(1) as f64;
+            println!(
+                "[{}] pg_stat_database (whole database, includes other users): {x} commits ({:.2}/msg), \
+                 {i} rows inserted ({:.2}/msg), {u} rows updated/deleted ({:.2}/msg)",
+                o.label,
+                x as f64 / n,
+                i as f64 / n,
+                u as f64 / n,
+            );
+        }
+    }
+
+    async fn baseline(rx: SocketAddr, conns: usize, d: Duration) -> f64 {
+        let body =
+            br#"{"type":"fan_checkin","timestamp":"2026-01-01T00:00:00Z","id":"msg_x","data":{"gate":"MAIN"}}"#;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&[7u8; 32]).expect("key");
+        mac.update(b"dlv_x.1700000000.");
+        mac.update(body);
+        let sig = format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        );
+        let raw = Template {
+            method: hyper::Method::POST,
+            path: "/hook".into(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("webhook-id".into(), "dlv_x".into()),
+                ("webhook-timestamp".into(), "1700000000".into()),
+                ("webhook-signature".into(), sig),
+            ],
+            body: Bytes::from_static(body),
+        };
+        println!("[baseline] load average at start: {}", loadavg());
+        let base = closed_loop(rx, conns, d, raw).await;
+        println!(
+            "[baseline] raw signed POST loop -> receiver: {:.0}/s ({} errors)",
+            base.per_sec(),
+            base.errors
+        );
+        base.per_sec()
+    }
+
+    pub async fn run(args: Args) {
+        let bin = args.marquee_bin.clone().unwrap_or_else(default_marquee_bin);
+        let d = Duration::from_secs(args.seconds);
+        let mut schemas = Schemas {
+            url: args.database_url.clone(),
+            names: Vec::new(),
+        };
+        let sink = Arc::new(Sink::default());
+        let rx = start_receiver(sink.clone()).await;
+        let hook = format!("http://{rx}/hook");
+        let settle = Duration::from_secs(1);
+        println!(
+            "scale-out run: {} s per scenario, {} publishing connections, max_in_flight {}, {} cores, load {}",
+            args.seconds,
+            args.conns,
+            args.max_in_flight,
+            num_cores(),
+            loadavg()
+        );
+
+        let base_before = baseline(rx, args.conns, d).await;
+        sink.reset();
+        tokio::time::sleep(settle).await;
+
+        // 1 node, SQLite.
+        let sqlite = {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key = provision_key(&bin, dir.path());
+            let node = start_server(
+                &bin,
+                Some(dir.path()),
+                &["--allow-private-endpoints"],
+                &[("MARQUEE_RATE_LIMIT_ENTERPRISE", "1000000")],
+            )
+            .await;
+            let ep = create_endpoint(node.addr, &key, &hook, "venue:one", args.max_in_flight).await;
+            let nodes = [node];
+            e2e("sqlite x1", &nodes, &key, &ep, &sink, args.conns, d, None).await
+        };
+        tokio::time::sleep(settle).await;
+
+        // 1 node, PostgreSQL (in-process bus).
+        let pg1 = {
+            let schema = schemas.fresh("x1");
+            let node = pg_node(&bin, &args.database_url, &schema, None).await;
+            let key = admin_key(node.addr).await;
+            let ep = create_endpoint(node.addr, &key, &hook, "venue:one", args.max_in_flight).await;
+            let nodes = [node];
+            e2e(
+                "postgres x1",
+                &nodes,
+                &key,
+                &ep,
+                &sink,
+                args.conns,
+                d,
+                Some(&args.database_url),
+            )
+            .await
+        };
+        tokio::time::sleep(settle).await;
+
+        // N nodes, PostgreSQL + NATS. Org, key and endpoint are created
+        // through node 1 before the others start, so every dispatcher has
+        // the endpoint from its start-up load.
+        let pgn = {
+            let schema = schemas.fresh(&format!("x{}", args.nodes));
+            let prefix = format!("mqbench{}", std::process::id());
+            let nats = Some((args.nats_url.as_str(), prefix.as_str()));
+            let first = pg_node(&bin, &args.database_url, &schema, nats).await;
+            let key = admin_key(first.addr).await;
+            let ep = create_endpoint(first.addr, &key, &hook, "venue:one", args.max_in_flight).await;
+            let mut nodes = vec![first];
+            for _ in 1..args.nodes.max(1) {
+                nodes.push(pg_node(&bin, &args.database_url, &schema, nats).await);
+            }
+            let label = format!("postgres x{}", nodes.len());
+            e2e(
+                &label,
+                &nodes,
+                &key,
+                &ep,
+                &sink,
+                args.conns,
+                d,
+                Some(&args.database_url),
+            )
+            .await
+        };
+        tokio::time::sleep(settle).await;
+
+        let base_after = baseline(rx, args.conns, d).await;
+
+        println!();
+        println!(
+            "| scenario | publish rate /s | end to end msgs/s | vs baseline | vs SQLite x1 | p50 / p99 publish->delivery | \
+             CPU cores: harness / marquee (per node) / postgres / machine |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        let base = (base_before + base_after) / 2.0;
+        println!(
+            "| baseline raw POST (before / after) | — | {base_before:.0} / {base_after:.0} | 1 | — | — | — |"
+        );
+        for o in [&sqlite, &pg1, &pgn] {
+            let c = &o.cpu;
+            let nodes: Vec<String> = c.nodes.iter().map(|x| format!("{x:.2}")).collect();
+            println!(
+                "| {}{} | {:.0} | {:.0} | {:.3} | {:.2} | {:.1} / {:.1} ms | {:.2} / {} / {:.2} / {:.2} |",
+                o.label,
+                if o.complete { "" } else { " (INCOMPLETE)" },
+                o.published.per_sec(),
+                o.msgs_per_s,
+                o.msgs_per_s / base.max(1e-9),
+                o.msgs_per_s / sqlite.msgs_per_s.max(1e-9),
+                o.lat_p50_ms,
+                o.lat_p99_ms,
+                c.harness,
+                nodes.join(" + "),
+                c.postgres,
+                c.machine_busy,
+            );
+        }
+        drop(schemas);
+    }
+}

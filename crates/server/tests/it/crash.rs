@@ -21,7 +21,6 @@ fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();

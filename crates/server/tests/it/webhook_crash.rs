@@ -28,7 +28,6 @@ fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
-
 fn cli_json(args: &[&str], dir: &std::path::Path) -> Value {
     let out = Command::new(marquee_bin())
         .args(args)
