@@ -11,6 +11,7 @@ mod crash;
 mod errors;
 mod keys;
 mod messages;
+mod roles;
 mod streams;
 mod webhook_crash;
 mod webhooks;
