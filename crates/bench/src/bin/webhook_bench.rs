@@ -433,6 +433,45 @@ mod scale_out {
         Some([*v.first()?, *v.get(1)?, *v.get(2)?])
     }
 
+    /// Starts sampling `pg_stat_activity` every 100 ms, `n` times, in one
+    /// psql session: (client port, state, wait event) of every backend that
+    /// is inside a query or a transaction.
+    fn start_activity_sampler(url: &str, n: u64) -> Option<std::process::Child> {
+        let one = "SELECT client_port || '|' || state || '|' || coalesce(wait_event_type || ':' || wait_event, 'on CPU')                    FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND client_port IS NOT NULL                    AND state IN ('active', 'idle in transaction'); SELECT pg_sleep(0.1);\n";
+        let script = one.repeat(n as usize);
+        std::process::Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", url, "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()
+    }
+
+    /// The sampler's rows for backends whose client socket belongs to one of
+    /// `pids`: (state | wait event) → share of samples, and the mean number
+    /// of such backends busy per sample.
+    fn activity_summary(out: &str, pids: &[u32], samples: u64) -> (Vec<(String, u64)>, f64) {
+        let ports = tcp_port_inodes();
+        let ours: std::collections::HashSet<u64> = pids.iter().flat_map(|&p| socket_inodes(p)).collect();
+        let mut by: HashMap<String, u64> = HashMap::new();
+        let mut total = 0;
+        for line in out.lines() {
+            let mut f = line.splitn(2, '|');
+            let (Some(port), Some(rest)) = (f.next(), f.next()) else {
+                continue;
+            };
+            if let Ok(port) = port.trim().parse::<u16>()
+                && ports.get(&port).is_some_and(|i| ours.contains(i))
+            {
+                *by.entry(rest.to_owned()).or_default() += 1;
+                total += 1;
+            }
+        }
+        let mut v: Vec<(String, u64)> = by.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        (v, total as f64 / samples.max(1) as f64)
+    }
+
     struct CpuSnap {
         at: Instant,
         harness: u64,
@@ -506,6 +545,9 @@ mod scale_out {
         per_node: (Vec<u64>, u64),
         stats: serde_json::Value,
         pg: Option<[i64; 3]>,
+        /// (state | wait event, samples) of this scenario's backends, and
+        /// their mean number busy per sample.
+        activity: Option<(Vec<(String, u64)>, f64)>,
     }
 
     async fn send_json(
@@ -591,6 +633,8 @@ mod scale_out {
         let tck = clk_tck();
         let pg_before = pg_url.and_then(pg_counters);
         println!("[{label}] load average at start: {}", loadavg());
+        let samples = d.as_millis() as u64 / 100;
+        let sampler = pg_url.and_then(|u| start_activity_sampler(u, samples));
         let before = snap(&pids);
         let start = now_us();
         let mut tasks = Vec::new();
@@ -613,12 +657,23 @@ mod scale_out {
             }
         }
         let published = published.finish();
+        let activity = match sampler {
+            Some(child) => tokio::task::spawn_blocking(move || child.wait_with_output())
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .map(|o| activity_summary(&String::from_utf8_lossy(&o.stdout), &pids, samples)),
+            None => None,
+        };
         let complete = sink.wait_for(published.ok, Duration::from_secs(120)).await;
         let after = snap(&pids);
         let delivered = sink.received.load(Ordering::SeqCst);
         let span = (sink.last_us.load(Ordering::SeqCst).saturating_sub(start)) as f64 / 1e6;
         let lat = sink.latencies();
         let per_node = sink.per_node(&pids);
+        // Results are recorded just after the receiver answers, and
+        // PostgreSQL publishes backend counters about once a second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let bearer = ("x-api-key", key);
         let (_, stats) = send_json(
             nodes[0].addr,
@@ -629,11 +684,7 @@ mod scale_out {
         )
         .await;
         let pg = match (pg_url, pg_before) {
-            (Some(url), Some(b)) => {
-                // PostgreSQL publishes backend counters about once a second.
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                pg_counters(url).map(|a| [a[0] - b[0], a[1] - b[1], a[2] - b[2]])
-            }
+            (Some(url), Some(b)) => pg_counters(url).map(|a| [a[0] - b[0], a[1] - b[1], a[2] - b[2]]),
             _ => None,
         };
         let o = Outcome {
@@ -648,6 +699,7 @@ mod scale_out {
             per_node,
             stats,
             pg,
+            activity,
         };
         print_outcome(&o);
         o
@@ -704,6 +756,7 @@ mod scale_out {
             s["failed"],
             s["attempts_last_hour"],
         );
+        print_activity(o);
         if let Some([x, i, u]) = o.pg {
             let n = p.ok.max(1) as f64;
             println!(
@@ -715,6 +768,24 @@ mod scale_out {
                 u as f64 / n,
             );
         }
+    }
+
+    fn print_activity(o: &Outcome) {
+        let Some((rows, busy)) = &o.activity else {
+            return;
+        };
+        let total: u64 = rows.iter().map(|r| r.1).sum();
+        let top: Vec<String> = rows
+            .iter()
+            .take(8)
+            .map(|(k, n)| format!("{k} {:.0}%", *n as f64 * 100.0 / total.max(1) as f64))
+            .collect();
+        println!(
+            "[{}] pg_stat_activity of this scenario's backends during publishing: {busy:.1} busy per sample; \
+             state|wait: {}",
+            o.label,
+            top.join(", ")
+        );
     }
 
     async fn baseline(rx: SocketAddr, conns: usize, d: Duration) -> f64 {

@@ -61,6 +61,8 @@ pub mod close_code {
     pub const INTERNAL_ERROR: u16 = 1011;
     /// The peer sent nothing (not even a pong) within the idle timeout.
     pub const IDLE_TIMEOUT: u16 = 4000;
+    /// The connection's API key was revoked; do not reconnect with it.
+    pub const KEY_REVOKED: u16 = 4003;
     /// The consumer fell behind its bounded queue; reconnect and resume by
     /// cursor.
     pub const SLOW_CONSUMER: u16 = 4008;

@@ -109,6 +109,7 @@ pub async fn handler(
         hub,
         store: state.store.clone(),
         org: caller.org_id,
+        key: caller.key_id,
         subs,
         tx,
         last_sent: after.map(Cursor::seq).unwrap_or(0),
@@ -155,6 +156,7 @@ struct SseTask {
     hub: Arc<StreamHub>,
     store: DynStore,
     org: OrgId,
+    key: marquee_core::ids::KeyId,
     subs: Subs,
     tx: mpsc::Sender<Bytes>,
     /// Highest seq sent; everything at or below it is skipped.
@@ -263,6 +265,12 @@ impl SseTask {
                 _ = self.tx.closed() => return Err(Stop::Gone),
                 (_, item) = self.subs.next_frame() => item,
                 _ = keepalive.tick() => {
+                    // A key revoked since the request ends the stream.
+                    if let Ok(Some(k)) = self.store.get_key(&self.key).await
+                        && k.revoked_at.is_some()
+                    {
+                        return Err(Stop::Gone);
+                    }
                     self.send(Bytes::from_static(b": keepalive\n\n")).await?;
                     continue;
                 }

@@ -112,9 +112,7 @@ pub async fn handler(
         .max_frame_size(cfg.max_inbound_bytes)
         .on_upgrade(move |socket| async move {
             let _guard = guard;
-            Connection::new(hub, store, caller.org_id, stop)
-                .serve(socket)
-                .await;
+            Connection::new(hub, store, &caller, stop).serve(socket).await;
         })
 }
 
@@ -249,6 +247,8 @@ struct Connection {
     hub: std::sync::Arc<StreamHub>,
     store: DynStore,
     org: OrgId,
+    /// Re-checked at every heartbeat: a revoked key's streams are closed.
+    key: marquee_core::ids::KeyId,
     subs: Subs,
     budget: FrameBudget,
     throttle_notice: Option<Instant>,
@@ -263,12 +263,18 @@ enum Event {
 }
 
 impl Connection {
-    fn new(hub: std::sync::Arc<StreamHub>, store: DynStore, org: OrgId, stop: Option<StopSignal>) -> Self {
+    fn new(
+        hub: std::sync::Arc<StreamHub>,
+        store: DynStore,
+        caller: &Caller,
+        stop: Option<StopSignal>,
+    ) -> Self {
         let budget = FrameBudget::new(hub.config.inbound_frames_per_sec);
         Connection {
             hub,
             store,
-            org,
+            org: caller.org_id.clone(),
+            key: caller.key_id.clone(),
             subs: Subs::default(),
             budget,
             throttle_notice: None,
@@ -350,6 +356,13 @@ impl Connection {
                 Event::Tick => {
                     if last_heard.elapsed() >= cfg.idle_timeout {
                         return Err(Some((close_code::IDLE_TIMEOUT, "idle timeout")));
+                    }
+                    // A key revoked since the upgrade (through any node or
+                    // the CLI) ends its streams within one heartbeat.
+                    if let Ok(Some(k)) = self.store.get_key(&self.key).await
+                        && k.revoked_at.is_some()
+                    {
+                        return Err(Some((close_code::KEY_REVOKED, "api key revoked")));
                     }
                     let ping = async { socket.send(Message::Ping(Bytes::new())).await };
                     Box::pin(watched(ping, &self.subs, &cfg)).await?;

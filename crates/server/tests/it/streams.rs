@@ -614,3 +614,19 @@ async fn shutdown_closes_streams_with_1001() {
         .expect("server stopped")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_revoked_key_loses_its_open_streams() {
+    let s = TestServer::start_with(|c| c.streams.ping_interval = Duration::from_millis(100)).await;
+    let org = s.create_org("revoke").await;
+    let (key_id, key) = s.create_key(&org, "pro").await;
+    let mut ws = connect(&s, &key).await;
+    subscribe(&mut ws, "venue:a").await;
+    let r = s
+        .admin(reqwest::Method::POST, &format!("/admin/v1/keys/{key_id}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(close_code(&mut ws).await, 4003);
+}
