@@ -437,14 +437,26 @@ mod scale_out {
     /// psql session: (client port, state, wait event) of every backend that
     /// is inside a query or a transaction.
     fn start_activity_sampler(url: &str, n: u64) -> Option<std::process::Child> {
-        let one = "SELECT client_port || '|' || state || '|' || coalesce(wait_event_type || ':' || wait_event, 'on CPU')                    FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND client_port IS NOT NULL                    AND state IN ('active', 'idle in transaction'); SELECT pg_sleep(0.1);\n";
-        let script = one.repeat(n as usize);
-        std::process::Command::new("psql")
-            .args(["-X", "-q", "-A", "-t", url, "-c", &script])
+        let one = "SELECT client_port || '|' || state || '|' \
+                   || coalesce(wait_event_type || ':' || wait_event, 'on CPU') \
+                   FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND client_port IS NOT NULL \
+                   AND state IN ('active', 'idle in transaction'); SELECT pg_sleep(0.1);\n";
+        // Fed on stdin (not `-c`) so each sample is its own transaction and
+        // sees a fresh pg_stat_activity snapshot.
+        let mut child = std::process::Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", url, "-f", "-"])
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .ok()
+            .ok()?;
+        let script = one.repeat(n as usize);
+        let mut stdin = child.stdin.take()?;
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(script.as_bytes());
+        });
+        Some(child)
     }
 
     /// The sampler's rows for backends whose client socket belongs to one of
@@ -468,7 +480,7 @@ mod scale_out {
             }
         }
         let mut v: Vec<(String, u64)> = by.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|r| std::cmp::Reverse(r.1));
         (v, total as f64 / samples.max(1) as f64)
     }
 
