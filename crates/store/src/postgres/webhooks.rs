@@ -3,7 +3,7 @@
 //! (`sqlite/webhooks.rs`); what differs is how several nodes share the work.
 //!
 //! - **Deliveries are born in the publish commit.** The publish task calls
-//!   [`endpoints_for_publish`] and [`insert_deliveries`] inside its
+//!   [`endpoints_for_publish`] and [`DeliveryRows`] inside its
 //!   transaction (which holds the log lock), so an acknowledged message
 //!   always has its deliveries.
 //! - **Claims** are single statements: `UPDATE … FROM (SELECT … FOR UPDATE
@@ -189,6 +189,62 @@ pub async fn insert_deliveries(
     )
     .await?;
     Ok(())
+}
+
+/// The deliveries of a whole publish group, inserted in one statement.
+#[derive(Default)]
+pub struct DeliveryRows {
+    ids: Vec<String>,
+    orgs: Vec<String>,
+    endpoints: Vec<String>,
+    seqs: Vec<i64>,
+    message_ids: Vec<String>,
+}
+
+impl DeliveryRows {
+    /// Adds one pending delivery per matching endpoint of a message.
+    pub fn add(
+        &mut self,
+        endpoints: &[PublishEndpoint],
+        org: &str,
+        seq: u64,
+        message_id: &str,
+        event_type: &str,
+        channels: &[Channel],
+    ) {
+        for e in endpoints
+            .iter()
+            .filter(|e| e.filter.matches(event_type, channels))
+        {
+            self.ids.push(DeliveryId::generate().as_str().to_owned());
+            self.orgs.push(org.to_owned());
+            self.endpoints.push(e.id.clone());
+            self.seqs.push(seq as i64);
+            self.message_ids.push(message_id.to_owned());
+        }
+    }
+
+    pub async fn flush(&self, tx: &Transaction<'_>, now: i64) -> Result<()> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        tx.query_typed(
+            "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
+             SELECT d, o, e, s, m, 'pending', $6, $6, $6
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS u(d, o, e, s, m)
+             ON CONFLICT DO NOTHING",
+            &[
+                (&self.ids, Type::TEXT_ARRAY),
+                (&self.orgs, Type::TEXT_ARRAY),
+                (&self.endpoints, Type::TEXT_ARRAY),
+                (&self.seqs, Type::INT8_ARRAY),
+                (&self.message_ids, Type::TEXT_ARRAY),
+                (&now, Type::INT8),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// Queues (or re-queues) the delivery of message `seq` to `endpoint`.

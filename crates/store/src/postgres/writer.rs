@@ -85,6 +85,7 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, listeners: &Arc<Mutex<Vec<Com
         let first_seq = next_seq;
         let received = Timestamp::now().as_micros().max(head.try_get::<_, i64>(1)?);
         let mut group_keys: GroupKeys = HashMap::new();
+        let mut rows = GroupRows::default();
         for job in &jobs {
             let r = publish_one(
                 &tx,
@@ -93,6 +94,7 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, listeners: &Arc<Mutex<Vec<Com
                 received,
                 &mut committed,
                 &mut group_keys,
+                &mut rows,
             )
             .await;
             match r {
@@ -103,6 +105,7 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, listeners: &Arc<Mutex<Vec<Com
                 Err(e) => return Err(e),
             }
         }
+        rows.flush(&tx, received).await?;
         if next_seq != first_seq {
             tx.execute(
                 "UPDATE log_head SET seq = $1, received_at = $2 WHERE id = 1",
@@ -203,15 +206,112 @@ async fn find_idempotent(
     Ok(Some(out))
 }
 
-async fn remember(tx: &Transaction<'_>, org: &str, idem: &Idempotency, seqs: &[u64], now: i64) -> Result<()> {
-    let list = seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
-    tx.execute(
-        "INSERT INTO idempotency (org_id, key, fingerprint, seqs, created_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = $3, seqs = $4, created_at = $5",
-        &[&org, &idem.key, &&idem.fingerprint[..], &list, &now],
-    )
-    .await?;
-    Ok(())
+/// Every row a group inserts, written after the last job in one statement
+/// per table: the log lock is held for a handful of round trips, however
+/// many messages the group carries.
+#[derive(Default)]
+struct GroupRows {
+    seqs: Vec<i64>,
+    ids: Vec<String>,
+    orgs: Vec<String>,
+    types: Vec<String>,
+    channels: Vec<String>,
+    data: Vec<String>,
+    occurred: Vec<i64>,
+    ch_orgs: Vec<String>,
+    ch_names: Vec<String>,
+    ch_seqs: Vec<i64>,
+    idem_orgs: Vec<String>,
+    idem_keys: Vec<String>,
+    idem_fps: Vec<Vec<u8>>,
+    idem_seqs: Vec<String>,
+    idem_at: Vec<i64>,
+    /// Enabled endpoints per organization, read once per group.
+    endpoints: HashMap<String, Vec<super::webhooks::PublishEndpoint>>,
+    deliveries: super::webhooks::DeliveryRows,
+}
+
+impl GroupRows {
+    fn add_message(&mut self, org: &str, seq: u64, m: &marquee_core::message::NewMessage) {
+        let channels: Vec<&str> = m.channels.iter().map(|c| c.as_str()).collect();
+        self.seqs.push(seq as i64);
+        self.ids.push(m.id.as_str().to_owned());
+        self.orgs.push(org.to_owned());
+        self.types.push(m.event_type.as_str().to_owned());
+        self.channels.push(channels.join(" "));
+        self.data.push(m.data.get().to_owned());
+        self.occurred.push(m.occurred_at.as_micros());
+        for c in &m.channels {
+            self.ch_orgs.push(org.to_owned());
+            self.ch_names.push(c.as_str().to_owned());
+            self.ch_seqs.push(seq as i64);
+        }
+        if let Some(eps) = self.endpoints.get(org) {
+            self.deliveries
+                .add(eps, org, seq, m.id.as_str(), m.event_type.as_str(), &m.channels);
+        }
+    }
+
+    fn add_idempotency(&mut self, org: &str, idem: &Idempotency, seqs: &[u64], now: i64) {
+        self.idem_orgs.push(org.to_owned());
+        self.idem_keys.push(idem.key.clone());
+        self.idem_fps.push(idem.fingerprint.to_vec());
+        self.idem_seqs
+            .push(seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","));
+        self.idem_at.push(now);
+    }
+
+    async fn flush(&self, tx: &Transaction<'_>, received: i64) -> Result<()> {
+        use tokio_postgres::types::Type;
+        if !self.seqs.is_empty() {
+            tx.query_typed(
+                "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
+                 SELECT s, i, o, t, c, d, oc, $8
+                 FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[])
+                   AS u(s, i, o, t, c, d, oc)",
+                &[
+                    (&self.seqs, Type::INT8_ARRAY),
+                    (&self.ids, Type::TEXT_ARRAY),
+                    (&self.orgs, Type::TEXT_ARRAY),
+                    (&self.types, Type::TEXT_ARRAY),
+                    (&self.channels, Type::TEXT_ARRAY),
+                    (&self.data, Type::TEXT_ARRAY),
+                    (&self.occurred, Type::INT8_ARRAY),
+                    (&received, Type::INT8),
+                ],
+            )
+            .await?;
+            tx.query_typed(
+                "INSERT INTO message_channels (org_id, channel, seq)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) ON CONFLICT DO NOTHING",
+                &[
+                    (&self.ch_orgs, Type::TEXT_ARRAY),
+                    (&self.ch_names, Type::TEXT_ARRAY),
+                    (&self.ch_seqs, Type::INT8_ARRAY),
+                ],
+            )
+            .await?;
+        }
+        if !self.idem_keys.is_empty() {
+            // A key appears at most once per group (later uses in the group
+            // replay the first), so one upsert statement is safe.
+            tx.query_typed(
+                "INSERT INTO idempotency (org_id, key, fingerprint, seqs, created_at)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::int8[])
+                 ON CONFLICT (org_id, key) DO UPDATE
+                   SET fingerprint = EXCLUDED.fingerprint, seqs = EXCLUDED.seqs, created_at = EXCLUDED.created_at",
+                &[
+                    (&self.idem_orgs, Type::TEXT_ARRAY),
+                    (&self.idem_keys, Type::TEXT_ARRAY),
+                    (&self.idem_fps, Type::BYTEA_ARRAY),
+                    (&self.idem_seqs, Type::TEXT_ARRAY),
+                    (&self.idem_at, Type::INT8_ARRAY),
+                ],
+            )
+            .await?;
+        }
+        self.deliveries.flush(tx, received).await
+    }
 }
 
 async fn publish_one(
@@ -221,6 +321,7 @@ async fn publish_one(
     received: i64,
     committed: &mut Vec<Arc<StoredMessage>>,
     group_keys: &mut GroupKeys,
+    rows: &mut GroupRows,
 ) -> Result<PublishOutcome> {
     let org = req.org_id.as_str();
     let now = Timestamp::now().as_micros();
@@ -251,7 +352,10 @@ async fn publish_one(
         });
     }
     let replayed_all = crate::plan::all_replayed(&plans);
-    let endpoints = super::webhooks::endpoints_for_publish(tx, org).await?;
+    if !rows.endpoints.contains_key(org) {
+        let eps = super::webhooks::endpoints_for_publish(tx, org).await?;
+        rows.endpoints.insert(org.to_owned(), eps);
+    }
     // Phase 2: inserts.
     let mut out: Vec<StoredMessage> = Vec::with_capacity(req.messages.len());
     for (m, plan) in req.messages.iter().zip(plans) {
@@ -269,43 +373,11 @@ async fn publish_one(
         }
         let seq = *next_seq;
         *next_seq += 1;
-        let channels: Vec<&str> = m.channels.iter().map(|c| c.as_str()).collect();
-        tx.execute(
-            "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &(seq as i64),
-                &m.id.as_str(),
-                &org,
-                &m.event_type.as_str(),
-                &channels.join(" "),
-                &m.data.get(),
-                &m.occurred_at.as_micros(),
-                &received,
-            ],
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO message_channels (org_id, channel, seq)
-             SELECT $1, c, $3 FROM unnest($2::text[]) AS c ON CONFLICT DO NOTHING",
-            &[&org, &channels, &(seq as i64)],
-        )
-        .await?;
+        rows.add_message(org, seq, m);
         if let Some(idem) = &m.idempotency {
-            remember(tx, org, idem, &[seq], now).await?;
+            rows.add_idempotency(org, idem, &[seq], now);
             group_keys.insert((org.to_owned(), idem.key.clone()), (idem.fingerprint, vec![seq]));
         }
-        super::webhooks::insert_deliveries(
-            tx,
-            &endpoints,
-            org,
-            seq,
-            m.id.as_str(),
-            m.event_type.as_str(),
-            &m.channels,
-            received,
-        )
-        .await?;
         let stored = StoredMessage {
             seq,
             id: m.id.clone(),
@@ -321,7 +393,7 @@ async fn publish_one(
     }
     if let Some(idem) = &req.request_idempotency {
         let seqs: Vec<u64> = out.iter().map(|m| m.seq).collect();
-        remember(tx, org, idem, &seqs, now).await?;
+        rows.add_idempotency(org, idem, &seqs, now);
         group_keys.insert((org.to_owned(), idem.key.clone()), (idem.fingerprint, seqs));
     }
     Ok(PublishOutcome {
