@@ -1,5 +1,6 @@
 //! The single writer thread and the write jobs it runs (group commit).
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::rows;
+use super::webhooks::PublishEndpoint;
 use crate::plan::Plan;
 use crate::{CommitListener, IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
 
@@ -23,6 +25,25 @@ pub struct Ctx<'a> {
     committed: &'a mut Vec<Arc<StoredMessage>>,
     /// Set when an unguarded job failed after writing: the group rolls back.
     poisoned: bool,
+    /// Enabled endpoints per organization for the publish job. Every
+    /// endpoint change is a guarded job on this thread, and guarded jobs
+    /// clear it, as does a failed group; so it is never stale.
+    endpoint_cache: &'a mut HashMap<String, Arc<Vec<PublishEndpoint>>>,
+}
+
+impl Ctx<'_> {
+    /// The organization's enabled endpoints (cached between publishes).
+    pub fn endpoints_for(&mut self, org: &str) -> Result<Arc<Vec<PublishEndpoint>>> {
+        if let Some(e) = self.endpoint_cache.get(org) {
+            return Ok(e.clone());
+        }
+        let e = Arc::new(super::webhooks::endpoints_for_publish(self.conn, org)?);
+        if self.endpoint_cache.len() > 10_000 {
+            self.endpoint_cache.clear();
+        }
+        self.endpoint_cache.insert(org.to_owned(), e.clone());
+        Ok(e)
+    }
 }
 
 type Completion = Box<dyn FnOnce(bool) + Send>;
@@ -81,6 +102,8 @@ impl Writer {
             let seq_before = *ctx.next_seq;
             let recv_before = *ctx.last_received;
             let committed_before = ctx.committed.len();
+            // A guarded job may change endpoints: forget them.
+            ctx.endpoint_cache.clear();
             let result = match ctx.conn.execute_batch("SAVEPOINT job") {
                 Ok(()) => {
                     let r = f(ctx);
@@ -165,6 +188,7 @@ fn run(
     let mut jobs: Vec<Job> = Vec::with_capacity(max_group);
     let mut completions: Vec<Completion> = Vec::with_capacity(max_group);
     let mut committed: Vec<Arc<StoredMessage>> = Vec::new();
+    let mut endpoint_cache: HashMap<String, Arc<Vec<PublishEndpoint>>> = HashMap::new();
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
         while jobs.len() < max_group {
@@ -182,6 +206,7 @@ fn run(
                     last_received: &mut last_received,
                     committed: &mut committed,
                     poisoned: false,
+                    endpoint_cache: &mut endpoint_cache,
                 };
                 for job in jobs.drain(..) {
                     if ctx.poisoned {
@@ -246,6 +271,10 @@ fn run(
                     }
                 }
             }
+        }
+        if !ok {
+            // The cache may hold endpoints read inside the rolled-back group.
+            endpoint_cache.clear();
         }
         // On failure the sequence numbers handed out in this group are *not*
         // reused: if a failed COMMIT in fact reached the disk, reusing them
@@ -346,7 +375,7 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
     let replayed_all = crate::plan::all_replayed(&plans);
     // The organization's enabled endpoints: deliveries are created in this
     // same transaction, so an acknowledged message never lacks them.
-    let endpoints = super::webhooks::endpoints_for_publish(ctx.conn, org)?;
+    let endpoints = ctx.endpoints_for(org)?;
     // Phase 2: inserts.
     let received = now.max(*ctx.last_received);
     *ctx.last_received = received;
