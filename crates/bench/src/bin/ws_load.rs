@@ -15,9 +15,14 @@
 //! from its own 127.0.0.x source address so the ephemeral-port range and the
 //! per-process file-descriptor limit (20,000 here) are not a ceiling.
 //!
+//! `cluster` (issue 5) instead starts several `marquee serve` nodes on
+//! PostgreSQL + NATS, spreads idle subscribers of one channel over them and
+//! publishes through node 1 (see the `cluster` module).
+//!
 //! ```text
 //! cargo build --release -p marquee-server -p marquee-bench
 //! target/release/ws_load run --idle-conns 19000 --fanout-subs 10000 --procs 4
+//! target/release/ws_load cluster --subs 50000 --procs-per-node 2 --publishes 20 --interval-ms 3000
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
