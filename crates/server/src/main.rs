@@ -11,6 +11,11 @@ use marquee_server::{ServeConfig, admin_ops};
 use marquee_store::DynStore;
 use serde_json::{Value, json};
 
+/// mimalloc: measurably cheaper than the system allocator for the many
+/// short-lived request allocations (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MARQUEE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
