@@ -162,6 +162,9 @@ impl StreamArgs {
 
 /// What every stream connection shares: the bus, the per-key connection
 /// counts and the shutdown signal.
+/// How stale a key's cached revocation status may be.
+const KEY_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 pub struct StreamHub {
     pub bus: DynBus,
     pub config: StreamConfig,
@@ -172,6 +175,10 @@ pub struct StreamHub {
     stoppers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_id: AtomicU64,
     stopping: AtomicBool,
+    /// Per key: when its revocation status was last read, and the answer.
+    /// Shared by all of the key's connections on this node, so heartbeats of
+    /// 50,000 idle sockets cost a handful of store reads, not 2,000/s.
+    key_checks: Mutex<HashMap<KeyId, (std::time::Instant, bool)>>,
 }
 
 /// Why a connection was not admitted.
@@ -191,7 +198,32 @@ impl StreamHub {
             stoppers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            key_checks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether `key` has been revoked, read from the store at most once per
+    /// `KEY_CHECK_EVERY` per key on this node.
+    pub async fn key_revoked(&self, store: &marquee_store::DynStore, key: &KeyId) -> bool {
+        if let Ok(m) = self.key_checks.lock()
+            && let Some((at, revoked)) = m.get(key)
+            && at.elapsed() < KEY_CHECK_EVERY
+        {
+            return *revoked;
+        }
+        let revoked = match store.get_key(key).await {
+            Ok(Some(k)) => k.revoked_at.is_some(),
+            Ok(None) => true,
+            // A store hiccup is not a revocation: check again next time.
+            Err(_) => return false,
+        };
+        if let Ok(mut m) = self.key_checks.lock() {
+            if m.len() > 100_000 {
+                m.retain(|_, (at, _)| at.elapsed() < KEY_CHECK_EVERY);
+            }
+            m.insert(key.clone(), (std::time::Instant::now(), revoked));
+        }
+        revoked
     }
 
     /// Counts a new connection for `key` (up to the per-key limit) and

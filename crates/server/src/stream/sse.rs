@@ -266,9 +266,7 @@ impl SseTask {
                 (_, item) = self.subs.next_frame() => item,
                 _ = keepalive.tick() => {
                     // A key revoked since the request ends the stream.
-                    if let Ok(Some(k)) = self.store.get_key(&self.key).await
-                        && k.revoked_at.is_some()
-                    {
+                    if self.hub.key_revoked(&self.store, &self.key).await {
                         return Err(Stop::Gone);
                     }
                     self.send(Bytes::from_static(b": keepalive\n\n")).await?;

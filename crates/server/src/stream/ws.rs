@@ -359,9 +359,7 @@ impl Connection {
                     }
                     // A key revoked since the upgrade (through any node or
                     // the CLI) ends its streams within one heartbeat.
-                    if let Ok(Some(k)) = self.store.get_key(&self.key).await
-                        && k.revoked_at.is_some()
-                    {
+                    if self.hub.key_revoked(&self.store, &self.key).await {
                         return Err(Some((close_code::KEY_REVOKED, "api key revoked")));
                     }
                     let ping = async { socket.send(Message::Ping(Bytes::new())).await };
