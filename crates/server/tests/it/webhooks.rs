@@ -736,7 +736,8 @@ async fn secrets_are_not_stored_in_plaintext() {
     let ep = create_endpoint(&s, &key, json!({"url": "https://example.com/x"})).await;
     let secret = secret_of(&ep);
     let data_dir = s.data_dir.clone();
-    drop(s.stop().await.map(|d| d.keep()));
+    // Keep the directory until the files are read (dropped at the end).
+    let _dir = s.stop().await;
     let mut raw = Vec::new();
     for f in ["marquee.db", "marquee.db-wal"] {
         if let Ok(b) = std::fs::read(data_dir.join(f)) {
