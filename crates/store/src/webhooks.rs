@@ -10,9 +10,9 @@
 
 use async_trait::async_trait;
 use marquee_core::ids::{AttemptId, DeliveryId, EndpointId, MessageId, OrgId};
-use marquee_core::message::StoredMessage;
+use marquee_core::message::{NewMessage, StoredMessage};
 use marquee_core::timestamp::Timestamp;
-use marquee_core::webhook::EndpointFilter;
+use marquee_core::webhook::{EndpointFilter, ops};
 use marquee_core::wire::Format;
 
 use crate::Result;
@@ -238,4 +238,64 @@ pub trait WebhookStore: Send + Sync + 'static {
         endpoint: &EndpointId,
         now: Timestamp,
     ) -> Result<EndpointStats>;
+}
+
+/// An operational message (`endpoint.disabled`, …) about `endpoint`, on its
+/// `endpoint:<id>` channel; shared by every backend.
+pub(crate) fn ops_message(event_type: &str, endpoint: &str, data: serde_json::Value) -> Option<NewMessage> {
+    Some(NewMessage {
+        id: MessageId::generate(),
+        event_type: event_type.parse().ok()?,
+        channels: vec![format!("endpoint:{endpoint}").parse().ok()?],
+        data: serde_json::value::RawValue::from_string(data.to_string()).ok()?,
+        occurred_at: Timestamp::now(),
+        idempotency: None,
+    })
+}
+
+/// The notice a failed attempt produces, if any — `message.attempt.exhausted`,
+/// or `message.attempt.failing` at exactly `policy.failing_after` failures —
+/// and whether the endpoint is now in a notified failure run; decided the
+/// same way by every backend.
+pub(crate) fn failure_notice(
+    a: &AttemptRecord,
+    endpoint: &str,
+    exhausted: bool,
+    failures: i64,
+    policy: &OutcomePolicy,
+) -> (Option<NewMessage>, bool) {
+    let base = serde_json::json!({
+        "endpoint_id": endpoint,
+        "message_id": a.message_id.as_ref().map(|m| m.as_str()),
+        "delivery_id": a.delivery_id.as_str(),
+        "attempts": a.attempt_no,
+        "last_status": a.status_code,
+        "last_error": a.error_kind,
+    });
+    if exhausted {
+        (ops_message(ops::ATTEMPT_EXHAUSTED, endpoint, base), true)
+    } else if failures == i64::from(policy.failing_after) {
+        (ops_message(ops::ATTEMPT_FAILING, endpoint, base), true)
+    } else {
+        (None, false)
+    }
+}
+
+/// Why an endpoint must be disabled after this outcome, if it must: a 410
+/// (`o.disable`) or failures continuing since `since` for longer than the
+/// policy allows.
+pub(crate) fn disable_reason(
+    o: &AttemptOutcome,
+    now: i64,
+    since: i64,
+    policy: &OutcomePolicy,
+) -> Option<String> {
+    match &o.disable {
+        Some(r) => Some(r.clone()),
+        None if now - since >= policy.disable_after_us => Some(format!(
+            "failing continuously since {}",
+            Timestamp::from_micros(since).to_rfc3339()
+        )),
+        None => None,
+    }
 }

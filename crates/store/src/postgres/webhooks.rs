@@ -46,12 +46,12 @@ use marquee_core::message::{NewMessage, StoredMessage};
 use marquee_core::names::Channel;
 use marquee_core::timestamp::Timestamp;
 use marquee_core::webhook::{EndpointFilter, ops};
-use serde_json::value::RawValue;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Transaction};
 
 use super::{PgStore, rows};
 use crate::webhooks::*;
+use crate::webhooks::{disable_reason, failure_notice, ops_message};
 use crate::{CommitListener, Result, StoreError};
 
 const EP_COLUMNS: &str = "id, org_id, url, description, types, channels, format, rate_limit, max_in_flight, \
@@ -285,17 +285,6 @@ async fn load_endpoint(tx: &Transaction<'_>, org: &str, id: &str) -> Result<Opti
 }
 
 /// Builds an operational message published into the organization's log.
-fn ops_message(event_type: &str, endpoint: &str, data: serde_json::Value) -> Option<NewMessage> {
-    Some(NewMessage {
-        id: MessageId::generate(),
-        event_type: event_type.parse().ok()?,
-        channels: vec![format!("endpoint:{endpoint}").parse().ok()?],
-        data: RawValue::from_string(data.to_string()).ok()?,
-        occurred_at: Timestamp::now(),
-        idempotency: None,
-    })
-}
-
 /// Appends operational messages to the log inside `tx`: takes the log lock,
 /// assigns seqs from `log_head` and creates their deliveries, like the
 /// publish task. Returns what to announce after the commit.
@@ -535,35 +524,13 @@ async fn record_tx(
         }
         let mut notify = false;
         if !operational {
-            let msg_id = a.message_id.as_ref().map(|m| m.as_str());
-            let base = serde_json::json!({
-                "endpoint_id": ep,
-                "message_id": msg_id,
-                "delivery_id": a.delivery_id.as_str(),
-                "attempts": a.attempt_no,
-                "last_status": a.status_code,
-                "last_error": a.error_kind,
-            });
-            if exhausted {
-                if let Some(m) = ops_message(ops::ATTEMPT_EXHAUSTED, ep, base) {
-                    ops_out.push((a.org_id.clone(), m));
-                }
-                notify = true;
-            } else if attempts_now == i64::from(policy.failing_after) {
-                if let Some(m) = ops_message(ops::ATTEMPT_FAILING, ep, base) {
-                    ops_out.push((a.org_id.clone(), m));
-                }
-                notify = true;
+            let (notice, ends_silence) = failure_notice(a, ep, exhausted, attempts_now, &policy);
+            if let Some(m) = notice {
+                ops_out.push((a.org_id.clone(), m));
             }
+            notify = ends_silence;
         }
-        let reason = match &o.disable {
-            Some(r) => Some(r.clone()),
-            None if now - since >= policy.disable_after_us => Some(format!(
-                "failing continuously since {}",
-                Timestamp::from_micros(since).to_rfc3339()
-            )),
-            None => None,
-        };
+        let reason = disable_reason(o, now, since, &policy);
         if enabled && let Some(reason) = reason {
             tx.execute(
                 "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, notified_failing = TRUE,

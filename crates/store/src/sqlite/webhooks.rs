@@ -22,6 +22,7 @@ use crate::webhooks::{
     EndpointRecord, EndpointStats, OutcomePolicy, RecordSummary, ReplayFrom, ReplayProgress, Transition,
     WebhookStore,
 };
+use crate::webhooks::{disable_reason, failure_notice, ops_message};
 use crate::{PublishRequest, Result, StoreError};
 
 const EP_COLUMNS: &str = "id, org_id, url, description, types, channels, format, rate_limit, max_in_flight, \
@@ -270,17 +271,6 @@ fn message_at(r: &Row<'_>, offset: usize) -> rusqlite::Result<marquee_core::mess
 }
 
 /// Builds an operational message published into the organization's log.
-fn ops_message(event_type: &str, endpoint: &str, data: serde_json::Value) -> Option<NewMessage> {
-    Some(NewMessage {
-        id: MessageId::generate(),
-        event_type: event_type.parse().ok()?,
-        channels: vec![format!("endpoint:{endpoint}").parse().ok()?],
-        data: RawValue::from_string(data.to_string()).ok()?,
-        occurred_at: Timestamp::now(),
-        idempotency: None,
-    })
-}
-
 fn record(
     ctx: &mut writer::Ctx<'_>,
     outcomes: Vec<AttemptOutcome>,
@@ -400,35 +390,13 @@ fn record(
         }
         let mut notify = false;
         if !operational {
-            let msg_id = a.message_id.as_ref().map(|m| m.as_str());
-            let base = serde_json::json!({
-                "endpoint_id": ep,
-                "message_id": msg_id,
-                "delivery_id": a.delivery_id.as_str(),
-                "attempts": a.attempt_no,
-                "last_status": a.status_code,
-                "last_error": a.error_kind,
-            });
-            if exhausted {
-                if let Some(m) = ops_message(ops::ATTEMPT_EXHAUSTED, ep, base) {
-                    ops_out.push((a.org_id.clone(), m));
-                }
-                notify = true;
-            } else if attempts_now as u32 == policy.failing_after {
-                if let Some(m) = ops_message(ops::ATTEMPT_FAILING, ep, base) {
-                    ops_out.push((a.org_id.clone(), m));
-                }
-                notify = true;
+            let (notice, ends_silence) = failure_notice(a, ep, exhausted, attempts_now, &policy);
+            if let Some(m) = notice {
+                ops_out.push((a.org_id.clone(), m));
             }
+            notify = ends_silence;
         }
-        let reason = match &o.disable {
-            Some(r) => Some(r.clone()),
-            None if now - since >= policy.disable_after_us => Some(format!(
-                "failing continuously since {}",
-                Timestamp::from_micros(since).to_rfc3339()
-            )),
-            None => None,
-        };
+        let reason = disable_reason(&o, now, since, &policy);
         if enabled && let Some(reason) = reason {
             ctx.conn
                 .prepare_cached(
