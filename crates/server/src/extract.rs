@@ -32,13 +32,31 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "The request body is empty; expected a JSON object.",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "Malformed JSON",
-            _ => "Invalid request body",
-        };
-        ApiError::invalid(format!("{what}: {e}"))
-    })
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // The path of the offending field (`messages[3].type`), when the
+        // document parsed but a value had the wrong shape.
+        let path = e.path().to_string();
+        let e = e.into_inner();
+        json_error(
+            &e,
+            (path != "." && e.classify() == serde_json::error::Category::Data).then_some(path),
+        )
+    })?;
+    de.end().map_err(|e| json_error(&e, None))?;
+    Ok(value)
+}
+
+fn json_error(e: &serde_json::Error, param: Option<String>) -> ApiError {
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "Malformed JSON",
+        _ => "Invalid request body",
+    };
+    let message = format!("{what}: {e}");
+    match param {
+        Some(p) => ApiError::invalid_param(p, message),
+        None => ApiError::invalid(message),
+    }
 }
 
 /// A query string parsed into a struct; errors become `invalid_request`.

@@ -27,10 +27,16 @@ async fn bad_publishes_are_refused_and_store_nothing() {
             r#"{"type":5,"channels":["a:b"],"data":{}}"#.into(),
             400,
             "invalid_request",
-            None,
+            Some("type"),
         ),
         (
             r#"{"type":"t","channels":"a:b","data":{}}"#.into(),
+            400,
+            "invalid_request",
+            Some("channels"),
+        ),
+        (
+            r#"{"type":"t","channels":["a:b"],"data":{}} trailing"#.into(),
             400,
             "invalid_request",
             None,
