@@ -99,6 +99,13 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Subscribes to one (organization, channel); live once this resolves.
     async fn subscribe(&self, org: &OrgId, channel: &Channel) -> Result<BoxSubscription, BusError>;
+
+    /// Whether `publish` uses the frames it is given. A bus that only
+    /// carries notifications (and renders frames from the log itself) says
+    /// no, and the feeder skips rendering and sends each topic once per batch.
+    fn carries_frames(&self) -> bool {
+        true
+    }
 }
 
 pub type DynBus = Arc<dyn Bus>;

@@ -57,6 +57,19 @@ pub async fn feed(bus: DynBus, mut commits: mpsc::Receiver<CommitBatch>, mut sto
             },
             _ = stop.changed() => return,
         };
+        if !bus.carries_frames() {
+            // A notification bus (NATS) needs each touched topic once per
+            // commit batch, and no rendered frames.
+            let mut seen = std::collections::HashSet::new();
+            for m in &batch {
+                for ch in &m.channels {
+                    if seen.insert((m.org_id.clone(), ch.clone())) {
+                        publish(&bus, (m.org_id.clone(), ch.clone()), Vec::new()).await;
+                    }
+                }
+            }
+            continue;
+        }
         // Publish in commit order across topics (SSE merges channels by seq
         // and relies on it); consecutive frames of one topic go together.
         let mut run: Option<((OrgId, Channel), Vec<Frame>)> = None;

@@ -149,6 +149,10 @@ impl NatsBus {
 
 #[async_trait]
 impl Bus for NatsBus {
+    fn carries_frames(&self) -> bool {
+        false
+    }
+
     async fn publish(&self, org: &OrgId, channel: &Channel, _frames: Vec<Frame>) -> Result<(), BusError> {
         // Local subscribers: wake this node's reader at once (no NATS hop).
         if let Some(r) = self.inner.readers.lock().ok().and_then(|m| m.get(org).cloned()) {
