@@ -185,8 +185,21 @@ impl SseTask {
         send_watched(&self.tx, chunk, &self.subs, &self.hub.config).await
     }
 
-    /// Replays every channel after `after`, merged in `seq` order.
+    /// Replays every channel after `after` up to the log head read at the
+    /// start, merged in `seq` order. Everything committed after that head is
+    /// already waiting in the live subscriptions (made before this task
+    /// started). Bounding every channel by the same head matters: channels
+    /// are read one after another, and a later channel's page must not carry
+    /// a seq past a message an earlier channel's page could not yet see —
+    /// the single SSE cursor would then skip it.
     async fn replay(&mut self, after: u64) -> Result<(), Stop> {
+        let head = match self.store.head_seq().await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "SSE replay failed");
+                return Err(Stop::Gone);
+            }
+        };
         struct Source {
             channel: Channel,
             buf: VecDeque<Frame>,
@@ -208,11 +221,15 @@ impl SseTask {
         loop {
             for s in sources.iter_mut().filter(|s| s.buf.is_empty() && s.more) {
                 match replay::page(&self.store, &self.org, &s.channel, s.pos).await {
-                    Ok((frames, more)) => {
+                    Ok((mut frames, more)) => {
                         if let Some(last) = frames.last() {
                             s.pos = last.seq;
                         }
                         s.more = more;
+                        if let Some(past) = frames.iter().position(|f| f.seq > head) {
+                            frames.truncate(past);
+                            s.more = false;
+                        }
                         s.buf.extend(frames);
                     }
                     Err(ReplayError::Expired) => {
@@ -251,6 +268,8 @@ impl SseTask {
         if !out.is_empty() {
             self.send(out.freeze()).await?;
         }
+        // Live frames up to the head were covered by the replay.
+        self.last_sent = self.last_sent.max(head);
         Ok(())
     }
 
@@ -263,7 +282,8 @@ impl SseTask {
                 biased;
                 () = ws::stopped(&mut self.stop) => return Err(Stop::Gone),
                 _ = self.tx.closed() => return Err(Stop::Gone),
-                (_, item) = self.subs.next_frame() => item,
+                // Before live frames, so a busy stream still runs its
+                // keepalive and revocation check.
                 _ = keepalive.tick() => {
                     // A key revoked since the request ends the stream.
                     if self.hub.key_revoked(&self.store, &self.key).await {
@@ -272,6 +292,7 @@ impl SseTask {
                     self.send(Bytes::from_static(b": keepalive\n\n")).await?;
                     continue;
                 }
+                (_, item) = self.subs.next_frame() => item,
             };
             // Drain everything that is ready, then send it in seq order.
             let mut ready: Vec<Frame> = Vec::new();

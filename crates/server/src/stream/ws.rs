@@ -331,9 +331,12 @@ impl Connection {
             let event = tokio::select! {
                 biased;
                 () = stopped(&mut self.stop) => Event::Shutdown,
+                // Before live frames: on a busy stream a frame is always
+                // ready, and the heartbeat (pings, idle and revocation
+                // checks) must still run.
+                _ = heartbeat.tick() => Event::Tick,
                 m = socket.next() => Event::Inbound(m),
                 (i, f) = self.subs.next_frame() => Event::Live(i, f),
-                _ = heartbeat.tick() => Event::Tick,
             };
             match event {
                 Event::Shutdown => return Err(Some((close_code::GOING_AWAY, "server shutting down"))),
