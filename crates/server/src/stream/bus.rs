@@ -106,6 +106,14 @@ pub trait Bus: Send + Sync + 'static {
     fn carries_frames(&self) -> bool {
         true
     }
+
+    /// Whether a frame published to (org, channel) now would reach anyone
+    /// on this node; lets the feeder skip rendering for silent topics. A
+    /// subscriber that arrives just after a skip loses nothing it is owed:
+    /// the message is already committed, so its resume replay reads it.
+    fn has_subscribers(&self, _org: &OrgId, _channel: &Channel) -> bool {
+        true
+    }
 }
 
 pub type DynBus = Arc<dyn Bus>;
@@ -169,6 +177,10 @@ impl InProcessBus {
 
 #[async_trait]
 impl Bus for InProcessBus {
+    fn has_subscribers(&self, org: &OrgId, channel: &Channel) -> bool {
+        self.has_topic(org, channel)
+    }
+
     async fn publish(&self, org: &OrgId, channel: &Channel, frames: Vec<Frame>) -> Result<(), BusError> {
         let topic = {
             let topics = self

@@ -35,10 +35,22 @@ pub fn register_commit_listener(store: &DynStore) -> mpsc::Receiver<CommitBatch>
                 tracing::warn!("stream feeder is behind; holding the commit path");
                 // Blocking is only allowed outside the async runtime (the
                 // store's writer thread is a plain thread).
-                if tokio::runtime::Handle::try_current().is_err() {
-                    let _ = tx.blocking_send(batch);
-                } else {
-                    tracing::error!("stream feeder queue full on a runtime thread; live frames dropped");
+                match tokio::runtime::Handle::try_current() {
+                    Err(_) => {
+                        let _ = tx.blocking_send(batch);
+                    }
+                    // The PostgreSQL publisher runs on the runtime: wait in
+                    // place (the worker hands its other tasks to a new one).
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(|| {
+                            let _ = tx.blocking_send(batch);
+                        });
+                    }
+                    Ok(_) => {
+                        tracing::error!(
+                            "stream feeder queue full on a single-threaded runtime; live frames dropped"
+                        )
+                    }
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -75,6 +87,9 @@ pub async fn feed(bus: DynBus, mut commits: mpsc::Receiver<CommitBatch>, mut sto
         let mut run: Option<((OrgId, Channel), Vec<Frame>)> = None;
         for m in &batch {
             for ch in &m.channels {
+                if !bus.has_subscribers(&m.org_id, ch) {
+                    continue;
+                }
                 let f = frame::render(m, ch);
                 match &mut run {
                     Some((key, frames)) if key.0 == m.org_id && &key.1 == ch => frames.push(f),

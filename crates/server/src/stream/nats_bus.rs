@@ -223,7 +223,7 @@ async fn run_reader(inner: Weak<Inner>, org: OrgId, reader: Arc<OrgReader>, mut 
         }
         let Some(bus) = inner.upgrade() else { return };
         // Drop NATS subscriptions of channels nobody here watches any more.
-        let watched: Vec<Channel> = {
+        let watched: std::collections::HashSet<Channel> = {
             let Ok(mut subs) = reader.nats.lock() else { return };
             subs.retain(|ch, task| {
                 let keep = bus.local.has_topic(&org, ch);
@@ -260,7 +260,7 @@ async fn run_reader(inner: Weak<Inner>, org: OrgId, reader: Arc<OrgReader>, mut 
             let mut run: Option<(Channel, Vec<Frame>)> = None;
             for m in &page.messages {
                 for ch in &m.channels {
-                    if !bus.local.has_topic(&org, ch) {
+                    if !watched.contains(ch) {
                         continue;
                     }
                     let f = frame::render(m, ch);
