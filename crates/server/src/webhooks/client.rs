@@ -9,7 +9,7 @@
 //! a failed attempt) and proxies from the environment are ignored, so neither
 //! can route around the guard.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,13 +42,25 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return public_v4(v4);
             }
-            let seg0 = v6.segments()[0];
+            let seg = v6.segments();
+            let embedded =
+                |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+            // Translated or tunnelled IPv4 (NAT64 64:ff9b::/96 and
+            // 64:ff9b:1::/48, 6to4 2002::/16) is judged by the IPv4 inside.
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return public_v4(embedded(seg[6], seg[7]));
+            }
+            if seg[..3] == [0x64, 0xff9b, 1] {
+                return false;
+            }
+            if seg[0] == 0x2002 {
+                return public_v4(embedded(seg[1], seg[2]));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (seg0 & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (seg0 & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0))
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (seg[0] & 0xffc0) == 0xfe80) // link-local fe80::/10
         }
     }
 }
@@ -264,6 +276,12 @@ mod tests {
             ("fe80::1", false),
             ("::ffff:127.0.0.1", false),
             ("::ffff:10.0.0.1", false),
+            ("64:ff9b::a00:1", false),
+            ("64:ff9b::a9fe:a9fe", false),
+            ("64:ff9b::808:808", true),
+            ("64:ff9b:1::1", false),
+            ("2002:a00:1::1", false),
+            ("2002:808:808::1", true),
             ("93.184.216.34", true),
             ("8.8.8.8", true),
             ("2606:4700::1111", true),
