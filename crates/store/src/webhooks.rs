@@ -186,10 +186,12 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<EndpointPage>;
     /// Every endpoint of every organization (the dispatcher's cache).
     async fn all_endpoints(&self) -> Result<Vec<EndpointRecord>>;
-    /// Replaces the endpoint's settings and secrets (not `failing_since`);
-    /// `NotFound` when it does not exist in `org`. Re-enabling clears the
-    /// failure run.
-    async fn update_endpoint(&self, ep: EndpointRecord) -> Result<()>;
+    /// Replaces the endpoint's settings and secrets (not `failing_since`),
+    /// but only if it still has the `updated_at` it was read with
+    /// (`expected`): otherwise `Conflict` — the dispatcher (or another
+    /// request) changed it meanwhile, and the caller reads again. `NotFound`
+    /// when it does not exist in `org`. Re-enabling clears the failure run.
+    async fn update_endpoint(&self, ep: EndpointRecord, expected: Timestamp) -> Result<()>;
     /// Deletes the endpoint with its deliveries; false when it did not exist.
     async fn delete_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<bool>;
 

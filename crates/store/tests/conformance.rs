@@ -519,7 +519,18 @@ mod webhook_story {
         let mut changed = fans.clone();
         changed.description = Some("fans".into());
         changed.rate_limit = Some(50);
-        store.update_endpoint(changed).await.unwrap();
+        changed.updated_at = fans.updated_at.saturating_add_micros(1);
+        store
+            .update_endpoint(changed.clone(), fans.updated_at)
+            .await
+            .unwrap();
+        // An update based on a stale read is refused, not applied.
+        let mut stale = fans.clone();
+        stale.enabled = false;
+        assert!(matches!(
+            store.update_endpoint(stale, fans.updated_at).await,
+            Err(StoreError::Conflict(_))
+        ));
         let got = store.get_endpoint(&org.id, &fans.id).await.unwrap().unwrap();
         assert_eq!(
             (got.description.as_deref(), got.rate_limit),
@@ -528,7 +539,7 @@ mod webhook_story {
         let mut foreign = fans.clone();
         foreign.org_id = other.id.clone();
         assert!(matches!(
-            store.update_endpoint(foreign).await,
+            store.update_endpoint(foreign, changed.updated_at).await,
             Err(StoreError::NotFound)
         ));
 

@@ -332,19 +332,38 @@ pub async fn list(
     ))
 }
 
-pub async fn patch(
-    State(state): State<AppState>,
-    caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    JsonBody(b): JsonBody<PatchBody>,
-) -> ApiResult<Response> {
-    let id = endpoint_id(path)?;
-    let mut rec = load(&state, &caller, &id).await?;
+/// Read-modify-write of an endpoint that never overwrites a concurrent
+/// change (the dispatcher disabling it, another request): the store refuses
+/// an update whose `updated_at` moved since the read, and the change is
+/// applied again to a fresh read, a few times at most.
+async fn update_with_retry(
+    state: &AppState,
+    caller: &Caller,
+    id: &EndpointId,
+    mut change: impl FnMut(&mut EndpointRecord) -> ApiResult<()>,
+) -> ApiResult<EndpointRecord> {
+    for _ in 0..5 {
+        let mut rec = load(state, caller, id).await?;
+        let read_at = rec.updated_at;
+        change(&mut rec)?;
+        rec.updated_at = Timestamp::now().max(read_at.saturating_add_micros(1));
+        match state.store.update_endpoint(rec.clone(), read_at).await {
+            Ok(()) => return Ok(rec),
+            Err(marquee_store::StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict(
+        "The endpoint kept changing while this request tried to update it; retry.".into(),
+    ))
+}
+
+fn apply_patch(rec: &mut EndpointRecord, b: &PatchBody) -> ApiResult<()> {
     if let Some(u) = &b.url {
         rec.url = check_url(u)?;
     }
-    if let Some(d) = b.description {
-        rec.description = check_description(d)?;
+    if let Some(d) = &b.description {
+        rec.description = check_description(d.clone())?;
     }
     if let Some(t) = &b.types {
         rec.filter.types = check_types(t)?;
@@ -373,8 +392,17 @@ pub async fn patch(
         }
         rec.enabled = e;
     }
-    rec.updated_at = Timestamp::now();
-    state.store.update_endpoint(rec.clone()).await?;
+    Ok(())
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<PatchBody>,
+) -> ApiResult<Response> {
+    let id = endpoint_id(path)?;
+    let rec = update_with_retry(&state, &caller, &id, |rec| apply_patch(rec, &b)).await?;
     state.webhooks.endpoints_changed().await;
     Ok(json_response(StatusCode::OK, &endpoint_json(&rec, None)))
 }
@@ -401,15 +429,16 @@ pub async fn rotate_secret(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let id = endpoint_id(path)?;
-    let mut rec = load(&state, &caller, &id).await?;
     let secret = SigningSecret::generate();
+    let sealed = seal(&state, &id, &secret)?;
     let overlap = i64::try_from(state.webhooks.config().secret_overlap.as_micros()).unwrap_or(i64::MAX);
-    let now = Timestamp::now();
-    rec.previous_secret_sealed = Some(std::mem::take(&mut rec.secret_sealed));
-    rec.previous_secret_until = Some(now.saturating_add_micros(overlap));
-    rec.secret_sealed = seal(&state, &id, &secret)?;
-    rec.updated_at = now;
-    state.store.update_endpoint(rec.clone()).await?;
+    let rec = update_with_retry(&state, &caller, &id, |rec| {
+        rec.previous_secret_sealed = Some(std::mem::take(&mut rec.secret_sealed));
+        rec.previous_secret_until = Some(Timestamp::now().saturating_add_micros(overlap));
+        rec.secret_sealed = sealed.clone();
+        Ok(())
+    })
+    .await?;
     state.webhooks.endpoints_changed().await;
     let mut v = endpoint_json(&rec, Some(&secret));
     v["previous_secret_expires_at"] = json!(rec.previous_secret_until.map(|t| t.to_rfc3339()));

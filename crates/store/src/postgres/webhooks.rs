@@ -845,7 +845,7 @@ impl WebhookStore for PgStore {
             .collect()
     }
 
-    async fn update_endpoint(&self, ep: EndpointRecord) -> Result<()> {
+    async fn update_endpoint(&self, ep: EndpointRecord, expected: Timestamp) -> Result<()> {
         let c = self.pool.get().await?;
         let n = c
             .execute(
@@ -855,7 +855,7 @@ impl WebhookStore for PgStore {
                  notified_failing = CASE WHEN $11 AND NOT enabled THEN FALSE ELSE notified_failing END,
                  enabled = $11, disabled_reason = $12, secret = $13, prev_secret = $14,
                  prev_secret_until = $15, updated_at = $16
-                 WHERE id = $1 AND org_id = $2",
+                 WHERE id = $1 AND org_id = $2 AND updated_at = $17",
                 &[
                     &ep.id.as_str(),
                     &ep.org_id.as_str(),
@@ -873,11 +873,21 @@ impl WebhookStore for PgStore {
                     &ep.previous_secret_sealed,
                     &ep.previous_secret_until.map(|t| t.as_micros()),
                     &ep.updated_at.as_micros(),
+                    &expected.as_micros(),
                 ],
             )
             .await?;
         if n == 0 {
-            return Err(StoreError::NotFound);
+            let exists = c
+                .query_opt(
+                    "SELECT 1 FROM endpoints WHERE id = $1 AND org_id = $2",
+                    &[&ep.id.as_str(), &ep.org_id.as_str()],
+                )
+                .await?;
+            return Err(match exists {
+                Some(_) => StoreError::Conflict("the endpoint changed meanwhile".into()),
+                None => StoreError::NotFound,
+            });
         }
         Ok(())
     }

@@ -587,7 +587,7 @@ impl WebhookStore for SqliteStore {
             .await
     }
 
-    async fn update_endpoint(&self, ep: EndpointRecord) -> Result<()> {
+    async fn update_endpoint(&self, ep: EndpointRecord, expected: Timestamp) -> Result<()> {
         self.writer
             .write(move |ctx| {
                 let n = ctx
@@ -599,7 +599,7 @@ impl WebhookStore for SqliteStore {
                          notified_failing = CASE WHEN ?11 AND enabled = 0 THEN 0 ELSE notified_failing END,
                          enabled = ?11, disabled_reason = ?12, secret = ?13, prev_secret = ?14,
                          prev_secret_until = ?15, updated_at = ?16
-                         WHERE id = ?1 AND org_id = ?2",
+                         WHERE id = ?1 AND org_id = ?2 AND updated_at = ?17",
                     )?
                     .execute(params![
                         ep.id.as_str(),
@@ -618,9 +618,21 @@ impl WebhookStore for SqliteStore {
                         ep.previous_secret_sealed,
                         ep.previous_secret_until.map(|t| t.as_micros()),
                         ep.updated_at.as_micros(),
+                        expected.as_micros(),
                     ])?;
                 if n == 0 {
-                    return Err(StoreError::NotFound);
+                    let exists: Option<i64> = ctx
+                        .conn
+                        .query_row(
+                            "SELECT 1 FROM endpoints WHERE id = ?1 AND org_id = ?2",
+                            params![ep.id.as_str(), ep.org_id.as_str()],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    return Err(match exists {
+                        Some(_) => StoreError::Conflict("the endpoint changed meanwhile".into()),
+                        None => StoreError::NotFound,
+                    });
                 }
                 Ok(())
             })
