@@ -27,11 +27,12 @@ pub async fn page(
     org: &OrgId,
     channel: &Channel,
     after_seq: u64,
+    limit: usize,
 ) -> Result<(Vec<Frame>, bool), ReplayError> {
     let query = MessageQuery {
         after_seq: Some(after_seq),
         channel: Some(channel.as_str().to_owned()),
-        limit: PAGE,
+        limit: limit.clamp(1, PAGE),
         ..MessageQuery::default()
     };
     let page = store.list_messages(org, &query).await?;

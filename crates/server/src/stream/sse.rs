@@ -217,10 +217,13 @@ impl SseTask {
                 pos: after,
             })
             .collect();
+        // One SSE request buffers at most PAGE frames of replay in total,
+        // however many channels it merges.
+        let per_source = (replay::PAGE / sources.len().max(1)).max(16);
         let mut out = BytesMut::new();
         loop {
             for s in sources.iter_mut().filter(|s| s.buf.is_empty() && s.more) {
-                match replay::page(&self.store, &self.org, &s.channel, s.pos).await {
+                match replay::page(&self.store, &self.org, &s.channel, s.pos, per_source).await {
                     Ok((mut frames, more)) => {
                         if let Some(last) = frames.last() {
                             s.pos = last.seq;

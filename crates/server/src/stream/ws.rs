@@ -457,7 +457,15 @@ impl Connection {
             let mut pos = after.seq();
             let mut first = true;
             loop {
-                let (frames, more) = match replay::page(&self.store, &self.org, &sub.channel, pos).await {
+                let (frames, more) = match replay::page(
+                    &self.store,
+                    &self.org,
+                    &sub.channel,
+                    pos,
+                    replay::PAGE,
+                )
+                .await
+                {
                     Ok(p) => p,
                     Err(ReplayError::Expired) => {
                         let err = ClientError::new(

@@ -681,3 +681,47 @@ async fn sse_resume_over_two_channels_under_concurrent_publishing_is_exact() {
     assert_eq!(expected.len(), 689);
     assert_eq!(got, expected);
 }
+
+#[tokio::test]
+async fn a_revoked_key_loses_its_sse_stream_even_while_it_is_busy() {
+    let s = std::sync::Arc::new(
+        TestServer::start_with(|c| {
+            c.fsync = false;
+            c.streams.ping_interval = Duration::from_millis(100);
+        })
+        .await,
+    );
+    let org = s.create_org("revoke-sse").await;
+    let (key_id, key) = s.create_key(&org, "pro").await;
+    let (_, publisher_key) = s.create_key(&org, "enterprise").await;
+    let resp = s
+        .get(&key, "/v1/stream/sse?channel=venue:busy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Keep the stream busy so live frames are always ready.
+    let busy = {
+        let (s, k) = (s.clone(), publisher_key.clone());
+        tokio::spawn(async move {
+            for n in 0..400 {
+                s.publish(&k, checkin("venue:busy", n)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = s
+        .admin(reqwest::Method::POST, &format!("/admin/v1/keys/{key_id}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The body ends (within a heartbeat and the 5 s status cache).
+    let mut resp = resp;
+    let ended = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Ok(Some(_)) = resp.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the SSE stream of a revoked key kept going");
+    busy.abort();
+}
