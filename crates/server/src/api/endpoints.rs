@@ -34,6 +34,8 @@ const MAX_FILTERS: usize = 64;
 const MAX_DESCRIPTION: usize = 1024;
 /// Messages examined per replay write job.
 const REPLAY_CHUNK: usize = 5_000;
+/// Chunks one replay request may walk before it answers `has_more`.
+const REPLAY_CHUNKS_PER_REQUEST: usize = 20;
 
 fn not_found() -> ApiError {
     ApiError::NotFound("No such endpoint.".into())
@@ -638,8 +640,11 @@ pub async fn replay(
         }
     };
     load(&state, &caller, &id).await?;
+    // One request does a bounded amount of work; a longer replay answers
+    // `has_more` with the cursor to continue from (`{"after": next_cursor}`).
     let mut queued = 0u64;
-    loop {
+    let mut next = None;
+    for _ in 0..REPLAY_CHUNKS_PER_REQUEST {
         let p = state
             .store
             .replay_chunk(&caller.org_id, &id, from, REPLAY_CHUNK)
@@ -648,6 +653,7 @@ pub async fn replay(
         if p.queued > 0 {
             state.webhooks.kick();
         }
+        next = p.next;
         match p.next {
             Some(seq) => from = ReplayFrom::AfterSeq(seq),
             None => break,
@@ -655,7 +661,13 @@ pub async fn replay(
     }
     Ok(json_response(
         StatusCode::ACCEPTED,
-        &json!({"object": "replay", "endpoint_id": id.as_str(), "queued": queued}),
+        &json!({
+            "object": "replay",
+            "endpoint_id": id.as_str(),
+            "queued": queued,
+            "has_more": next.is_some(),
+            "next_cursor": next.map(|s| Cursor::from_seq(s).encode()),
+        }),
     ))
 }
 

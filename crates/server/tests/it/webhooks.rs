@@ -589,6 +589,10 @@ async fn test_ping_resend_replay_and_recover() {
     .await;
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["queued"], 3);
+    assert_eq!(
+        (v["has_more"].clone(), v["next_cursor"].clone()),
+        (json!(false), Value::Null)
+    );
     let hits = rx.wait_for(4, 10).await;
     let mut ns: Vec<u64> = hits[1..].iter().map(Hit::n).collect();
     ns.sort();
