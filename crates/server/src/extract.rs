@@ -72,3 +72,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             .map_err(|e| ApiError::invalid(format!("Invalid query string: {e}")))
     }
 }
+
+/// Parses a list of names (`types`, `channels`), at most `max` of them,
+/// dropping repeats; an error names the item (`channels[2]`).
+pub fn parse_unique<T>(items: &[String], param: &str, max: usize) -> Result<Vec<T>, ApiError>
+where
+    T: std::str::FromStr + PartialEq,
+    T::Err: std::fmt::Display,
+{
+    if items.len() > max {
+        return Err(ApiError::invalid_param(param, format!("at most {max} {param}")));
+    }
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let v: T = item
+            .parse()
+            .map_err(|e: T::Err| ApiError::invalid_param(format!("{param}[{i}]"), e.to_string()))?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}

@@ -91,15 +91,8 @@ impl IngestRules {
                 format!("channels must list 1 to {MAX_CHANNELS} channels"),
             ));
         }
-        let mut channels: Vec<Channel> = Vec::with_capacity(body.channels.len());
-        for (i, c) in body.channels.iter().enumerate() {
-            let ch: Channel = c.parse().map_err(|e: marquee_core::names::NameError| {
-                ApiError::invalid_param(format!("{at}channels[{i}]"), e.to_string())
-            })?;
-            if !channels.contains(&ch) {
-                channels.push(ch);
-            }
-        }
+        let channels: Vec<Channel> =
+            crate::extract::parse_unique(&body.channels, &format!("{at}channels"), MAX_CHANNELS)?;
         if !body.data.get().starts_with('{') {
             return Err(ApiError::invalid_param(
                 format!("{at}data"),

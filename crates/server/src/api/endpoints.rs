@@ -100,41 +100,11 @@ fn check_url(url: &str) -> ApiResult<String> {
 }
 
 fn check_types(types: &[String]) -> ApiResult<Vec<TypePattern>> {
-    if types.len() > MAX_FILTERS {
-        return Err(ApiError::invalid_param(
-            "types",
-            format!("at most {MAX_FILTERS} types"),
-        ));
-    }
-    let mut out: Vec<TypePattern> = Vec::new();
-    for (i, t) in types.iter().enumerate() {
-        let p: TypePattern = t.parse().map_err(|e: marquee_core::pattern::BadPattern| {
-            ApiError::invalid_param(format!("types[{i}]"), e.to_string())
-        })?;
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    }
-    Ok(out)
+    crate::extract::parse_unique(types, "types", MAX_FILTERS)
 }
 
 fn check_channels(channels: &[String]) -> ApiResult<Vec<Channel>> {
-    if channels.len() > MAX_FILTERS {
-        return Err(ApiError::invalid_param(
-            "channels",
-            format!("at most {MAX_FILTERS} channels"),
-        ));
-    }
-    let mut out: Vec<Channel> = Vec::new();
-    for (i, c) in channels.iter().enumerate() {
-        let ch: Channel = c.parse().map_err(|e: marquee_core::names::NameError| {
-            ApiError::invalid_param(format!("channels[{i}]"), e.to_string())
-        })?;
-        if !out.contains(&ch) {
-            out.push(ch);
-        }
-    }
-    Ok(out)
+    crate::extract::parse_unique(channels, "channels", MAX_FILTERS)
 }
 
 fn check_format(f: Option<&str>) -> ApiResult<Format> {

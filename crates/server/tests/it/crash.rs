@@ -21,31 +21,34 @@ fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
+/// An organization and an enterprise key made with the real CLI on `dir`.
+fn provision(dir: &std::path::Path) -> String {
+    let cli = |args: &[&str]| -> Value {
+        let out = Command::new(marquee_bin())
+            .args(args)
+            .args(["--json", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let org = cli(&["org", "create", "crash"]);
+    let key = cli(&[
+        "key",
+        "create",
+        "--tier",
+        "enterprise",
+        "--org",
+        org["id"].as_str().unwrap(),
+    ]);
+    key["key"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(marquee_bin())
-        .args(["org", "create", "crash", "--json", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let org: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let out = Command::new(marquee_bin())
-        .args([
-            "key",
-            "create",
-            "--tier",
-            "enterprise",
-            "--json",
-            "--org",
-            org["id"].as_str().unwrap(),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let key = key["key"].as_str().unwrap().to_owned();
+    let key = provision(dir.path());
     let http = reqwest::Client::new();
     let mut acked: HashMap<u64, String> = HashMap::new();
     let unknown = Arc::new(Mutex::new(Vec::<u64>::new()));
@@ -177,28 +180,7 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(marquee_bin())
-        .args(["org", "create", "term", "--json", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let org: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let out = Command::new(marquee_bin())
-        .args([
-            "key",
-            "create",
-            "--tier",
-            "enterprise",
-            "--json",
-            "--org",
-            org["id"].as_str().unwrap(),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let key = key["key"].as_str().unwrap().to_owned();
+    let key = provision(dir.path());
     let http = reqwest::Client::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
