@@ -122,6 +122,58 @@ fn retryable(e: &StoreError) -> bool {
     matches!(e, StoreError::Internal(m) if m.ends_with("(40P01)") || m.ends_with("(40001)"))
 }
 
+/// The first 15 endpoint columns (id … prev_secret_until) in `EP_COLUMNS`
+/// order, shared by the insert and the update; `with` appends the rest.
+struct EndpointParams<'a> {
+    ep: &'a EndpointRecord,
+    id: &'a str,
+    org: &'a str,
+    format: &'a str,
+    types: String,
+    channels: String,
+    rate_limit: Option<i64>,
+    max_in_flight: i64,
+    prev_until: Option<i64>,
+}
+
+impl<'a> EndpointParams<'a> {
+    fn new(ep: &'a EndpointRecord) -> Self {
+        EndpointParams {
+            ep,
+            id: ep.id.as_str(),
+            org: ep.org_id.as_str(),
+            format: ep.format.as_str(),
+            types: ep.filter.types_text(),
+            channels: ep.filter.channels_text(),
+            rate_limit: ep.rate_limit.map(i64::from),
+            max_in_flight: i64::from(ep.max_in_flight),
+            prev_until: ep.previous_secret_until.map(|t| t.as_micros()),
+        }
+    }
+
+    fn with<'b>(&'b self, rest: &[&'b (dyn ToSql + Sync)]) -> Vec<&'b (dyn ToSql + Sync)> {
+        let mut v: Vec<&'b (dyn ToSql + Sync)> = vec![
+            &self.id,
+            &self.org,
+            &self.ep.url,
+            &self.ep.description,
+            &self.types,
+            &self.channels,
+            &self.format,
+            &self.rate_limit,
+            &self.max_in_flight,
+            &self.ep.ordered,
+            &self.ep.enabled,
+            &self.ep.disabled_reason,
+            &self.ep.secret_sealed,
+            &self.ep.previous_secret_sealed,
+            &self.prev_until,
+        ];
+        v.extend_from_slice(rest);
+        v
+    }
+}
+
 /// An enabled endpoint as the publish path needs it.
 pub struct PublishEndpoint {
     id: String,
@@ -773,26 +825,11 @@ impl WebhookStore for PgStore {
                 "INSERT INTO endpoints ({EP_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
             ),
-            &[
-                &ep.id.as_str(),
-                &ep.org_id.as_str(),
-                &ep.url,
-                &ep.description,
-                &ep.filter.types_text(),
-                &ep.filter.channels_text(),
-                &ep.format.as_str(),
-                &ep.rate_limit.map(i64::from),
-                &i64::from(ep.max_in_flight),
-                &ep.ordered,
-                &ep.enabled,
-                &ep.disabled_reason,
-                &ep.secret_sealed,
-                &ep.previous_secret_sealed,
-                &ep.previous_secret_until.map(|t| t.as_micros()),
+            &EndpointParams::new(&ep).with(&[
                 &ep.failing_since.map(|t| t.as_micros()),
                 &ep.created_at.as_micros(),
                 &ep.updated_at.as_micros(),
-            ],
+            ]),
         )
         .await?;
         Ok(())
@@ -856,25 +893,7 @@ impl WebhookStore for PgStore {
                  enabled = $11, disabled_reason = $12, secret = $13, prev_secret = $14,
                  prev_secret_until = $15, updated_at = $16
                  WHERE id = $1 AND org_id = $2 AND updated_at = $17",
-                &[
-                    &ep.id.as_str(),
-                    &ep.org_id.as_str(),
-                    &ep.url,
-                    &ep.description,
-                    &ep.filter.types_text(),
-                    &ep.filter.channels_text(),
-                    &ep.format.as_str(),
-                    &ep.rate_limit.map(i64::from),
-                    &i64::from(ep.max_in_flight),
-                    &ep.ordered,
-                    &ep.enabled,
-                    &ep.disabled_reason,
-                    &ep.secret_sealed,
-                    &ep.previous_secret_sealed,
-                    &ep.previous_secret_until.map(|t| t.as_micros()),
-                    &ep.updated_at.as_micros(),
-                    &expected.as_micros(),
-                ],
+                &EndpointParams::new(&ep).with(&[&ep.updated_at.as_micros(), &expected.as_micros()]),
             )
             .await?;
         if n == 0 {

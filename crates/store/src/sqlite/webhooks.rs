@@ -13,6 +13,7 @@ use marquee_core::message::NewMessage;
 use marquee_core::names::Channel;
 use marquee_core::timestamp::Timestamp;
 use marquee_core::webhook::{EndpointFilter, ops};
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::value::RawValue;
 
@@ -82,6 +83,28 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
         response_headers: r.get(11)?,
         response_body: r.get(12)?,
     })
+}
+
+/// The first 15 endpoint columns (id … prev_secret_until), in `EP_COLUMNS`
+/// order: shared by the insert and the update.
+fn endpoint_values(ep: &EndpointRecord) -> Vec<Value> {
+    vec![
+        Value::from(ep.id.as_str().to_owned()),
+        Value::from(ep.org_id.as_str().to_owned()),
+        Value::from(ep.url.clone()),
+        Value::from(ep.description.clone()),
+        Value::from(ep.filter.types_text()),
+        Value::from(ep.filter.channels_text()),
+        Value::from(ep.format.as_str().to_owned()),
+        Value::from(ep.rate_limit.map(i64::from)),
+        Value::from(i64::from(ep.max_in_flight)),
+        Value::from(ep.ordered),
+        Value::from(ep.enabled),
+        Value::from(ep.disabled_reason.clone()),
+        Value::from(ep.secret_sealed.clone()),
+        Value::from(ep.previous_secret_sealed.clone()),
+        Value::from(ep.previous_secret_until.map(|t| t.as_micros())),
+    ]
 }
 
 /// An enabled endpoint as the publish job needs it.
@@ -521,26 +544,11 @@ impl WebhookStore for SqliteStore {
                     .prepare_cached(&format!(
                         "INSERT INTO endpoints ({EP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
                     ))?
-                    .execute(params![
-                        ep.id.as_str(),
-                        ep.org_id.as_str(),
-                        ep.url,
-                        ep.description,
-                        ep.filter.types_text(),
-                        ep.filter.channels_text(),
-                        ep.format.as_str(),
-                        ep.rate_limit.map(i64::from),
-                        i64::from(ep.max_in_flight),
-                        ep.ordered,
-                        ep.enabled,
-                        ep.disabled_reason,
-                        ep.secret_sealed,
-                        ep.previous_secret_sealed,
-                        ep.previous_secret_until.map(|t| t.as_micros()),
-                        ep.failing_since.map(|t| t.as_micros()),
-                        ep.created_at.as_micros(),
-                        ep.updated_at.as_micros(),
-                    ])?;
+                    .execute(rusqlite::params_from_iter(endpoint_values(&ep).into_iter().chain([
+                        Value::from(ep.failing_since.map(|t| t.as_micros())),
+                        Value::from(ep.created_at.as_micros()),
+                        Value::from(ep.updated_at.as_micros()),
+                    ])))?;
                 Ok(())
             })
             .await
@@ -601,25 +609,10 @@ impl WebhookStore for SqliteStore {
                          prev_secret_until = ?15, updated_at = ?16
                          WHERE id = ?1 AND org_id = ?2 AND updated_at = ?17",
                     )?
-                    .execute(params![
-                        ep.id.as_str(),
-                        ep.org_id.as_str(),
-                        ep.url,
-                        ep.description,
-                        ep.filter.types_text(),
-                        ep.filter.channels_text(),
-                        ep.format.as_str(),
-                        ep.rate_limit.map(i64::from),
-                        i64::from(ep.max_in_flight),
-                        ep.ordered,
-                        ep.enabled,
-                        ep.disabled_reason,
-                        ep.secret_sealed,
-                        ep.previous_secret_sealed,
-                        ep.previous_secret_until.map(|t| t.as_micros()),
-                        ep.updated_at.as_micros(),
-                        expected.as_micros(),
-                    ])?;
+                    .execute(rusqlite::params_from_iter(endpoint_values(&ep).into_iter().chain([
+                        Value::from(ep.updated_at.as_micros()),
+                        Value::from(expected.as_micros()),
+                    ])))?;
                 if n == 0 {
                     let exists: Option<i64> = ctx
                         .conn
