@@ -10,6 +10,7 @@
 //! is a system call but not I/O in the sense that matters here.
 //!
 //! Layout:
+//! - [`cidr`]: CIDR networks for the webhook address allowlist.
 //! - [`ids`]: prefixed, time-sortable identifiers (`msg_…`, `org_…`, `key_…`).
 //! - [`names`]: validated message types and `kind:id` channels.
 //! - [`cursor`]: opaque, order-preserving cursors over the commit log.
@@ -24,6 +25,7 @@
 //! - [`wire`]: webhook wire formats (body, headers, signatures).
 
 pub mod apikey;
+pub mod cidr;
 pub mod cursor;
 pub mod duration;
 pub mod error;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::names::Channel;
 use crate::pattern::{TypePattern, any_matches};
+use crate::timestamp::Timestamp;
 
 /// Operational message types marquee publishes into an organization's log.
 pub mod ops {
@@ -174,11 +175,137 @@ impl RetrySchedule {
     }
 }
 
-/// Parses a `Retry-After` header given in seconds (HTTP dates are ignored:
-/// the schedule applies).
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    let n: u64 = v.trim().parse().ok()?;
-    Some(Duration::from_secs(n.min(MAX_RETRY_AFTER.as_secs())))
+/// Parses a `Retry-After` value (RFC 9110 §10.2.3) into the wait from `now`,
+/// the time the response arrived.
+///
+/// Accepted, with surrounding whitespace ignored:
+/// - delta-seconds: ASCII digits only (`120`); a number too large for any
+///   integer type still means "a long time";
+/// - an HTTP-date (RFC 9110 §5.6.7), always in GMT: the IMF-fixdate
+///   `Wed, 21 Oct 2015 07:28:00 GMT` and the obsolete forms RFC 850
+///   `Wednesday, 21-Oct-15 07:28:00 GMT` (a two-digit year more than 50
+///   years ahead of `now` is taken from the previous century) and asctime
+///   `Wed Oct 21 07:28:00 2015`. Names are case-sensitive; the day name is
+///   not cross-checked against the date. A date at or before `now` gives
+///   [`Duration::ZERO`].
+///
+/// Both are capped at [`MAX_RETRY_AFTER`]. Anything else (negative or
+/// fractional numbers, other date formats, invalid dates) gives `None`: the
+/// header is ignored and the schedule applies.
+pub fn parse_retry_after(v: &str, now: Timestamp) -> Option<Duration> {
+    let v = v.trim();
+    if v.is_empty() {
+        return None;
+    }
+    if v.bytes().all(|b| b.is_ascii_digit()) {
+        let n = v.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(n.min(MAX_RETRY_AFTER.as_secs())));
+    }
+    let at_us = i128::from(http_date(v, now)?) * 1_000_000;
+    let wait_us = at_us - i128::from(now.as_micros());
+    if wait_us <= 0 {
+        return Some(Duration::ZERO);
+    }
+    let wait_us = u64::try_from(wait_us).unwrap_or(u64::MAX);
+    Some(Duration::from_micros(wait_us).min(MAX_RETRY_AFTER))
+}
+
+const SHORT_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const LONG_DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// A run of ASCII digits as a number.
+fn digits(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn month(s: &str) -> Option<u8> {
+    MONTHS.iter().position(|m| *m == s).map(|i| i as u8 + 1)
+}
+
+/// `HH:MM:SS`.
+fn time_of_day(s: &str) -> Option<(u8, u8, u8)> {
+    let b = s.as_bytes();
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| digits(&s[r]).map(|n| n as u8);
+    Some((n(0..2)?, n(3..5)?, n(6..8)?))
+}
+
+/// Seconds since the epoch of an HTTP-date in any of its three forms.
+fn http_date(v: &str, now: Timestamp) -> Option<i64> {
+    // Every slice below is at ASCII positions.
+    if !v.is_ascii() {
+        return None;
+    }
+    let (year, mon, day, tod) = if let Some((name, rest)) = v.split_once(", ") {
+        let rest = rest.strip_suffix(" GMT")?;
+        let b = rest.as_bytes();
+        if SHORT_DAYS.contains(&name) {
+            // IMF-fixdate: `21 Oct 2015 07:28:00`.
+            if b.len() != 20 || b[2] != b' ' || b[6] != b' ' || b[11] != b' ' {
+                return None;
+            }
+            let year = i32::try_from(digits(&rest[7..11])?).ok()?;
+            (year, month(&rest[3..6])?, digits(&rest[0..2])?, &rest[12..])
+        } else if LONG_DAYS.contains(&name) {
+            // RFC 850: `21-Oct-15 07:28:00`.
+            if b.len() != 18 || b[2] != b'-' || b[6] != b'-' || b[9] != b' ' {
+                return None;
+            }
+            let yy = i32::try_from(digits(&rest[7..9])?).ok()?;
+            let now_year = time::OffsetDateTime::from_unix_timestamp(now.as_secs())
+                .ok()?
+                .year();
+            let mut year = now_year - now_year.rem_euclid(100) + yy;
+            if year > now_year + 50 {
+                year -= 100;
+            }
+            (year, month(&rest[3..6])?, digits(&rest[0..2])?, &rest[10..])
+        } else {
+            return None;
+        }
+    } else {
+        // asctime: `Wed Oct 21 07:28:00 2015`, a one-digit day padded
+        // with a space (`Sun Nov  6 08:49:37 1994`).
+        let b = v.as_bytes();
+        if b.len() != 24 || b[3] != b' ' || b[7] != b' ' || b[10] != b' ' || b[19] != b' ' {
+            return None;
+        }
+        if !SHORT_DAYS.contains(&&v[0..3]) {
+            return None;
+        }
+        let day = match v[8..10].strip_prefix(' ') {
+            Some(d) => digits(d)?,
+            None => digits(&v[8..10])?,
+        };
+        let year = i32::try_from(digits(&v[20..24])?).ok()?;
+        (year, month(&v[4..7])?, day, &v[11..19])
+    };
+    let (h, m, s) = time_of_day(tod)?;
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(mon).ok()?, u8::try_from(day).ok()?)
+            .ok()?;
+    let t = time::Time::from_hms(h, m, s).ok()?;
+    Some(
+        time::PrimitiveDateTime::new(date, t)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 #[cfg(test)]
@@ -236,10 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_and_states() {
-        assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("99999999"), Some(MAX_RETRY_AFTER));
+    fn delivery_states() {
         for s in [
             DeliveryState::Pending,
             DeliveryState::Delivered,
@@ -248,5 +372,90 @@ mod tests {
             assert_eq!(s.as_str().parse::<DeliveryState>(), Ok(s));
         }
         assert!(ops::is_operational("endpoint.disabled") && !ops::is_operational("order.completed"));
+    }
+
+    #[test]
+    fn retry_after_values() {
+        let at = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        let now = at("2015-10-21T07:28:00Z");
+        let secs = |n: u64| Some(Duration::from_secs(n));
+        let max = Some(MAX_RETRY_AFTER);
+        let cases: &[(&str, Option<Duration>)] = &[
+            // delta-seconds
+            ("3", secs(3)),
+            (" 3 ", secs(3)),
+            ("\t120\t", secs(120)),
+            ("0", secs(0)),
+            ("007", secs(7)),
+            ("3600", max),
+            ("3601", max),
+            ("99999999", max),
+            ("18446744073709551616", max),
+            ("99999999999999999999999999999999", max),
+            ("-1", None),
+            ("-0", None),
+            ("+3", None),
+            ("3.5", None),
+            ("1e3", None),
+            ("3 s", None),
+            ("", None),
+            ("   ", None),
+            ("soon", None),
+            // IMF-fixdate
+            ("Wed, 21 Oct 2015 07:28:30 GMT", secs(30)),
+            (" Wed, 21 Oct 2015 07:28:30 GMT ", secs(30)),
+            ("Wed, 21 Oct 2015 08:00:00 GMT", secs(1920)),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", secs(0)),
+            ("Wed, 21 Oct 2015 07:27:59 GMT", secs(0)),
+            ("Tue, 20 Oct 2015 07:28:00 GMT", secs(0)),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", secs(0)),
+            ("Thu, 22 Oct 2015 07:28:00 GMT", max),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", max),
+            // obsolete forms
+            ("Wednesday, 21-Oct-15 07:28:10 GMT", secs(10)),
+            ("Sunday, 06-Nov-94 08:49:37 GMT", secs(0)),
+            ("Friday, 21-Oct-16 07:28:00 GMT", max),
+            ("Wed Oct 21 07:28:20 2015", secs(20)),
+            ("Sun Nov  6 08:49:37 1994", secs(0)),
+            // garbage and near misses
+            ("Wed, 21 Oct 2015 07:28:30 UTC", None),
+            ("Wed, 21 Oct 2015 07:28:30 +0000", None),
+            ("Wed, 21 Oct 2015 07:28:30", None),
+            ("wed, 21 oct 2015 07:28:30 gmt", None),
+            ("Wed, 1 Oct 2015 07:28:30 GMT", None),
+            ("Wed, 21 Oct 15 07:28:30 GMT", None),
+            ("Wed, 32 Oct 2015 07:28:30 GMT", None),
+            ("Fri, 29 Feb 2015 07:28:30 GMT", None),
+            ("Wed, 21 Foo 2015 07:28:30 GMT", None),
+            ("Wed, 21 Oct 2015 24:00:00 GMT", None),
+            ("Wed, 21 Oct 2015 07:60:00 GMT", None),
+            ("Wed, 21 Oct 2015 7:28:30 GMT", None),
+            ("Wed, 21 Oct 2015 07:28:3é GMT", None),
+            ("Xyz, 21 Oct 2015 07:28:30 GMT", None),
+            ("Wednesday, 21 Oct 2015 07:28:30 GMT", None),
+            ("Wed, 21-Oct-15 07:28:30 GMT", None),
+            ("Wed Oct 21 07:28:20 15", None),
+            ("Wed Oct 2x 07:28:20 2015", None),
+            ("2015-10-21T07:28:30Z", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_retry_after(v, now), *want, "{v:?}");
+        }
+        // The wait is measured from `now` to the microsecond.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:02 GMT", at("2015-10-21T07:28:00.25Z")),
+            Some(Duration::from_millis(1750))
+        );
+        // RFC 850 years: up to 50 years ahead stay in this century.
+        let in_2060 = at("2060-01-01T00:00:00Z");
+        assert_eq!(
+            parse_retry_after("Saturday, 01-Jan-00 00:00:00 GMT", in_2060),
+            Some(Duration::ZERO),
+            "2000, not 2100"
+        );
+        assert_eq!(
+            parse_retry_after("Monday, 01-Jan-60 00:30:00 GMT", in_2060),
+            Some(Duration::from_secs(1800))
+        );
     }
 }

@@ -21,6 +21,7 @@ use marquee_core::ids::{KeyId, MessageId, OrgId};
 use marquee_core::message::{Idempotency, NewMessage, StoredMessage};
 use marquee_core::timestamp::Timestamp;
 
+mod hooks;
 mod plan;
 pub mod postgres;
 pub mod sqlite;

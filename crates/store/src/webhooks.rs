@@ -8,6 +8,9 @@
 //! Attempt results are written in batches ([`WebhookStore::record_attempts`])
 //! so durability costs one commit per batch, not one per attempt.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use marquee_core::ids::{AttemptId, DeliveryId, EndpointId, MessageId, OrgId};
 use marquee_core::message::{NewMessage, StoredMessage};
@@ -58,7 +61,8 @@ pub struct ClaimRequest {
     pub ordered: bool,
 }
 
-/// A leased delivery with the message it carries.
+/// A leased delivery with the message it carries (shared by the
+/// deliveries of one message).
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
     pub id: DeliveryId,
@@ -67,8 +71,13 @@ pub struct ClaimedDelivery {
     pub attempts: u32,
     /// Attempts ever made (numbering of the attempt log).
     pub attempt_count: u32,
-    pub message: StoredMessage,
+    pub message: Arc<StoredMessage>,
 }
+
+/// Receives, after each commit, the deliveries that commit created already
+/// leased to this process (see [`WebhookStore::set_delivery_handoff`]).
+/// Runs on the committing task or thread: it must be quick and not block.
+pub type DeliveryHandoff = Arc<dyn Fn(Vec<ClaimedDelivery>) + Send + Sync>;
 
 /// One HTTP attempt, as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +214,19 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Drops every lease (a single-node store at start-up: nothing of a
     /// previous process is still in flight).
     async fn release_all_leases(&self) -> Result<u64>;
+    /// The fast path. With `Some((lease, handoff))`, every delivery a publish
+    /// of *this process* creates for an endpoint that is not `ordered` is
+    /// inserted already leased to this process for `lease`, and once the
+    /// commit is durable it is passed to `handoff` with its message — no
+    /// claim round trip, no lease write. Whatever the receiver does not
+    /// attempt it must give back with [`WebhookStore::release_leases`] (or
+    /// let the lease expire). `None` stops it (a dispatcher shutting down).
+    /// Ordered endpoints are always claimed, so their head-of-line rule
+    /// stays in one place.
+    fn set_delivery_handoff(&self, handoff: Option<(Duration, DeliveryHandoff)>);
+    /// Gives back leases this process holds and will not use now; the
+    /// deliveries become claimable at once.
+    async fn release_leases(&self, ids: Vec<DeliveryId>) -> Result<u64>;
     /// Endpoints with pending deliveries and the earliest `next_at` among them.
     async fn pending_endpoints(&self) -> Result<Vec<(EndpointId, Timestamp)>>;
     /// Logs attempts and moves their deliveries, in one commit.

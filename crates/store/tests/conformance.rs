@@ -795,13 +795,82 @@ mod webhook_story {
         assert!(claim(&store, &orders, 10).await.is_empty());
         store.release_all_leases().await.unwrap();
     }
+
+    /// The delivery handoff: deliveries of unordered endpoints are born
+    /// leased and handed over after the commit; ordered ones are claimed;
+    /// released leases are claimable at once; without a handoff nothing is
+    /// born leased.
+    pub async fn handoff(store: DynStore) {
+        let org = store.create_org("handoff").await.unwrap();
+        let fans = endpoint(&org.id, "fan_*", false);
+        let queue = endpoint(&org.id, "fan_*", true);
+        store.create_endpoint(fans.clone()).await.unwrap();
+        store.create_endpoint(queue.clone()).await.unwrap();
+        let handed: Arc<Mutex<Vec<ClaimedDelivery>>> = Arc::default();
+        {
+            let handed = handed.clone();
+            store.set_delivery_handoff(Some((
+                std::time::Duration::from_secs(60),
+                Arc::new(move |v: Vec<ClaimedDelivery>| handed.lock().unwrap().extend(v)),
+            )));
+        }
+        let published = publish(
+            &store,
+            &org.id,
+            vec![
+                msg("fan_checkin", &[], 1, None),
+                msg("fan_checkin", &[], 2, None),
+                msg("order_completed", &[], 3, None),
+            ],
+        )
+        .await;
+        let got: Vec<ClaimedDelivery> = handed.lock().unwrap().clone();
+        assert_eq!(
+            got.len(),
+            2,
+            "one per matching message, only for the unordered endpoint"
+        );
+        for (d, m) in got.iter().zip(&published) {
+            assert_eq!(d.endpoint_id, fans.id);
+            assert_eq!(d.message.seq, m.seq);
+            assert_eq!(d.message.id, m.id);
+            assert_eq!((d.attempts, d.attempt_count), (0, 0));
+        }
+        assert!(claim(&store, &fans, 10).await.is_empty(), "born leased");
+        let head = claim(&store, &queue, 10).await;
+        assert_eq!(head.len(), 1, "the ordered endpoint is claimed, head first");
+        assert_eq!(head[0].message.seq, published[0].seq);
+        // Giving a lease back makes the delivery claimable at once.
+        assert_eq!(store.release_leases(vec![got[1].id.clone()]).await.unwrap(), 1);
+        let again = claim(&store, &fans, 10).await;
+        assert_eq!(
+            again.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+            vec![got[1].id.clone()]
+        );
+        // Handed deliveries settle like claimed ones.
+        store
+            .record_attempts(vec![outcome(&got[0], 204, Transition::Delivered)], POLICY)
+            .await
+            .unwrap();
+        let stats = store
+            .endpoint_stats(&org.id, &fans.id, Timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!((stats.delivered, stats.pending), (1, 1));
+        // Without a handoff nothing is born leased.
+        store.set_delivery_handoff(None);
+        publish(&store, &org.id, vec![msg("fan_checkin", &[], 4, None)]).await;
+        assert_eq!(handed.lock().unwrap().len(), 2);
+        assert_eq!(claim(&store, &fans, 10).await.len(), 1);
+    }
 }
 
 #[tokio::test]
 async fn sqlite_webhooks_conform() {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    webhook_story::run(store).await;
+    webhook_story::run(store.clone()).await;
+    webhook_story::handoff(store).await;
 }
 
 #[tokio::test]
@@ -809,7 +878,9 @@ async fn postgres_webhooks_conform() {
     let Some((store, url, schema)) = pg_store("hooks").await else {
         return;
     };
-    webhook_story::run(Arc::new(store)).await;
+    let store: DynStore = Arc::new(store);
+    webhook_story::run(store.clone()).await;
+    webhook_story::handoff(store).await;
     drop_schema(&url, &schema).await;
 }
 

@@ -77,6 +77,9 @@ struct Args {
     /// Nodes of the multi-node scenario.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Scenarios to run (comma-separated subset of baseline,one,ten,latency).
+    #[arg(long, value_delimiter = ',', default_value = "baseline,one,ten,latency")]
+    only: Vec<String>,
 }
 
 #[derive(Default)]
@@ -300,19 +303,35 @@ async fn run(args: Args) {
         ],
         body: Bytes::from_static(body),
     };
-    let base = closed_loop(rx, args.conns, d, raw).await;
-    println!(
-        "baseline raw signed POST loop -> receiver: {:.0}/s ({} errors)",
-        base.per_sec(),
-        base.errors
-    );
-    sink.reset();
+    let wants = |s: &str| args.only.iter().any(|o| o == s);
+    if wants("baseline") {
+        let base = closed_loop(rx, args.conns, d, raw).await;
+        println!(
+            "baseline raw signed POST loop -> receiver: {:.0}/s ({} errors)",
+            base.per_sec(),
+            base.errors
+        );
+        sink.reset();
+    }
 
-    // 2. One endpoint, end to end.
+    // 2. One endpoint, end to end (its endpoint also serves scenario 4).
     let url = format!("http://{rx}/hook");
     create_endpoint(server.addr, &key, &url, "venue:one", args.max_in_flight).await;
+    if wants("one") {
+        one_endpoint(&args, server.addr, &key, &sink, d).await;
+    }
+    if wants("ten") {
+        ten_endpoints(&args, &server, &key, &url, &sink, d).await;
+    }
+    if wants("latency") {
+        latency(&args, server.addr, &key, &sink, d).await;
+    }
+    drop(server);
+}
+
+async fn one_endpoint(args: &Args, server: SocketAddr, key: &str, sink: &Sink, d: Duration) {
     let start = now_us();
-    let p = closed_loop(server.addr, args.conns, d, publish_template(&key, "venue:one")).await;
+    let p = closed_loop(server, args.conns, d, publish_template(key, "venue:one")).await;
     let complete = sink.wait_for(p.ok, Duration::from_secs(120)).await;
     let got = sink.received.load(Ordering::SeqCst);
     let span = (sink.last_us.load(Ordering::SeqCst).saturating_sub(start)) as f64 / 1e6;
@@ -330,14 +349,48 @@ async fn run(args: Args) {
         percentile(&lat, 99.0) as f64 / 1000.0,
     );
     sink.reset();
+}
 
-    // 3. Ten endpoints, each receiving every message.
-    for _ in 0..10 {
-        create_endpoint(server.addr, &key, &url, "venue:ten", args.max_in_flight).await;
+/// CPU seconds used per thread name of a process (`/proc/PID/task`).
+fn thread_cpu(pid: u32) -> HashMap<String, u64> {
+    let mut out: HashMap<String, u64> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
+        let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap_or_default();
+        let ticks = stat.rfind(')').and_then(|i| {
+            let mut f = stat[i + 1..].split_whitespace().skip(11);
+            Some(f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?)
+        });
+        *out.entry(name.trim().to_owned()).or_default() += ticks.unwrap_or(0);
     }
+    out
+}
+
+async fn ten_endpoints(
+    args: &Args,
+    server: &marquee_bench::ServerProcess,
+    key: &str,
+    url: &str,
+    sink: &Sink,
+    d: Duration,
+) {
+    for _ in 0..10 {
+        create_endpoint(server.addr, key, url, "venue:ten", args.max_in_flight).await;
+    }
+    let pid = server.child.id();
+    let me = std::process::id();
+    let (cpu0, me0, threads0, m0) = (cpu_ticks(pid), cpu_ticks(me), thread_cpu(pid), machine_jiffies());
     let start = now_us();
-    let p = closed_loop(server.addr, args.conns, d, publish_template(&key, "venue:ten")).await;
+    let t0 = Instant::now();
+    let p = closed_loop(server.addr, args.conns, d, publish_template(key, "venue:ten")).await;
     let complete = sink.wait_for(p.ok * 10, Duration::from_secs(180)).await;
+    let wall = t0.elapsed().as_secs_f64();
     let got = sink.received.load(Ordering::SeqCst);
     let span = (sink.last_us.load(Ordering::SeqCst).saturating_sub(start)) as f64 / 1e6;
     println!(
@@ -348,15 +401,41 @@ async fn run(args: Args) {
         if complete { "all" } else { "INCOMPLETE" },
         got as f64 / span.max(1e-9),
     );
+    let tck = clk_tck();
+    let used =
+        |a: Option<u64>, b: Option<u64>| b.unwrap_or(0).saturating_sub(a.unwrap_or(0)) as f64 / tck / wall;
+    let machine = match (m0, machine_jiffies()) {
+        (Some((b0, t0)), Some((b1, t1))) => 2.0 * (b1 - b0) as f64 / (t1 - t0).max(1) as f64,
+        _ => 0.0,
+    };
+    println!(
+        "  cpu (cores, over {wall:.1} s): marquee {:.2}, harness {:.2}, machine {machine:.2} of 2",
+        used(cpu0, cpu_ticks(pid)),
+        used(me0, cpu_ticks(me)),
+    );
+    let threads1 = thread_cpu(pid);
+    let mut per: Vec<(String, f64)> = threads1
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(*threads0.get(k).unwrap_or(&0)) as f64 / tck / wall,
+            )
+        })
+        .collect();
+    per.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let shown: Vec<String> = per.iter().take(6).map(|(k, v)| format!("{k} {v:.2}")).collect();
+    println!("  marquee threads: {}", shown.join(", "));
     sink.reset();
+}
 
-    // 4. Latency below saturation, one endpoint.
+async fn latency(args: &Args, server: SocketAddr, key: &str, sink: &Sink, d: Duration) {
     let p = fixed_rate(
-        server.addr,
+        server,
         args.conns.min(16),
         args.rate,
         d,
-        publish_template(&key, "venue:one"),
+        publish_template(key, "venue:one"),
     )
     .await;
     sink.wait_for(p.ok, Duration::from_secs(60)).await;
@@ -371,7 +450,6 @@ async fn run(args: Args) {
         p.pct_ms(50.0),
         p.pct_ms(99.0),
     );
-    drop(server);
 }
 
 /// Issue 5: end-to-end messages/s to one endpoint on 1 SQLite node, 1

@@ -27,6 +27,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams, parse_json};
 use crate::state::AppState;
+use crate::webhooks::client::{self, AddressPolicy};
 
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 8;
 const MAX_URL_LEN: usize = 2048;
@@ -84,7 +85,10 @@ pub struct PatchBody {
     enabled: Option<bool>,
 }
 
-fn check_url(url: &str) -> ApiResult<String> {
+/// Validates an endpoint URL. An IP literal the server would refuse to
+/// connect to is refused here too; a hostname is only checked at connect
+/// time, against the addresses it resolves to then.
+fn check_url(url: &str, policy: AddressPolicy<'_>) -> ApiResult<String> {
     let bad = |m: &str| ApiError::invalid_param("url", m.to_owned());
     if url.len() > MAX_URL_LEN {
         return Err(bad("url is longer than 2048 characters"));
@@ -95,6 +99,14 @@ fn check_url(url: &str) -> ApiResult<String> {
     }
     if !u.username().is_empty() || u.password().is_some() {
         return Err(bad("url must not carry credentials"));
+    }
+    if let Some(ip) = client::literal_ip(&u)
+        && !policy.permits(ip)
+    {
+        return Err(bad(&format!(
+            "url must not point at a loopback, private, link-local or otherwise non-public address \
+             ({ip}); this server does not deliver there"
+        )));
     }
     Ok(u.to_string())
 }
@@ -223,7 +235,7 @@ pub async fn create(
     caller: Caller,
     JsonBody(b): JsonBody<CreateBody>,
 ) -> ApiResult<Response> {
-    let url = check_url(&b.url)?;
+    let url = check_url(&b.url, state.webhooks.config().address_policy())?;
     let filter = EndpointFilter {
         types: check_types(&b.types)?,
         channels: check_channels(&b.channels)?,
@@ -330,9 +342,9 @@ async fn update_with_retry(
     ))
 }
 
-fn apply_patch(rec: &mut EndpointRecord, b: &PatchBody) -> ApiResult<()> {
+fn apply_patch(rec: &mut EndpointRecord, b: &PatchBody, policy: AddressPolicy<'_>) -> ApiResult<()> {
     if let Some(u) = &b.url {
-        rec.url = check_url(u)?;
+        rec.url = check_url(u, policy)?;
     }
     if let Some(d) = &b.description {
         rec.description = check_description(d.clone())?;
@@ -374,7 +386,8 @@ pub async fn patch(
     JsonBody(b): JsonBody<PatchBody>,
 ) -> ApiResult<Response> {
     let id = endpoint_id(path)?;
-    let rec = update_with_retry(&state, &caller, &id, |rec| apply_patch(rec, &b)).await?;
+    let policy = state.webhooks.config().address_policy();
+    let rec = update_with_retry(&state, &caller, &id, |rec| apply_patch(rec, &b, policy)).await?;
     state.webhooks.endpoints_changed().await;
     Ok(json_response(StatusCode::OK, &endpoint_json(&rec, None)))
 }

@@ -5,7 +5,10 @@
 //! *after* resolution — so a public name pointing at 10.0.0.1 (or rebinding
 //! to it between checks) is refused at connect time, not just at creation.
 //! IP-literal URLs never reach a resolver, so [`check_literal`] applies the
-//! same rule to them before connecting. Redirects are not followed (a 3xx is
+//! same rule to them before connecting (and the endpoint API refuses them at
+//! creation). Which addresses pass is an [`AddressPolicy`]: public ones,
+//! those inside an `--allow-endpoint-cidr` network, or all of them with
+//! `--allow-private-endpoints`. Redirects are not followed (a 3xx is
 //! a failed attempt) and proxies from the environment are ignored, so neither
 //! can route around the guard.
 
@@ -13,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use marquee_core::cidr::Cidr;
 use marquee_core::ids::AttemptId;
 use marquee_core::timestamp::Timestamp;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -78,18 +82,41 @@ fn public_v4(ip: Ipv4Addr) -> bool {
         || (o[0] == 192 && o[1] == 0 && o[2] == 0)) // IETF protocol assignments
 }
 
+/// Which destination addresses webhook attempts may reach: a borrowed view
+/// of the configuration, cheap to copy. See [`AddressPolicy::permits`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddressPolicy<'a> {
+    /// `--allow-private-endpoints`: every address is permitted.
+    pub allow_private: bool,
+    /// `--allow-endpoint-cidr`: networks permitted although not public.
+    pub allowed: &'a [Cidr],
+}
+
+impl AddressPolicy<'_> {
+    /// The allowance, a public address, or one inside an allowed network.
+    pub fn permits(self, ip: IpAddr) -> bool {
+        self.allow_private || is_public(ip) || self.allowed.iter().any(|c| c.contains(ip))
+    }
+}
+
 /// Resolves with the system resolver and keeps only permitted addresses.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     pub allow_private: bool,
+    pub allowed: Arc<[Cidr]>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let allow = self.allow_private;
+        let allow_private = self.allow_private;
+        let allowed = self.allowed.clone();
         Box::pin(async move {
+            let policy = AddressPolicy {
+                allow_private,
+                allowed: &allowed,
+            };
             let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let ok: Vec<SocketAddr> = found.filter(|a| allow || is_public(a.ip())).collect();
+            let ok: Vec<SocketAddr> = found.filter(|a| policy.permits(a.ip())).collect();
             if ok.is_empty() {
                 return Err(Box::new(BlockedAddress) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -98,26 +125,34 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Refuses an IP-literal URL whose address is not permitted.
-pub fn check_literal(url: &reqwest::Url, allow_private: bool) -> Result<(), BlockedAddress> {
-    if allow_private {
-        return Ok(());
-    }
-    let host = url.host_str().unwrap_or("");
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let Ok(ip) = host.parse::<IpAddr>() else {
-        return Ok(());
-    };
-    if is_public(ip) {
-        Ok(())
-    } else {
-        Err(BlockedAddress)
+/// The address of an IP-literal URL (`http://10.0.0.5/`, `http://[::1]/`),
+/// `None` for a hostname. The URL parser has already normalized IPv4 spellings (`127.1`,
+/// `0x7f.0.0.1`, `2130706433`) to dotted quads.
+pub fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+    let host = url.host_str()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.parse().ok()
+}
+
+/// Refuses an IP-literal URL whose address `policy` does not permit;
+/// hostnames pass here (the resolver checks them at connect time).
+pub fn check_literal(url: &reqwest::Url, policy: AddressPolicy<'_>) -> Result<(), BlockedAddress> {
+    match literal_ip(url) {
+        Some(ip) if !policy.permits(ip) => Err(BlockedAddress),
+        _ => Ok(()),
     }
 }
 
-pub fn build(allow_private: bool, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+pub fn build(policy: AddressPolicy<'_>, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    let resolver = GuardedResolver {
+        allow_private: policy.allow_private,
+        allowed: policy.allowed.into(),
+    };
     reqwest::Client::builder()
-        .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+        .dns_resolver(Arc::new(resolver))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(timeout)
@@ -170,7 +205,7 @@ fn classify(e: &reqwest::Error) -> &'static str {
 pub async fn post(
     client: &reqwest::Client,
     url: &str,
-    allow_private: bool,
+    policy: AddressPolicy<'_>,
     headers: &[(&'static str, String)],
     body: Vec<u8>,
     started_at: Timestamp,
@@ -193,7 +228,7 @@ pub async fn post(
             return out;
         }
     };
-    if check_literal(&parsed, allow_private).is_err() {
+    if check_literal(&parsed, policy).is_err() {
         out.error_kind = Some("blocked_address");
         return out;
     }
@@ -216,11 +251,14 @@ pub async fn post(
                 }
             }
             if matches!(status, 429 | 503) {
+                // An HTTP-date is relative to when the answer arrived (the
+                // dispatcher schedules the retry from about then, too).
+                let answered_at = Timestamp::now();
                 out.retry_after = resp
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(marquee_core::webhook::parse_retry_after);
+                    .and_then(|v| marquee_core::webhook::parse_retry_after(v, answered_at));
             }
             out.headers_json = serde_json::Value::Object(kept).to_string();
             let mut buf: Vec<u8> = Vec::new();
@@ -294,10 +332,65 @@ mod tests {
     #[test]
     fn literal_urls_are_checked() {
         let u = |s: &str| reqwest::Url::parse(s).unwrap();
-        assert!(check_literal(&u("http://127.0.0.1:8080/x"), false).is_err());
-        assert!(check_literal(&u("http://[::1]/x"), false).is_err());
-        assert!(check_literal(&u("http://127.0.0.1/x"), true).is_ok());
-        assert!(check_literal(&u("https://example.com/x"), false).is_ok());
-        assert!(check_literal(&u("http://8.8.8.8/x"), false).is_ok());
+        let none = AddressPolicy::default();
+        let all = AddressPolicy {
+            allow_private: true,
+            allowed: &[],
+        };
+        let nets: Vec<Cidr> = ["127.0.0.1/32", "10.20.0.0/16", "fd00:1::/64"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let some = AddressPolicy {
+            allow_private: false,
+            allowed: &nets,
+        };
+        let cases = [
+            ("http://127.0.0.1:8080/x", [false, true, true]),
+            ("http://127.1/x", [false, true, true]),
+            ("http://2130706433/x", [false, true, true]),
+            ("http://127.0.0.2/x", [false, true, false]),
+            ("http://[::1]/x", [false, true, false]),
+            ("http://[::ffff:127.0.0.1]/x", [false, true, true]),
+            ("http://10.20.30.40/x", [false, true, true]),
+            ("http://10.21.0.1/x", [false, true, false]),
+            ("http://[fd00:1::7]:9/x", [false, true, true]),
+            ("http://[fd00:2::7]/x", [false, true, false]),
+            ("http://169.254.169.254/x", [false, true, false]),
+            ("https://example.com/x", [true, true, true]),
+            ("http://localhost/x", [true, true, true]),
+            ("http://8.8.8.8/x", [true, true, true]),
+            ("http://[2606:4700::1111]/x", [true, true, true]),
+        ];
+        for (url, want) in cases {
+            for (policy, ok) in [none, all, some].into_iter().zip(want) {
+                assert_eq!(check_literal(&u(url), policy).is_ok(), ok, "{url} {policy:?}");
+            }
+        }
+        assert_eq!(literal_ip(&u("http://[::1]:80/")), Some("::1".parse().unwrap()));
+        assert_eq!(literal_ip(&u("http://example.com/")), None);
+    }
+
+    #[test]
+    fn the_policy_admits_public_allowed_or_everything() {
+        let nets: Vec<Cidr> = vec!["10.20.0.0/16".parse().unwrap()];
+        let p = AddressPolicy {
+            allow_private: false,
+            allowed: &nets,
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(p.permits(ip("8.8.8.8")));
+        assert!(p.permits(ip("10.20.1.1")));
+        assert!(p.permits(ip("::ffff:10.20.1.1")));
+        assert!(!p.permits(ip("10.30.1.1")));
+        assert!(!p.permits(ip("127.0.0.1")));
+        assert!(!AddressPolicy::default().permits(ip("10.20.1.1")));
+        assert!(
+            AddressPolicy {
+                allow_private: true,
+                allowed: &[],
+            }
+            .permits(ip("10.30.1.1"))
+        );
     }
 }

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use clap::Args;
+use marquee_core::cidr::Cidr;
 use marquee_core::webhook::RetrySchedule;
+
+use super::client::AddressPolicy;
 
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -12,6 +15,9 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// Deliver to loopback/private/link-local addresses (tests, on-premise).
     pub allow_private: bool,
+    /// Networks that may receive webhooks although not public (the rest of
+    /// the private ranges stay refused).
+    pub allowed_cidrs: Vec<Cidr>,
     /// Disable an endpoint that has failed continuously for this long.
     pub disable_after: Duration,
     /// Attempts in flight across all endpoints.
@@ -32,6 +38,7 @@ impl Default for WebhookConfig {
             retry_schedule: RetrySchedule::default(),
             timeout: Duration::from_secs(8),
             allow_private: false,
+            allowed_cidrs: Vec::new(),
             disable_after: Duration::from_secs(5 * 86_400),
             workers: 512,
             secret_overlap: Duration::from_secs(86_400),
@@ -40,6 +47,20 @@ impl Default for WebhookConfig {
             dispatch: true,
         }
     }
+}
+
+impl WebhookConfig {
+    /// The destination addresses attempts may reach.
+    pub fn address_policy(&self) -> AddressPolicy<'_> {
+        AddressPolicy {
+            allow_private: self.allow_private,
+            allowed: &self.allowed_cidrs,
+        }
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    s.parse().map_err(|e: marquee_core::cidr::BadCidr| e.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -71,6 +92,17 @@ pub struct WebhookArgs {
     /// Allow webhook destinations on loopback, private and link-local addresses.
     #[arg(long, env = "MARQUEE_ALLOW_PRIVATE_ENDPOINTS")]
     pub allow_private_endpoints: bool,
+    /// Allow webhook destinations inside these networks although they are
+    /// private, e.g. 10.20.0.0/16,fd00:1::/64 (comma-separated or repeated;
+    /// every other private address stays refused).
+    #[arg(
+        long = "allow-endpoint-cidr",
+        env = "MARQUEE_ALLOW_ENDPOINT_CIDRS",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = parse_cidr
+    )]
+    pub allow_endpoint_cidrs: Vec<Cidr>,
     /// Disable an endpoint after it has failed continuously for this long.
     #[arg(long, env = "MARQUEE_WEBHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
     pub webhook_disable_after: Duration,
@@ -92,6 +124,7 @@ impl WebhookArgs {
             retry_schedule: self.retry_schedule,
             timeout: self.webhook_timeout,
             allow_private: self.allow_private_endpoints,
+            allowed_cidrs: self.allow_endpoint_cidrs,
             disable_after: self.webhook_disable_after,
             workers: self.webhook_workers.max(1),
             secret_overlap: self.webhook_secret_overlap,

@@ -1,8 +1,14 @@
 //! The webhook dispatcher: turns pending deliveries into signed POSTs.
 //!
-//! Flow: the publish commit inserts deliveries; the store's commit listener
-//! marks the matching endpoints due and wakes the loop (no tight polling). The
-//! loop claims, per due endpoint, a bounded batch under a lease (up to four
+//! Flow: the publish commit inserts deliveries. Those of unordered endpoints
+//! are born leased to this process and handed straight to the endpoint's
+//! queue after the commit (the store's delivery handoff): the hot path has
+//! no claim query and no lease write. What the queue cannot take (a slow
+//! endpoint already holding its share) is given back with `release_leases`
+//! and claimed later. Everything else — ordered endpoints, retries, work of
+//! other nodes or of a previous run — goes through claims: the store's
+//! commit listener marks the matching endpoints due and wakes the loop (no
+//! tight polling), and the loop claims, per due endpoint, a bounded batch under a lease (up to four
 //! times `max_in_flight`, so slots refill without a store round trip; exactly
 //! one for an ordered endpoint) and starts attempts only into the endpoint's
 //! free `max_in_flight` slots, so a slow or dead endpoint can only ever occupy
@@ -113,6 +119,23 @@ struct Ep {
     next_slot: Option<tokio::time::Instant>,
     /// Claimed (leased) deliveries waiting for a free slot.
     queue: VecDeque<(tokio::time::Instant, ClaimedDelivery)>,
+    /// Highest seq whose delivery to this endpoint was handed over at
+    /// commit: the commit listener need not mark the endpoint due for it.
+    handed_upto: u64,
+}
+
+impl Ep {
+    fn new(live: Live) -> Self {
+        Ep {
+            live: Arc::new(live),
+            in_flight: 0,
+            due_at: None,
+            later: BinaryHeap::new(),
+            next_slot: None,
+            queue: VecDeque::new(),
+            handed_upto: 0,
+        }
+    }
 }
 
 /// A delivery ready to attempt: endpoint, delivery, rate-limit slot, permit.
@@ -129,6 +152,8 @@ struct State {
     by_org: HashMap<OrgId, Vec<EndpointId>>,
     reload: bool,
     sweep: bool,
+    /// Leases to give back (handed deliveries the queue could not take).
+    release: Vec<(EndpointId, DeliveryId)>,
 }
 
 struct Done {
@@ -181,7 +206,7 @@ impl Dispatcher {
         secrets: &ServerSecrets,
         config: WebhookConfig,
     ) -> Result<Arc<Self>, DispatchError> {
-        let http = client::build(config.allow_private, config.timeout)?;
+        let http = client::build(config.address_policy(), config.timeout)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let d = Arc::new(Dispatcher {
             store: store.clone(),
@@ -250,6 +275,7 @@ impl Dispatcher {
                 for id in ids {
                     if let Some(ep) = endpoints.get_mut(id)
                         && ep.live.enabled
+                        && m.seq > ep.handed_upto
                         && ep.live.filter.matches(m.event_type.as_str(), &m.channels)
                     {
                         ep.due_at = Some(ep.due_at.map_or(now, |t| t.min(now)));
@@ -260,6 +286,69 @@ impl Dispatcher {
         }
         if any {
             self.notify.notify_one();
+        }
+    }
+
+    /// Runs on the committing thread right after a commit, before the commit
+    /// listeners: queues the deliveries it created for this process, and
+    /// sets aside for release what an endpoint's queue cannot take.
+    fn on_handoff(&self, handed: Vec<ClaimedDelivery>) {
+        let Ok(mut st) = self.state.lock() else { return };
+        let State {
+            endpoints,
+            release,
+            reload,
+            ..
+        } = &mut *st;
+        let now = tokio::time::Instant::now();
+        for d in handed {
+            match endpoints.get_mut(&d.endpoint_id) {
+                Some(ep)
+                    if ep.live.enabled
+                        && !ep.live.ordered
+                        && ep.queue.len() + (ep.in_flight as usize) < 2 * Self::claim_target(&ep.live) =>
+                {
+                    ep.handed_upto = ep.handed_upto.max(d.message.seq);
+                    ep.queue.push_back((now, d));
+                }
+                Some(ep) => {
+                    ep.handed_upto = ep.handed_upto.max(d.message.seq);
+                    release.push((d.endpoint_id, d.id));
+                }
+                None => {
+                    // Created a moment ago: learn its settings, then claim.
+                    *reload = true;
+                    release.push((d.endpoint_id, d.id));
+                }
+            }
+        }
+        drop(st);
+        self.notify.notify_one();
+    }
+
+    /// Gives back the leases set aside by [`Dispatcher::on_handoff`], then
+    /// marks their endpoints due so they are claimed as slots free up.
+    async fn release_leases(&self) {
+        let list = match self.state.lock() {
+            Ok(mut st) => std::mem::take(&mut st.release),
+            Err(_) => return,
+        };
+        if list.is_empty() {
+            return;
+        }
+        let ids: Vec<DeliveryId> = list.iter().map(|(_, d)| d.clone()).collect();
+        if let Err(e) = self.store.release_leases(ids).await {
+            // They become claimable when the lease expires.
+            tracing::warn!(error = %e, n = list.len(), "giving back webhook leases failed");
+            return;
+        }
+        let now = Timestamp::now().as_micros();
+        if let Ok(mut st) = self.state.lock() {
+            for (ep, _) in list {
+                if let Some(ep) = st.endpoints.get_mut(&ep) {
+                    ep.due_at = Some(now);
+                }
+            }
         }
     }
 
@@ -296,20 +385,21 @@ impl Dispatcher {
                 .push(live.id.clone());
             let ep = match old.remove(&live.id) {
                 Some(mut e) => {
+                    if live.ordered && !e.live.ordered {
+                        // Now ordered: what was queued unordered goes back
+                        // to the store, to be claimed head first.
+                        for (_, d) in e.queue.drain(..) {
+                            st.release.push((d.endpoint_id, d.id));
+                        }
+                    }
                     e.live = Arc::new(live);
                     e
                 }
-                None => Ep {
-                    live: Arc::new(live),
-                    in_flight: 0,
-                    due_at: None,
-                    later: BinaryHeap::new(),
-                    next_slot: None,
-                    queue: VecDeque::new(),
-                },
+                None => Ep::new(live),
             };
             st.endpoints.insert(ep.live.id.clone(), ep);
         }
+        // Deleted endpoints: their queued leases die with the rows.
     }
 
     async fn sweep(&self) {
@@ -356,10 +446,16 @@ impl Dispatcher {
         let mut out = Vec::new();
         let tnow = tokio::time::Instant::now();
         let stale = self.config.lease / 2;
-        for ep in st.endpoints.values_mut() {
+        let State {
+            endpoints, release, ..
+        } = st;
+        for ep in endpoints.values_mut() {
             if !ep.live.enabled {
-                // Leases of dropped claims expire; the sweep finds the rows.
-                ep.queue.clear();
+                // Give the queued leases back: the rows wait, pending, until
+                // the endpoint is enabled again.
+                for (_, d) in ep.queue.drain(..) {
+                    release.push((d.endpoint_id, d.id));
+                }
                 continue;
             }
             let cap = if ep.live.ordered { 1 } else { ep.live.max_in_flight };
@@ -502,7 +598,7 @@ impl Dispatcher {
         let r = client::post(
             &self.http,
             &live.url,
-            self.config.allow_private,
+            self.config.address_policy(),
             &req.headers,
             req.body,
             started,
@@ -634,6 +730,17 @@ impl Dispatcher {
         }
         let rx = self.results_rx.lock().ok().and_then(|mut r| r.take());
         let recorder = rx.map(|rx| tokio::spawn(self.clone().record_results(rx)));
+        // From here on (after the start-up release above), deliveries this
+        // process publishes come straight to the queues.
+        let weak = Arc::downgrade(&self);
+        self.store.set_delivery_handoff(Some((
+            self.config.lease,
+            Arc::new(move |handed: Vec<ClaimedDelivery>| {
+                if let Some(d) = weak.upgrade() {
+                    d.on_handoff(handed);
+                }
+            }),
+        )));
         let mut last_sweep = tokio::time::Instant::now();
         let mut last_reload = tokio::time::Instant::now();
         loop {
@@ -644,6 +751,7 @@ impl Dispatcher {
             if reload {
                 self.reload().await;
             }
+            self.release_leases().await;
             if sweep || last_sweep.elapsed() >= SWEEP {
                 self.sweep().await;
                 last_sweep = tokio::time::Instant::now();
@@ -673,6 +781,20 @@ impl Dispatcher {
                 _ = stop.changed() => break,
             }
         }
+        // Stop taking deliveries, and give back those not yet started so
+        // another node (or the next run) can attempt them at once.
+        self.store.set_delivery_handoff(None);
+        if let Ok(mut st) = self.state.lock() {
+            let State {
+                endpoints, release, ..
+            } = &mut *st;
+            for ep in endpoints.values_mut() {
+                for (_, d) in ep.queue.drain(..) {
+                    release.push((d.endpoint_id, d.id));
+                }
+            }
+        }
+        self.release_leases().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.permits.available_permits() < self.config.workers && tokio::time::Instant::now() < deadline
         {
@@ -714,7 +836,7 @@ impl Dispatcher {
         let r = client::post(
             &self.http,
             &live.url,
-            self.config.allow_private,
+            self.config.address_policy(),
             &req.headers,
             req.body,
             now,

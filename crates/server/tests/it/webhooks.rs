@@ -376,6 +376,53 @@ async fn retry_after_on_429_is_honoured() {
     assert!(gap < Duration::from_secs(4), "{gap:?}");
 }
 
+/// An IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`) `secs` or more ahead.
+fn http_date_in(secs: u64) -> String {
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    // Rounded up to the next whole second: at least `secs` ahead.
+    let t = time::OffsetDateTime::now_utc() + Duration::from_secs(secs + 1);
+    t.replace_nanosecond(0).unwrap().format(&fmt).unwrap()
+}
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let s = server().await;
+    let reply = |date: fn() -> String| {
+        move |h: &Hit| {
+            if h.nth == 0 {
+                Reply {
+                    status: 429,
+                    headers: vec![("retry-after", date())],
+                    delay: Duration::ZERO,
+                }
+            } else {
+                Reply::status(200)
+            }
+        }
+    };
+    let later = Receiver::start(reply(|| http_date_in(2))).await;
+    let past = Receiver::start(reply(|| "Thu, 01 Jan 1970 00:00:00 GMT".into())).await;
+    let (_, key) = s.tenant().await;
+    create_endpoint(&s, &key, json!({"url": later.url()})).await;
+    create_endpoint(&s, &key, json!({"url": past.url()})).await;
+    s.publish(&key, checkin("venue:a", 1)).await;
+    let hits = past.wait_for(2, 10).await;
+    let gap = hits[1].at - hits[0].at;
+    assert!(
+        gap < Duration::from_millis(900),
+        "a date in the past adds no wait, yet the retry came after {gap:?}"
+    );
+    let hits = later.wait_for(2, 10).await;
+    let gap = hits[1].at - hits[0].at;
+    assert!(
+        gap >= Duration::from_millis(1950),
+        "retried after {gap:?}, before the Retry-After date"
+    );
+    assert!(gap < Duration::from_millis(4500), "{gap:?}");
+}
+
 #[tokio::test]
 async fn gone_disables_the_endpoint_and_says_so() {
     let s = server().await;
@@ -492,6 +539,13 @@ async fn the_rate_limit_is_respected() {
     }
 }
 
+/// Asserts a 400 `invalid_request` about `url` and returns its message.
+async fn refused_url(r: reqwest::Response) -> String {
+    let v = assert_error(r, 400, "invalid_request").await;
+    assert_eq!(v["error"]["param"], "url", "{v}");
+    v["error"]["message"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn private_destinations_are_refused_without_the_allowance() {
     let s = TestServer::start_with(|c| {
@@ -502,7 +556,16 @@ async fn private_destinations_are_refused_without_the_allowance() {
     let rx = Receiver::ok().await;
     let (_, key) = s.tenant().await;
     let port = rx.addr.port();
-    create_endpoint(&s, &key, json!({"url": format!("http://127.0.0.1:{port}/a")})).await;
+    // An IP literal is refused when the endpoint is created (see
+    // private_ip_literals_are_refused_at_creation_and_update); a hostname
+    // can only be judged when it is resolved, at attempt time.
+    let r = s
+        .post(&key, "/v1/endpoints")
+        .json(&json!({"url": format!("http://127.0.0.1:{port}/a")}))
+        .send()
+        .await
+        .unwrap();
+    refused_url(r).await;
     create_endpoint(&s, &key, json!({"url": format!("http://localhost:{port}/b")})).await;
     let m = s.publish(&key, checkin("venue:a", 1)).await;
     let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
@@ -523,6 +586,199 @@ async fn private_destinations_are_refused_without_the_allowance() {
     .await;
     allowed.publish(&key2, checkin("venue:a", 1)).await;
     rx.wait_for(1, 10).await;
+}
+
+#[tokio::test]
+async fn a_stored_private_literal_is_still_refused_at_attempt_time() {
+    // Created while private endpoints were allowed; the server then
+    // restarts without the allowance: the connect-time check still holds.
+    let s = server().await;
+    let rx = Receiver::ok().await;
+    let (_, key) = s.tenant().await;
+    create_endpoint(&s, &key, json!({"url": rx.url()})).await;
+    let data_dir = s.data_dir.clone();
+    let dir = s.stop().await;
+    let s = TestServer::start_in(&data_dir, |c| {
+        fast(c);
+        c.webhooks.allow_private = false;
+    })
+    .await;
+    let m = s.publish(&key, checkin("venue:a", 1)).await;
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 10, |v| data(v).len() == 4).await;
+    assert!(
+        data(&log).iter().all(|a| a["error_kind"] == "blocked_address"),
+        "{log}"
+    );
+    assert_eq!(rx.count(), 0);
+    s.stop().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn private_ip_literals_are_refused_at_creation_and_update() {
+    let s = TestServer::start().await;
+    let (_, key) = s.tenant().await;
+    for url in [
+        "http://127.0.0.1:1/x",
+        "http://10.0.0.5/hook",
+        "http://127.1/x",
+        "http://2130706433/x",
+        "http://0.0.0.0/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://100.64.0.1/x",
+        "http://[::1]:8080/x",
+        "http://[::ffff:10.0.0.1]/x",
+        "http://[fe80::1]/x",
+        "https://[fd00::1]/x",
+    ] {
+        let r = s
+            .post(&key, "/v1/endpoints")
+            .json(&json!({"url": url}))
+            .send()
+            .await
+            .unwrap();
+        let msg = refused_url(r).await;
+        assert!(msg.contains("private"), "{url}: {msg}");
+    }
+    let msg = refused_url(
+        s.post(&key, "/v1/endpoints")
+            .json(&json!({"url": "http://10.0.0.5/hook"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(msg.contains("10.0.0.5"), "{msg}");
+    let list = get_json(&s, &key, "/v1/endpoints").await;
+    assert_eq!(data(&list).len(), 0, "nothing was created");
+    // Hostnames and public literals pass (hostnames are checked when
+    // resolved, at attempt time).
+    for url in [
+        "http://localhost:1/x",
+        "http://8.8.8.8/x",
+        "http://[2606:4700::1111]/x",
+    ] {
+        create_endpoint(&s, &key, json!({"url": url, "enabled": false})).await;
+    }
+    let ep = create_endpoint(
+        &s,
+        &key,
+        json!({"url": "https://example.com/hooks", "description": "prod"}),
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap();
+    let before = get_json(&s, &key, &format!("/v1/endpoints/{id}")).await;
+    for body in [
+        json!({"url": "http://10.0.0.5/hook"}),
+        json!({"url": "http://[::1]/x", "description": "changed"}),
+    ] {
+        let r = s
+            .http
+            .patch(s.url(&format!("/v1/endpoints/{id}")))
+            .header("x-api-key", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        refused_url(r).await;
+    }
+    let after = get_json(&s, &key, &format!("/v1/endpoints/{id}")).await;
+    assert_eq!(before, after, "a refused update changes nothing");
+    assert_eq!(after["url"], "https://example.com/hooks");
+    // With the allowance the same literals are accepted.
+    let allowed = server().await;
+    let (_, key2) = allowed.tenant().await;
+    create_endpoint(
+        &allowed,
+        &key2,
+        json!({"url": "http://10.0.0.5/hook", "enabled": false}),
+    )
+    .await;
+}
+
+/// `WebhookArgs` as `marquee serve` parses them.
+#[derive(clap::Parser)]
+struct WebhookFlags {
+    #[command(flatten)]
+    webhooks: marquee_server::webhooks::WebhookArgs,
+}
+
+fn webhook_flags(extra: &[&str]) -> Result<marquee_server::webhooks::WebhookConfig, clap::Error> {
+    use clap::Parser;
+    let base = [
+        "marquee",
+        "--retry-schedule",
+        "0ms,50ms,100ms,150ms",
+        "--webhook-timeout",
+        "1500ms",
+    ];
+    WebhookFlags::try_parse_from(base.iter().chain(extra)).map(|f| f.webhooks.into_config())
+}
+
+#[tokio::test]
+async fn allowed_networks_are_reachable_and_other_private_addresses_are_not() {
+    for (bad, why) in [
+        ("127.0.0.1/33", "0 to 32"),
+        ("fd00::/129", "0 to 128"),
+        ("10.0.0.0/8,nope", "`nope` is not a CIDR network"),
+    ] {
+        let e = webhook_flags(&["--allow-endpoint-cidr", bad])
+            .expect_err(bad)
+            .to_string();
+        assert!(e.contains("--allow-endpoint-cidr") && e.contains(why), "{e}");
+    }
+    let config = webhook_flags(&[
+        "--allow-endpoint-cidr",
+        "127.0.0.1/32,fd00:1::/64",
+        "--allow-endpoint-cidr",
+        "10.20.0.0/16",
+    ])
+    .unwrap();
+    assert!(!config.allow_private);
+    assert_eq!(config.allowed_cidrs.len(), 3);
+    let s = TestServer::start_with(move |c| c.webhooks = config).await;
+    let (_, key) = s.tenant().await;
+    // Inside the allowed networks: accepted. Other private literals: refused.
+    let literal = Receiver::ok().await;
+    let named = Receiver::ok().await;
+    create_endpoint(&s, &key, json!({"url": literal.url()})).await;
+    // localhost resolves to 127.0.0.1 (allowed) and perhaps ::1 (dropped).
+    create_endpoint(
+        &s,
+        &key,
+        json!({"url": format!("http://localhost:{}/hook", named.addr.port())}),
+    )
+    .await;
+    for url in ["http://10.20.1.2/x", "http://[fd00:1::9]/x"] {
+        create_endpoint(&s, &key, json!({"url": url, "enabled": false})).await;
+    }
+    for url in [
+        "http://10.255.255.1/x",
+        "http://127.0.0.2/x",
+        "http://[::1]/x",
+        "http://[fd00:2::9]/x",
+        "http://169.254.169.254/x",
+    ] {
+        let r = s
+            .post(&key, "/v1/endpoints")
+            .json(&json!({"url": url}))
+            .send()
+            .await
+            .unwrap();
+        refused_url(r).await;
+    }
+    let m = s.publish(&key, checkin("venue:a", 1)).await;
+    literal.wait_for(1, 10).await;
+    named.wait_for(1, 10).await;
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 10, |v| data(v).len() == 2).await;
+    assert!(
+        data(&log)
+            .iter()
+            .all(|a| a["status_code"] == 204 && a["error_kind"].is_null()),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@ mod webhooks;
 mod writer;
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -52,7 +51,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 pub struct PgStore {
     pool: Pool,
     publisher: mpsc::Sender<writer::Job>,
-    listeners: Arc<Mutex<Vec<CommitListener>>>,
+    hooks: crate::hooks::Hooks,
 }
 
 /// A schema name a test may create (letters, digits, underscore).
@@ -95,12 +94,12 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Internal(format!("building pool: {e}")))?;
         migrate(&pool).await?;
-        let listeners: Arc<Mutex<Vec<CommitListener>>> = Arc::new(Mutex::new(Vec::new()));
-        let publisher = writer::start(pool.clone(), listeners.clone());
+        let hooks = crate::hooks::Hooks::default();
+        let publisher = writer::start(pool.clone(), hooks.clone());
         Ok(PgStore {
             pool,
             publisher,
-            listeners,
+            hooks,
         })
     }
 
@@ -443,8 +442,6 @@ impl Store for PgStore {
     }
 
     fn add_commit_listener(&self, listener: CommitListener) {
-        if let Ok(mut l) = self.listeners.lock() {
-            l.push(listener);
-        }
+        self.hooks.add_listener(listener);
     }
 }

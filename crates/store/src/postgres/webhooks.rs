@@ -18,10 +18,12 @@
 //!   that another node is leasing would hand out the *next* one), and only
 //!   if it is due and not leased. So one delivery of an ordered endpoint is
 //!   in flight cluster-wide.
-//! - **Leases are never released early.** `release_all_leases` is a
-//!   single-node notion (at start-up nothing of a previous process is in
+//! - **Leases are released early only by their holder.** `release_all_leases`
+//!   is a single-node notion (at start-up nothing of a previous process is in
 //!   flight); here another live node may hold them, so it is a no-op
-//!   answering 0. A node that dies loses its leases when they expire (the
+//!   answering 0. `release_leases` gives back deliveries this node was
+//!   handed at publish (born leased, see `DeliveryRows`) but will not attempt
+//!   now. A node that dies loses its leases when they expire (the
 //!   dispatcher's lease, 120 s) and any node claims the rows again.
 //! - **Attempt results** are recorded in one transaction per batch. Endpoint
 //!   rows are locked (`FOR NO KEY UPDATE`) in endpoint-id order, so two
@@ -52,7 +54,7 @@ use tokio_postgres::{Row, Transaction};
 use super::{PgStore, rows};
 use crate::webhooks::*;
 use crate::webhooks::{disable_reason, failure_notice, ops_message};
-use crate::{CommitListener, Result, StoreError};
+use crate::{Result, StoreError};
 
 const EP_COLUMNS: &str = "id, org_id, url, description, types, channels, format, rate_limit, max_in_flight, \
      ordered, enabled, disabled_reason, secret, prev_secret, prev_secret_until, failing_since, created_at, updated_at";
@@ -178,6 +180,7 @@ impl<'a> EndpointParams<'a> {
 pub struct PublishEndpoint {
     id: String,
     filter: EndpointFilter,
+    ordered: bool,
 }
 
 /// The organization's enabled endpoints, read once per publish request.
@@ -185,7 +188,7 @@ pub async fn endpoints_for_publish(tx: &Transaction<'_>, org: &str) -> Result<Ve
     // Typed queries are one round trip (no separate prepare): this runs under
     // the log lock on the publish path.
     tx.query_typed(
-        "SELECT id, types, channels FROM endpoints WHERE org_id = $1 AND enabled",
+        "SELECT id, types, channels, ordered FROM endpoints WHERE org_id = $1 AND enabled",
         &[(&org, Type::TEXT)],
     )
     .await?
@@ -196,6 +199,7 @@ pub async fn endpoints_for_publish(tx: &Transaction<'_>, org: &str) -> Result<Ve
         Ok(PublishEndpoint {
             id: r.try_get(0)?,
             filter: EndpointFilter::from_texts(&types, &channels),
+            ordered: r.try_get(3)?,
         })
     })
     .collect()
@@ -251,6 +255,11 @@ pub struct DeliveryRows {
     endpoints: Vec<String>,
     seqs: Vec<i64>,
     message_ids: Vec<String>,
+    leases: Vec<Option<i64>>,
+    /// With a delivery handoff: the lease new deliveries are born with.
+    pub lease_until: Option<i64>,
+    /// (delivery, endpoint, seq) of the deliveries born leased.
+    handed: Vec<(DeliveryId, EndpointId, u64)>,
 }
 
 impl DeliveryRows {
@@ -268,11 +277,18 @@ impl DeliveryRows {
             .iter()
             .filter(|e| e.filter.matches(event_type, channels))
         {
-            self.ids.push(DeliveryId::generate().as_str().to_owned());
+            let id = DeliveryId::generate();
+            let lease = self.lease_until.filter(|_| !e.ordered);
+            if lease.is_some() {
+                self.handed
+                    .push((id.clone(), EndpointId::from_trusted(e.id.clone()), seq));
+            }
+            self.ids.push(id.as_str().to_owned());
             self.orgs.push(org.to_owned());
             self.endpoints.push(e.id.clone());
             self.seqs.push(seq as i64);
             self.message_ids.push(message_id.to_owned());
+            self.leases.push(lease);
         }
     }
 
@@ -280,10 +296,13 @@ impl DeliveryRows {
         if self.ids.is_empty() {
             return Ok(());
         }
+        // Every row is new (its seq was just assigned): none is skipped.
         tx.query_typed(
-            "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
-             SELECT d, o, e, s, m, 'pending', $6, $6, $6
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS u(d, o, e, s, m)
+            "INSERT INTO deliveries
+                 (id, org_id, endpoint_id, seq, message_id, state, next_at, claimed_until, created_at, updated_at)
+             SELECT d, o, e, s, m, 'pending', $6, l, $6, $6
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $7::int8[])
+               AS u(d, o, e, s, m, l)
              ON CONFLICT DO NOTHING",
             &[
                 (&self.ids, Type::TEXT_ARRAY),
@@ -292,10 +311,29 @@ impl DeliveryRows {
                 (&self.seqs, Type::INT8_ARRAY),
                 (&self.message_ids, Type::TEXT_ARRAY),
                 (&now, Type::INT8),
+                (&self.leases, Type::INT8_ARRAY),
             ],
         )
         .await?;
         Ok(())
+    }
+
+    /// The born-leased deliveries with their committed messages (`committed`
+    /// is in seq order).
+    pub fn handed(&mut self, committed: &[Arc<StoredMessage>]) -> Vec<ClaimedDelivery> {
+        std::mem::take(&mut self.handed)
+            .into_iter()
+            .filter_map(|(id, endpoint_id, seq)| {
+                let i = committed.binary_search_by_key(&seq, |m| m.seq).ok()?;
+                Some(ClaimedDelivery {
+                    id,
+                    endpoint_id,
+                    attempts: 0,
+                    attempt_count: 0,
+                    message: committed[i].clone(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -625,18 +663,6 @@ async fn record_tx(
     Ok((summary, ops_out))
 }
 
-fn announce(listeners: &std::sync::Mutex<Vec<CommitListener>>, committed: &[Arc<StoredMessage>]) {
-    if committed.is_empty() {
-        return;
-    }
-    let ls: Vec<CommitListener> = listeners.lock().map(|l| l.clone()).unwrap_or_default();
-    for l in ls {
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(committed))).is_err() {
-            tracing::error!("a commit listener panicked; the commit itself is durable");
-        }
-    }
-}
-
 /// Claims for one endpoint (one statement, autocommit).
 async fn claim_one(
     c: &deadpool_postgres::Client,
@@ -714,7 +740,7 @@ async fn claim_one(
                 endpoint_id: req.endpoint_id.clone(),
                 attempts: attempts.clamp(0, u32::MAX as i64) as u32,
                 attempt_count: count.clamp(0, u32::MAX as i64) as u32,
-                message,
+                message: Arc::new(message),
             }),
             // The message was pruned by retention: nothing left to deliver.
             None => gone.push(id),
@@ -965,6 +991,24 @@ impl WebhookStore for PgStore {
         Ok(0)
     }
 
+    fn set_delivery_handoff(&self, handoff: Option<(std::time::Duration, DeliveryHandoff)>) {
+        self.hooks.set_handoff(handoff);
+    }
+
+    async fn release_leases(&self, ids: Vec<DeliveryId>) -> Result<u64> {
+        // Only this node can hold these leases (it was handed them and they
+        // have not expired), so clearing them hands the rows to any node.
+        let c = self.pool.get().await?;
+        let ids: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+        let n = c
+            .execute(
+                "UPDATE deliveries SET claimed_until = NULL WHERE id = ANY($1) AND state = 'pending'",
+                &[&ids],
+            )
+            .await?;
+        Ok(n)
+    }
+
     async fn pending_endpoints(&self) -> Result<Vec<(EndpointId, Timestamp)>> {
         let c = self.pool.get().await?;
         let st = c
@@ -1009,7 +1053,7 @@ impl WebhookStore for PgStore {
             .await;
             match r {
                 Ok((summary, committed)) => {
-                    announce(&self.listeners, &committed);
+                    self.hooks.announce(None, Vec::new(), &committed);
                     return Ok(summary);
                 }
                 Err(e) if retryable(&e) && tries < 3 => tries += 1,

@@ -14,7 +14,7 @@
 //! one group's transaction; group commit amortizes it over many publishes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use marquee_core::message::{Idempotency, StoredMessage};
@@ -23,8 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Transaction;
 
 use super::rows;
+use crate::hooks::Hooks;
 use crate::plan::Plan;
-use crate::{CommitListener, IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
+use crate::{IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
 
 pub struct Job {
     pub req: PublishRequest,
@@ -37,7 +38,7 @@ const MAX_GROUP: usize = 512;
 /// (fingerprint, seqs).
 type GroupKeys = HashMap<(String, String), ([u8; 32], Vec<u64>)>;
 
-pub fn start(pool: Pool, listeners: Arc<Mutex<Vec<CommitListener>>>) -> mpsc::Sender<Job> {
+pub fn start(pool: Pool, hooks: Hooks) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(4_096);
     tokio::spawn(async move {
         let mut jobs: Vec<Job> = Vec::with_capacity(MAX_GROUP);
@@ -50,14 +51,14 @@ pub fn start(pool: Pool, listeners: Arc<Mutex<Vec<CommitListener>>>) -> mpsc::Se
                 }
             }
             let batch: Vec<Job> = std::mem::take(&mut jobs);
-            commit_group(&pool, batch, &listeners).await;
+            commit_group(&pool, batch, &hooks).await;
         }
         tracing::debug!("postgres publisher stopped");
     });
     tx
 }
 
-async fn commit_group(pool: &Pool, jobs: Vec<Job>, listeners: &Arc<Mutex<Vec<CommitListener>>>) {
+async fn commit_group(pool: &Pool, jobs: Vec<Job>, hooks: &Hooks) {
     let mut client = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
@@ -71,6 +72,9 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, listeners: &Arc<Mutex<Vec<Com
     };
     let mut results: Vec<Result<PublishOutcome>> = Vec::with_capacity(jobs.len());
     let mut committed: Vec<Arc<StoredMessage>> = Vec::new();
+    let handoff = hooks.lease();
+    let mut rows = GroupRows::default();
+    rows.deliveries.lease_until = handoff.as_ref().map(|(until, _)| *until);
     let outcome: Result<()> = async {
         let tx = client.transaction().await?;
         tx.execute(
@@ -85,7 +89,6 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, listeners: &Arc<Mutex<Vec<Com
         let first_seq = next_seq;
         let received = Timestamp::now().as_micros().max(head.try_get::<_, i64>(1)?);
         let mut group_keys: GroupKeys = HashMap::new();
-        let mut rows = GroupRows::default();
         for job in &jobs {
             let r = publish_one(
                 &tx,
@@ -119,14 +122,8 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, listeners: &Arc<Mutex<Vec<Com
     .await;
     match outcome {
         Ok(()) => {
-            if !committed.is_empty() {
-                let ls: Vec<CommitListener> = listeners.lock().map(|l| l.clone()).unwrap_or_default();
-                for l in ls {
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&committed))).is_err() {
-                        tracing::error!("a commit listener panicked; the commit itself is durable");
-                    }
-                }
-            }
+            let handed = rows.deliveries.handed(&committed);
+            hooks.announce(handoff.as_ref().map(|(_, h)| h), handed, &committed);
             for (j, r) in jobs.into_iter().zip(results) {
                 let _ = j.reply.send(r);
             }

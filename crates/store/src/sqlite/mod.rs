@@ -19,7 +19,7 @@ mod webhooks;
 mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use marquee_core::ids::{KeyId, MessageId, OrgId};
@@ -74,7 +74,7 @@ pub struct SqliteStore {
     keys: key_cache::KeyCache,
     /// Keeps the checkpoint thread running while the store lives.
     _checkpointer: Arc<()>,
-    listeners: Arc<Mutex<Vec<CommitListener>>>,
+    hooks: crate::hooks::Hooks,
 }
 
 fn open_conn(path: &Path, fsync: bool) -> Result<Connection> {
@@ -99,8 +99,8 @@ impl SqliteStore {
         // writer still checkpoints itself if the WAL grows past ~40 MB.
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
         let checkpointer = spawn_checkpointer(&path, opts.fsync)?;
-        let listeners: Arc<Mutex<Vec<CommitListener>>> = Arc::new(Mutex::new(Vec::new()));
-        let writer = Writer::start(conn, opts.max_group, listeners.clone())?;
+        let hooks = crate::hooks::Hooks::default();
+        let writer = Writer::start(conn, opts.max_group, hooks.clone())?;
         let readers = ReaderPool::open(&path, opts.readers.max(1))?;
         let keys = key_cache::KeyCache::new(data_dir);
         keys.bump();
@@ -109,7 +109,7 @@ impl SqliteStore {
             readers,
             keys,
             _checkpointer: checkpointer,
-            listeners,
+            hooks,
         })
     }
 }
@@ -363,8 +363,6 @@ impl Store for SqliteStore {
     }
 
     fn add_commit_listener(&self, listener: CommitListener) {
-        if let Ok(mut l) = self.listeners.lock() {
-            l.push(listener);
-        }
+        self.hooks.add_listener(listener);
     }
 }

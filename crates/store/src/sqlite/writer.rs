@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use marquee_core::ids::AttemptId;
 use marquee_core::message::{Idempotency, StoredMessage};
@@ -13,8 +13,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::rows;
 use super::webhooks::PublishEndpoint;
+use crate::hooks::Hooks;
 use crate::plan::Plan;
-use crate::{CommitListener, IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
+use crate::webhooks::ClaimedDelivery;
+use crate::{IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
 
 /// What a write job sees: the connection inside the open transaction and the
 /// writer's sequence state.
@@ -27,8 +29,14 @@ pub struct Ctx<'a> {
     poisoned: bool,
     /// Enabled endpoints per organization for the publish job. Every
     /// endpoint change is a guarded job on this thread, and guarded jobs
-    /// clear it, as does a failed group; so it is never stale.
+    /// clear it (hot jobs that change endpoints call
+    /// [`Ctx::forget_endpoints`]), as does a failed group; so it is never
+    /// stale.
     endpoint_cache: &'a mut HashMap<String, Arc<Vec<PublishEndpoint>>>,
+    /// With a delivery handoff: the lease new deliveries are born with (µs).
+    pub lease_until: Option<i64>,
+    /// Deliveries born leased in this group, handed over after the commit.
+    pub handed: &'a mut Vec<ClaimedDelivery>,
 }
 
 impl Ctx<'_> {
@@ -44,6 +52,11 @@ impl Ctx<'_> {
         self.endpoint_cache.insert(org.to_owned(), e.clone());
         Ok(e)
     }
+
+    /// A job changed endpoints: later publishes must read them again.
+    pub fn forget_endpoints(&mut self) {
+        self.endpoint_cache.clear();
+    }
 }
 
 type Completion = Box<dyn FnOnce(bool) + Send>;
@@ -58,11 +71,7 @@ pub struct Writer {
 const QUEUE: usize = 4_096;
 
 impl Writer {
-    pub fn start(
-        conn: Connection,
-        max_group: usize,
-        listeners: Arc<Mutex<Vec<CommitListener>>>,
-    ) -> Result<Self> {
+    pub fn start(conn: Connection, max_group: usize, hooks: Hooks) -> Result<Self> {
         let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages", [], |r| r.get(0))?;
         let meta_seq: Option<String> = conn
             .query_row("SELECT v FROM meta WHERE k = 'last_seq'", [], |r| r.get(0))
@@ -82,7 +91,7 @@ impl Writer {
         let h = head.clone();
         std::thread::Builder::new()
             .name("marquee-sqlite-writer".into())
-            .spawn(move || run(conn, rx, max_group.max(1), last + 1, last_received, h, listeners))
+            .spawn(move || run(conn, rx, max_group.max(1), last + 1, last_received, h, hooks))
             .map_err(|e| StoreError::Internal(format!("spawning writer: {e}")))?;
         Ok(Writer { tx, head })
     }
@@ -102,6 +111,7 @@ impl Writer {
             let seq_before = *ctx.next_seq;
             let recv_before = *ctx.last_received;
             let committed_before = ctx.committed.len();
+            let handed_before = ctx.handed.len();
             // A guarded job may change endpoints: forget them.
             ctx.endpoint_cache.clear();
             let result = match ctx.conn.execute_batch("SAVEPOINT job") {
@@ -124,6 +134,7 @@ impl Writer {
                 *ctx.next_seq = seq_before;
                 *ctx.last_received = recv_before;
                 ctx.committed.truncate(committed_before);
+                ctx.handed.truncate(handed_before);
             }
             Box::new(move |committed: bool| {
                 let _ = tx.send(match result {
@@ -183,11 +194,12 @@ fn run(
     mut next_seq: u64,
     mut last_received: i64,
     head: Arc<AtomicU64>,
-    listeners: Arc<Mutex<Vec<CommitListener>>>,
+    hooks: Hooks,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_group);
     let mut completions: Vec<Completion> = Vec::with_capacity(max_group);
     let mut committed: Vec<Arc<StoredMessage>> = Vec::new();
+    let mut handed: Vec<ClaimedDelivery> = Vec::new();
     let mut endpoint_cache: HashMap<String, Arc<Vec<PublishEndpoint>>> = HashMap::new();
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
@@ -198,6 +210,7 @@ fn run(
             }
         }
         let group_seq = next_seq;
+        let handoff = hooks.lease();
         let ok = match conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
                 let mut ctx = Ctx {
@@ -207,6 +220,8 @@ fn run(
                     committed: &mut committed,
                     poisoned: false,
                     endpoint_cache: &mut endpoint_cache,
+                    lease_until: handoff.as_ref().map(|(until, _)| *until),
+                    handed: &mut handed,
                 };
                 for job in jobs.drain(..) {
                     if ctx.poisoned {
@@ -263,15 +278,13 @@ fn run(
         };
         if ok {
             head.store(next_seq - 1, Ordering::Release);
-            if !committed.is_empty() {
-                let ls: Vec<CommitListener> = listeners.lock().map(|l| l.clone()).unwrap_or_default();
-                for l in ls {
-                    if std::panic::catch_unwind(AssertUnwindSafe(|| l(&committed))).is_err() {
-                        tracing::error!("a commit listener panicked; the commit itself is durable");
-                    }
-                }
-            }
+            hooks.announce(
+                handoff.as_ref().map(|(_, h)| h),
+                std::mem::take(&mut handed),
+                &committed,
+            );
         }
+        handed.clear();
         if !ok {
             // The cache may hold endpoints read inside the rolled-back group.
             endpoint_cache.clear();
@@ -418,17 +431,7 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
         if let Some(idem) = &m.idempotency {
             remember_idempotent(ctx.conn, org, idem, &[seq], now)?;
         }
-        super::webhooks::insert_deliveries(
-            ctx.conn,
-            &endpoints,
-            org,
-            seq,
-            m.id.as_str(),
-            m.event_type.as_str(),
-            &m.channels,
-            received,
-        )?;
-        let stored = StoredMessage {
+        let stored = Arc::new(StoredMessage {
             seq,
             id: m.id,
             org_id: req.org_id.clone(),
@@ -437,9 +440,10 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
             data: m.data,
             occurred_at: m.occurred_at,
             received_at: Timestamp::from_micros(received),
-        };
-        ctx.committed.push(Arc::new(stored.clone()));
-        out.push(stored);
+        });
+        super::webhooks::insert_deliveries(ctx, &endpoints, &stored)?;
+        out.push((*stored).clone());
+        ctx.committed.push(stored);
     }
     if let Some(idem) = &req.request_idempotency {
         let seqs: Vec<u64> = out.iter().map(|m| m.seq).collect();
