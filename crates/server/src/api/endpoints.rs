@@ -267,7 +267,7 @@ pub async fn create(
         updated_at: now,
     };
     state.store.create_endpoint(rec.clone()).await?;
-    state.webhooks.endpoints_changed().await;
+    state.webhooks.endpoint_changed(&rec.org_id, &rec.id).await;
     Ok(json_response(
         StatusCode::CREATED,
         &endpoint_json(&rec, Some(&secret)),
@@ -388,7 +388,7 @@ pub async fn patch(
     let id = endpoint_id(path)?;
     let policy = state.webhooks.config().address_policy();
     let rec = update_with_retry(&state, &caller, &id, |rec| apply_patch(rec, &b, policy)).await?;
-    state.webhooks.endpoints_changed().await;
+    state.webhooks.endpoint_changed(&caller.org_id, &id).await;
     Ok(json_response(StatusCode::OK, &endpoint_json(&rec, None)))
 }
 
@@ -401,7 +401,7 @@ pub async fn delete(
     if !state.store.delete_endpoint(&caller.org_id, &id).await? {
         return Err(not_found());
     }
-    state.webhooks.endpoints_changed().await;
+    state.webhooks.endpoint_changed(&caller.org_id, &id).await;
     Ok(json_response(
         StatusCode::OK,
         &json!({"object": "endpoint", "id": id.as_str(), "deleted": true}),
@@ -424,7 +424,7 @@ pub async fn rotate_secret(
         Ok(())
     })
     .await?;
-    state.webhooks.endpoints_changed().await;
+    state.webhooks.endpoint_changed(&caller.org_id, &id).await;
     let mut v = endpoint_json(&rec, Some(&secret));
     v["previous_secret_expires_at"] = json!(rec.previous_secret_until.map(|t| t.to_rfc3339()));
     Ok(json_response(StatusCode::OK, &v))

@@ -56,6 +56,8 @@ const RELOAD: Duration = Duration::from_secs(5);
 const CLAIM_BATCH: usize = 256;
 /// Most attempt results written in one commit.
 const RESULT_BATCH: usize = 2048;
+/// Attempt results waiting for the recorder.
+const RESULT_QUEUE: usize = 2 * RESULT_BATCH;
 /// Future retry times remembered per endpoint (beyond: the sweep finds them).
 const MAX_HINTS: usize = 10_000;
 
@@ -156,6 +158,27 @@ struct State {
     release: Vec<(EndpointId, DeliveryId)>,
 }
 
+impl State {
+    /// Installs an endpoint's fresh settings, keeping its runtime state.
+    fn upsert(&mut self, live: Live) {
+        match self.endpoints.get_mut(&live.id) {
+            Some(e) => {
+                if live.ordered && !e.live.ordered {
+                    // Now ordered: what was queued unordered goes back to
+                    // the store, to be claimed head first.
+                    for (_, d) in e.queue.drain(..) {
+                        self.release.push((d.endpoint_id, d.id));
+                    }
+                }
+                e.live = Arc::new(live);
+            }
+            None => {
+                self.endpoints.insert(live.id.clone(), Ep::new(live));
+            }
+        }
+    }
+}
+
 struct Done {
     outcome: AttemptOutcome,
     ordered: bool,
@@ -175,8 +198,8 @@ pub struct Dispatcher {
     notify: Notify,
     state: Mutex<State>,
     permits: Arc<Semaphore>,
-    results_tx: mpsc::UnboundedSender<ResultMsg>,
-    results_rx: Mutex<Option<mpsc::UnboundedReceiver<ResultMsg>>>,
+    results_tx: mpsc::Sender<ResultMsg>,
+    results_rx: Mutex<Option<mpsc::Receiver<ResultMsg>>>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -207,7 +230,10 @@ impl Dispatcher {
         config: WebhookConfig,
     ) -> Result<Arc<Self>, DispatchError> {
         let http = client::build(config.address_policy(), config.timeout)?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        // Bounded: if results cannot be written (database down), attempts
+        // wait here holding their worker permits, so no new ones start and
+        // memory stays bounded.
+        let (tx, rx) = mpsc::channel(RESULT_QUEUE);
         let d = Arc::new(Dispatcher {
             store: store.clone(),
             sealer: Sealer::new(secrets),
@@ -241,15 +267,53 @@ impl Dispatcher {
         &self.config
     }
 
-    /// Endpoint settings changed: reload them before returning (so the
-    /// next attempt already uses a rotated secret or a new URL) and look
-    /// for work.
-    pub async fn endpoints_changed(&self) {
-        self.reload().await;
+    /// One endpoint was created, changed or deleted through this node:
+    /// re-read it before returning (so the next attempt already uses a
+    /// rotated secret or a new URL) and look for work. Other endpoints are
+    /// untouched; changes made through other nodes arrive with the periodic
+    /// full reload.
+    pub async fn endpoint_changed(&self, org: &OrgId, id: &EndpointId) {
+        {
+            let _serial = self.reload_lock.lock().await;
+            match self.store.get_endpoint(org, id).await {
+                Ok(Some(rec)) => match Live::open(&rec, &self.sealer) {
+                    Ok(live) => {
+                        if let Ok(mut st) = self.state.lock() {
+                            let list = st.by_org.entry(live.org_id.clone()).or_default();
+                            if !list.contains(&live.id) {
+                                list.push(live.id.clone());
+                            }
+                            st.upsert(live);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(endpoint = %id, error = %e, "cannot open endpoint secret; skipping it");
+                        self.forget(id);
+                    }
+                },
+                Ok(None) => self.forget(id),
+                Err(e) => {
+                    tracing::warn!(endpoint = %id, error = %e, "re-reading a webhook endpoint failed; reloading all");
+                    if let Ok(mut st) = self.state.lock() {
+                        st.reload = true;
+                    }
+                }
+            }
+        }
         if let Ok(mut st) = self.state.lock() {
             st.sweep = true;
         }
         self.notify.notify_one();
+    }
+
+    /// Drops a deleted endpoint (its queued leases die with its rows).
+    fn forget(&self, id: &EndpointId) {
+        if let Ok(mut st) = self.state.lock()
+            && let Some(ep) = st.endpoints.remove(id)
+            && let Some(list) = st.by_org.get_mut(&ep.live.org_id)
+        {
+            list.retain(|e| e != id);
+        }
     }
 
     /// Deliveries were queued outside a publish (resend, recover, replay).
@@ -376,30 +440,18 @@ impl Dispatcher {
             }
         }
         let Ok(mut st) = self.state.lock() else { return };
-        let mut old = std::mem::take(&mut st.endpoints);
+        // Deleted endpoints go (their queued leases die with their rows);
+        // the others keep their runtime state under fresh settings.
+        let keep: std::collections::HashSet<&EndpointId> = lives.iter().map(|l| &l.id).collect();
+        st.endpoints.retain(|id, _| keep.contains(id));
         st.by_org.clear();
         for live in lives {
             st.by_org
                 .entry(live.org_id.clone())
                 .or_default()
                 .push(live.id.clone());
-            let ep = match old.remove(&live.id) {
-                Some(mut e) => {
-                    if live.ordered && !e.live.ordered {
-                        // Now ordered: what was queued unordered goes back
-                        // to the store, to be claimed head first.
-                        for (_, d) in e.queue.drain(..) {
-                            st.release.push((d.endpoint_id, d.id));
-                        }
-                    }
-                    e.live = Arc::new(live);
-                    e
-                }
-                None => Ep::new(live),
-            };
-            st.endpoints.insert(ep.live.id.clone(), ep);
+            st.upsert(live);
         }
-        // Deleted endpoints: their queued leases die with the rows.
     }
 
     async fn sweep(&self) {
@@ -619,11 +671,14 @@ impl Dispatcher {
             disable,
         };
         tracing::debug!(endpoint = %live.id, delivery = %d.id, status = ?r.status, error = ?r.error_kind, "webhook attempt");
-        let _ = self.results_tx.send(ResultMsg::Done(Box::new(Done {
-            outcome,
-            ordered: live.ordered,
-            next_at,
-        })));
+        let _ = self
+            .results_tx
+            .send(ResultMsg::Done(Box::new(Done {
+                outcome,
+                ordered: live.ordered,
+                next_at,
+            })))
+            .await;
         drop(permit);
         if let Ok(mut st) = self.state.lock()
             && let Some(ep) = st.endpoints.get_mut(&live.id)
@@ -661,7 +716,7 @@ impl Dispatcher {
     }
 
     /// Writes attempt results in batches and turns them into hints.
-    async fn record_results(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<ResultMsg>) {
+    async fn record_results(self: Arc<Self>, mut rx: mpsc::Receiver<ResultMsg>) {
         let mut batch: Vec<Done> = Vec::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         while let Some(first) = rx.recv().await {
@@ -801,7 +856,7 @@ impl Dispatcher {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let (tx, rx) = oneshot::channel();
-        if self.results_tx.send(ResultMsg::Flush(tx)).is_ok() {
+        if self.results_tx.send(ResultMsg::Flush(tx)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         }
         if let Some(r) = recorder {
