@@ -115,6 +115,8 @@ pub struct ServeArgs {
     #[arg(long, env = "MARQUEE_RATE_LIMIT_ENTERPRISE", default_value_t = TierRates::default().enterprise)]
     pub rate_limit_enterprise: u32,
     #[command(flatten)]
+    pub http: crate::http::HttpArgs,
+    #[command(flatten)]
     pub streams: crate::stream::StreamArgs,
     #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookArgs,
@@ -141,6 +143,7 @@ impl ServeArgs {
             },
             fsync: true,
             retention_interval: std::time::Duration::from_secs(60),
+            http: self.http.into_config(),
             streams: self.streams.into_config(),
             webhooks: self.webhooks.into_config(),
             database: None,

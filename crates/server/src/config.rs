@@ -23,6 +23,8 @@ pub struct ServeConfig {
     pub fsync: bool,
     /// How often the retention pruner runs.
     pub retention_interval: Duration,
+    /// Connection limits of the HTTP listener.
+    pub http: crate::http::HttpConfig,
     /// WebSocket/SSE stream limits and timings.
     pub streams: crate::stream::StreamConfig,
     /// Webhook delivery settings.
@@ -84,6 +86,7 @@ impl ServeConfig {
             rates: TierRates::default(),
             fsync: true,
             retention_interval: Duration::from_secs(60),
+            http: crate::http::HttpConfig::default(),
             streams: crate::stream::StreamConfig::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
             database: None,

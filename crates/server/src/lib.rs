@@ -17,6 +17,7 @@
 //! - [`stream`]: WebSocket and SSE streams and the live fan-out bus.
 //! - [`demo`]: the `--demo` door-opening simulation.
 //! - [`webhooks`]: endpoints' delivery engine (dispatcher, signing, SSRF guard).
+//! - [`http`]: the HTTP listener (connection cap, header-read timeout).
 
 pub mod admin_ops;
 pub mod api;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod http;
 pub mod ingest;
 pub mod ratelimit;
 pub mod retention;
@@ -160,6 +162,7 @@ pub async fn run(
     let commits = stream::register_commit_listener(&store);
     let streams = stream::StreamHub::new(config.streams.clone(), bus.clone());
     let webhooks = webhooks::Dispatcher::new(store.clone(), &secrets, config.webhooks.clone())?;
+    let http_config = config.http.clone();
     let state = AppState {
         store: store.clone(),
         secrets,
@@ -207,7 +210,7 @@ pub async fn run(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = axum::serve(listener, app).with_graceful_shutdown(shutdown) => served?,
+        () = http::serve(listener, app, http_config, shutdown) => {},
         _ = deadline => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
     let _ = stop_tx.send(true);

@@ -7,6 +7,7 @@ mod helpers;
 mod cli;
 mod cluster;
 mod cluster_streams;
+mod connections;
 mod crash;
 mod errors;
 mod keys;

@@ -1,0 +1,146 @@
+//! The HTTP listener: marquee's own accept loop around hyper.
+//!
+//! Why not `axum::serve`: it sets no timer, so a client that opens a socket
+//! and sends its request headers one byte a minute (slowloris) holds the
+//! connection and its buffers forever, and it accepts without limit. Here:
+//!
+//! - at most `max_connections` HTTP connections are open; further clients
+//!   wait in the kernel's accept backlog instead of costing memory;
+//! - request headers must arrive within `header_read_timeout` (also between
+//!   keep-alive requests), at most 100 of them, within hyper's 400 KiB read
+//!   buffer; bodies are capped by the API's body limit;
+//! - an upgraded connection (WebSocket) leaves this count when it upgrades:
+//!   streams are authenticated and capped per key by the stream hub.
+//!
+//! Shutdown: stop accepting, ask every connection to finish its request in
+//! flight and close (hyper's graceful shutdown), and return once all have;
+//! the caller bounds that wait with its grace period.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// Connection limits of the HTTP listener.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 50_000,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Most HTTP connections open at once (upgraded WebSocket streams are
+    /// counted by the stream limits instead); more clients wait to be accepted.
+    #[arg(long, env = "MARQUEE_MAX_CONNECTIONS", default_value_t = HttpConfig::default().max_connections)]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (e.g. 10s).
+    #[arg(long, env = "MARQUEE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match marquee_core::duration::parse(s) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl HttpArgs {
+    pub fn into_config(self) -> HttpConfig {
+        HttpConfig {
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: self.header_read_timeout,
+        }
+    }
+}
+
+/// Most request headers accepted.
+const MAX_HEADERS: usize = 100;
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets the
+/// connections finish their requests in flight and returns once they have.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let mut closing = closing_rx.clone();
+        let header_timeout = config.header_read_timeout;
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_headers(MAX_HEADERS);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            let mut asked = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::trace!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = closing.wait_for(|c| *c), if !asked => {
+                        asked = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    // Every connection holds a slot until it ends.
+    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}
