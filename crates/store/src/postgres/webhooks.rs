@@ -462,6 +462,53 @@ struct EpState {
 }
 
 /// One attempt of recording a batch; the caller retries on deadlock.
+/// Appends a batch of attempts to the log in one statement.
+async fn insert_attempts(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let a = || outcomes.iter().map(|o| &o.attempt);
+    let ids: Vec<&str> = a().map(|a| a.id.as_str()).collect();
+    let deliveries: Vec<&str> = a().map(|a| a.delivery_id.as_str()).collect();
+    let orgs: Vec<&str> = a().map(|a| a.org_id.as_str()).collect();
+    let endpoints: Vec<&str> = a().map(|a| a.endpoint_id.as_str()).collect();
+    let messages: Vec<Option<&str>> = a().map(|a| a.message_id.as_ref().map(|m| m.as_str())).collect();
+    let numbers: Vec<i64> = a().map(|a| i64::from(a.attempt_no)).collect();
+    let started: Vec<i64> = a().map(|a| a.started_at.as_micros()).collect();
+    let durations: Vec<i64> = a().map(|a| a.duration_us).collect();
+    let statuses: Vec<Option<i32>> = a().map(|a| a.status_code.map(i32::from)).collect();
+    let succeeded: Vec<bool> = a().map(|a| a.succeeded).collect();
+    let errors: Vec<Option<&str>> = a().map(|a| a.error_kind.as_deref()).collect();
+    let headers: Vec<&str> = a().map(|a| a.response_headers.as_str()).collect();
+    let bodies: Vec<&str> = a().map(|a| a.response_body.as_str()).collect();
+    tx.query_typed(
+        &format!(
+            "INSERT INTO attempts ({ATTEMPT_COLUMNS})
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
+                                  $7::int8[], $8::int8[], $9::int4[], $10::bool[], $11::text[], $12::text[],
+                                  $13::text[])
+             ON CONFLICT (id) DO NOTHING"
+        ),
+        &[
+            (&ids, Type::TEXT_ARRAY),
+            (&deliveries, Type::TEXT_ARRAY),
+            (&orgs, Type::TEXT_ARRAY),
+            (&endpoints, Type::TEXT_ARRAY),
+            (&messages, Type::TEXT_ARRAY),
+            (&numbers, Type::INT8_ARRAY),
+            (&started, Type::INT8_ARRAY),
+            (&durations, Type::INT8_ARRAY),
+            (&statuses, Type::INT4_ARRAY),
+            (&succeeded, Type::BOOL_ARRAY),
+            (&errors, Type::TEXT_ARRAY),
+            (&headers, Type::TEXT_ARRAY),
+            (&bodies, Type::TEXT_ARRAY),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn record_tx(
     tx: &Transaction<'_>,
     outcomes: &[AttemptOutcome],
@@ -471,47 +518,33 @@ async fn record_tx(
     let mut summary = RecordSummary::default();
     let mut ops_out: Vec<(OrgId, NewMessage)> = Vec::new();
     let mut ep_cache: HashMap<String, Option<EpState>> = HashMap::new();
-    let ins = tx
-        .prepare(&format!(
-            "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (id) DO NOTHING"
-        ))
-        .await?;
-    for o in outcomes {
-        let a = &o.attempt;
-        tx.execute(
-            &ins,
-            &[
-                &a.id.as_str(),
-                &a.delivery_id.as_str(),
-                &a.org_id.as_str(),
-                &a.endpoint_id.as_str(),
-                &a.message_id.as_ref().map(|m| m.as_str()),
-                &i64::from(a.attempt_no),
-                &a.started_at.as_micros(),
-                &a.duration_us,
-                &a.status_code.map(i32::from),
-                &a.succeeded,
-                &a.error_kind,
-                &a.response_headers,
-                &a.response_body,
-            ],
+    insert_attempts(tx, outcomes).await?;
+    // Successes, the bulk of every batch, settle in one statement.
+    let delivered: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.transition == Transition::Delivered)
+        .map(|o| o.attempt.delivery_id.as_str())
+        .collect();
+    if !delivered.is_empty() {
+        tx.query_typed(
+            "UPDATE deliveries SET state = 'delivered', attempt_count = attempt_count + 1,
+                 claimed_until = NULL, updated_at = $2
+             FROM unnest($1::text[]) AS u(id)
+             WHERE deliveries.id = u.id AND deliveries.state = 'pending'",
+            &[(&delivered, Type::TEXT_ARRAY), (&now, Type::INT8)],
         )
         .await?;
+    }
+    for o in outcomes {
+        let a = &o.attempt;
         let ep = a.endpoint_id.as_str();
         let operational = ops::is_operational(&o.message_type);
         let mut exhausted = false;
         let mut attempts_now = 0i64;
         match o.transition {
             Transition::None => continue,
-            Transition::Delivered => {
-                tx.execute(
-                    "UPDATE deliveries SET state = 'delivered', attempt_count = attempt_count + 1,
-                     claimed_until = NULL, updated_at = $2 WHERE id = $1 AND state = 'pending'",
-                    &[&a.delivery_id.as_str(), &now],
-                )
-                .await?;
-            }
+            // Settled above, with the batch's other successes.
+            Transition::Delivered => {}
             Transition::Retry { next_at } => {
                 attempts_now = tx
                     .query_opt(
