@@ -490,6 +490,45 @@ async fn a_slow_endpoint_does_not_delay_a_healthy_one() {
     );
 }
 
+/// One commit creates more deliveries for an endpoint than its queue takes
+/// (300 > twice its claim target of 64): the rest are given back and claimed
+/// as slots free up. Every message arrives, each exactly once.
+#[tokio::test]
+async fn an_endpoint_that_cannot_keep_up_still_gets_everything_once() {
+    let s = server().await;
+    let rx = Receiver::start(|_| Reply {
+        status: 204,
+        headers: vec![],
+        delay: Duration::from_millis(3),
+    })
+    .await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url(), "max_in_flight": 2})).await;
+    let batch: Vec<Value> = (0..300).map(|n| checkin("venue:a", n)).collect();
+    let r = s
+        .post(&key, "/v1/messages/batch")
+        .json(&json!({"messages": batch}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    rx.wait_for(300, 30).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 300, "no delivery attempted twice");
+    let mut ns: Vec<u64> = hits.iter().map(Hit::n).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..300).collect::<Vec<u64>>(), "every message delivered");
+    let stats = get_json(
+        &s,
+        &key,
+        &format!("/v1/endpoints/{}/stats", ep["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(stats["delivered"], 300, "{stats}");
+    assert_eq!(stats["pending"], 0, "{stats}");
+}
+
 #[tokio::test]
 async fn an_ordered_endpoint_keeps_order_across_a_failure() {
     let s = server().await;
