@@ -117,7 +117,16 @@ pub struct MessageQuery {
 pub struct MessagePage {
     pub messages: Vec<StoredMessage>,
     pub has_more: bool,
+    /// Set when a filter that no index serves (a type within a channel)
+    /// stopped after examining [`FILTER_SCAN_BUDGET`] entries without
+    /// filling the page: continue after this seq (`has_more` is true). A
+    /// rare type in a huge channel thus costs bounded work per request,
+    /// and following the cursor still visits every message.
+    pub scanned_to: Option<u64>,
 }
+
+/// Channel entries one page of a channel + type query examines at most.
+pub const FILTER_SCAN_BUDGET: usize = 10_000;
 
 /// Called after each commit with the messages it made durable, in commit
 /// order. Runs on the committing thread: it must not block.

@@ -189,7 +189,12 @@ pub async fn list(
         limit,
     };
     let page = state.store.list_messages(&caller.org_id, &query).await?;
-    let next = page.messages.last().map(|m| m.cursor()).or(after);
+    // A bounded scan that stopped early continues after what it examined.
+    let next = page
+        .scanned_to
+        .map(Cursor::from_seq)
+        .or_else(|| page.messages.last().map(|m| m.cursor()))
+        .or(after);
     Ok(render::json_bytes(
         StatusCode::OK,
         render::message_list(&page.messages, page.has_more, next),

@@ -234,6 +234,45 @@ async fn filters_and_limits() {
     assert_eq!(page["next_cursor"], "7ZZZZZZZZZZZZ");
 }
 
+/// A rare type in a big channel: each page examines a bounded number of the
+/// channel's messages, so it may come back short (even empty) with
+/// `has_more` and a cursor past what it examined; following the cursors
+/// finds every match.
+#[tokio::test]
+async fn a_rare_type_in_a_big_channel_pages_in_bounded_steps() {
+    let s = TestServer::start_with(|c| c.rates.enterprise = 100_000).await;
+    let org = s.create_org("big").await;
+    let (_, key) = s.create_key(&org, "enterprise").await;
+    let rare = |n: u64| json!({"type": "refund_issued", "channels": ["venue:big"], "data": {"n": n}});
+    s.publish(&key, rare(0)).await;
+    for chunk in 0..11u64 {
+        let batch: Vec<Value> = (0..1000)
+            .map(|n| checkin("venue:big", chunk * 1000 + n))
+            .collect();
+        let r = s
+            .post(&key, "/v1/messages/batch")
+            .json(&json!({"messages": batch}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    s.publish(&key, rare(1)).await;
+    let first: Value = s
+        .get(&key, "/v1/messages?channel=venue:big&type=refund_issued&limit=10")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["data"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["has_more"], true, "the scan stopped at its budget");
+    let found = s.list_all(&key, "&channel=venue:big&type=refund_issued").await;
+    let ns: Vec<u64> = found.iter().map(|m| m["data"]["n"].as_u64().unwrap()).collect();
+    assert_eq!(ns, [0, 1], "following the cursors finds every match once");
+}
+
 #[tokio::test]
 async fn pagination_under_concurrent_publishing_sees_everything_once() {
     let s = Arc::new(TestServer::start().await);

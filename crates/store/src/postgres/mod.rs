@@ -340,6 +340,7 @@ impl Store for PgStore {
                     return Ok(MessagePage {
                         messages: vec![],
                         has_more: false,
+                        scanned_to: None,
                     });
                 }
             }
@@ -350,6 +351,44 @@ impl Store for PgStore {
             .collect::<Vec<_>>()
             .join(", ");
         let limit = (q.limit + 1) as i64;
+        if let (Some(ch), Some(t)) = (&q.channel, &q.event_type) {
+            // A type within a channel: no index serves both, so the
+            // channel's entries are examined in order, a bounded number per
+            // page (see `MessagePage::scanned_to`).
+            let budget = crate::FILTER_SCAN_BUDGET as i64;
+            let scan = "SELECT seq FROM message_channels WHERE org_id = $1 AND channel = $2 AND seq > $3 \
+                        ORDER BY seq LIMIT $4";
+            let sql = format!(
+                "SELECT {cols} FROM ({scan}) mc JOIN messages m ON m.seq = mc.seq \
+                 WHERE m.type = $5 ORDER BY mc.seq LIMIT $6"
+            );
+            let found = c
+                .query(&sql, &[&org.as_str(), ch, &lower, &budget, t, &limit])
+                .await?;
+            let mut messages = found.iter().map(rows::message).collect::<Result<Vec<_>>>()?;
+            if messages.len() > q.limit {
+                messages.truncate(q.limit);
+                return Ok(MessagePage {
+                    messages,
+                    has_more: true,
+                    scanned_to: None,
+                });
+            }
+            let r = c
+                .query_one(
+                    &format!("SELECT COUNT(*), MAX(seq) FROM ({scan}) s"),
+                    &[&org.as_str(), ch, &lower, &budget],
+                )
+                .await?;
+            let examined: i64 = r.try_get(0)?;
+            let last: Option<i64> = r.try_get(1)?;
+            let scanned_to = (examined >= budget).then_some(last).flatten().map(|s| s as u64);
+            return Ok(MessagePage {
+                messages,
+                has_more: scanned_to.is_some(),
+                scanned_to,
+            });
+        }
         let org_s = org.as_str().to_owned();
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(org_s), Box::new(lower)];
         let mut sql = match &q.channel {
@@ -374,7 +413,11 @@ impl Store for PgStore {
         let mut messages = found.iter().map(rows::message).collect::<Result<Vec<_>>>()?;
         let has_more = messages.len() > q.limit;
         messages.truncate(q.limit);
-        Ok(MessagePage { messages, has_more })
+        Ok(MessagePage {
+            messages,
+            has_more,
+            scanned_to: None,
+        })
     }
 
     async fn head_seq(&self) -> Result<u64> {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, params_from_iter, types::Value};
 
 use super::rows;
-use crate::{MessagePage, MessageQuery, Result, StoreError};
+use crate::{FILTER_SCAN_BUDGET, MessagePage, MessageQuery, Result, StoreError};
 
 /// Two sets of read connections: `point` for short lookups run inline on the
 /// async task, `scan` for page queries run on the blocking pool. Keeping them
@@ -84,6 +84,7 @@ pub fn list_messages(c: &Connection, org: &str, q: &MessageQuery) -> Result<Mess
                 return Ok(MessagePage {
                     messages: vec![],
                     has_more: false,
+                    scanned_to: None,
                 });
             }
         }
@@ -93,20 +94,18 @@ pub fn list_messages(c: &Connection, org: &str, q: &MessageQuery) -> Result<Mess
         prefixed(rows::MESSAGE_COLUMNS)
     );
     let mut args: Vec<Value> = Vec::new();
+    if let (Some(ch), Some(t)) = (&q.channel, &q.event_type) {
+        return channel_type_page(c, org, ch, t, lower, q.limit);
+    }
     if let Some(ch) = &q.channel {
         sql = format!(
             "SELECT {} FROM message_channels mc JOIN messages m ON m.seq = mc.seq \
-             WHERE mc.org_id = ?1 AND mc.channel = ?2 AND mc.seq > ?3",
+             WHERE mc.org_id = ?1 AND mc.channel = ?2 AND mc.seq > ?3 ORDER BY mc.seq",
             prefixed(rows::MESSAGE_COLUMNS)
         );
         args.push(Value::Text(org.to_owned()));
         args.push(Value::Text(ch.clone()));
         args.push(Value::Integer(lower));
-        if let Some(t) = &q.event_type {
-            sql.push_str(" AND m.type = ?4");
-            args.push(Value::Text(t.clone()));
-        }
-        sql.push_str(" ORDER BY mc.seq");
     } else {
         sql.push_str("m.org_id = ?1 AND m.seq > ?2");
         args.push(Value::Text(org.to_owned()));
@@ -124,7 +123,60 @@ pub fn list_messages(c: &Connection, org: &str, q: &MessageQuery) -> Result<Mess
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let has_more = messages.len() > q.limit;
     messages.truncate(q.limit);
-    Ok(MessagePage { messages, has_more })
+    Ok(MessagePage {
+        messages,
+        has_more,
+        scanned_to: None,
+    })
+}
+
+/// A type within a channel: no index serves both, so the channel's entries
+/// are examined in order, at most [`FILTER_SCAN_BUDGET`] per page.
+fn channel_type_page(
+    c: &Connection,
+    org: &str,
+    channel: &str,
+    event_type: &str,
+    lower: i64,
+    limit: usize,
+) -> Result<MessagePage> {
+    let sql = format!(
+        "SELECT {} FROM (SELECT seq FROM message_channels WHERE org_id = ?1 AND channel = ?2 AND seq > ?3
+                         ORDER BY seq LIMIT ?4) mc
+         JOIN messages m ON m.seq = mc.seq WHERE m.type = ?5 ORDER BY mc.seq LIMIT ?6",
+        prefixed(rows::MESSAGE_COLUMNS)
+    );
+    let budget = FILTER_SCAN_BUDGET as i64;
+    let mut messages = c
+        .prepare_cached(&sql)?
+        .query_map(
+            rusqlite::params![org, channel, lower, budget, event_type, (limit + 1) as i64],
+            rows::message,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if messages.len() > limit {
+        messages.truncate(limit);
+        return Ok(MessagePage {
+            messages,
+            has_more: true,
+            scanned_to: None,
+        });
+    }
+    // Not full: was the budget the reason?
+    let (examined, last): (i64, Option<i64>) = c
+        .prepare_cached(
+            "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM message_channels
+                 WHERE org_id = ?1 AND channel = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4)",
+        )?
+        .query_row(rusqlite::params![org, channel, lower, budget], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let scanned_to = (examined >= budget).then_some(last).flatten().map(|s| s as u64);
+    Ok(MessagePage {
+        messages,
+        has_more: scanned_to.is_some(),
+        scanned_to,
+    })
 }
 
 /// The first seq whose received_at is at or after `t`, by binary search over
