@@ -8,6 +8,11 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// How long a client may take to send a request body (at most the body
+/// limit, 256 KiB by default): a client trickling its body cannot hold a
+/// connection slot for longer.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A JSON request body parsed with serde; errors become `invalid_request`.
 pub struct JsonBody<T>(pub T);
 
@@ -15,7 +20,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| {
+                ApiError::invalid(format!(
+                    "The request body did not arrive within {} s.",
+                    BODY_READ_TIMEOUT.as_secs()
+                ))
+            })?;
+        let bytes = read.map_err(|rej| {
             if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge("The request body is larger than this server accepts.".into())
             } else {

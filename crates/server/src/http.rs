@@ -8,7 +8,10 @@
 //!   wait in the kernel's accept backlog instead of costing memory;
 //! - request headers must arrive within `header_read_timeout` (also between
 //!   keep-alive requests), at most 100 of them, within hyper's 400 KiB read
-//!   buffer; bodies are capped by the API's body limit;
+//!   buffer; bodies are capped by the API's body limit and must arrive
+//!   within `extract::BODY_READ_TIMEOUT` (30 s);
+//! - HTTP/1.1 only (the API and streams need nothing else); there is no
+//!   per-client-address cap — put a proxy in front for that;
 //! - an upgraded connection (WebSocket) leaves this count when it upgrades:
 //!   streams are authenticated and capped per key by the stream hub.
 //!
@@ -96,6 +99,13 @@ pub async fn serve(
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
+                // A client that gave up during the handshake: next.
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionRefused
+                ) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly
                     // instead of spinning.

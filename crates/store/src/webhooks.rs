@@ -72,6 +72,9 @@ pub struct ClaimedDelivery {
     /// Attempts ever made (numbering of the attempt log).
     pub attempt_count: u32,
     pub message: Arc<StoredMessage>,
+    /// The lease this process holds on it: it must be attempted well before
+    /// then, and only a release naming this exact lease gives it back.
+    pub lease_until: Timestamp,
 }
 
 /// Receives, after each commit, the deliveries that commit created already
@@ -225,8 +228,9 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// stays in one place.
     fn set_delivery_handoff(&self, handoff: Option<(Duration, DeliveryHandoff)>);
     /// Gives back leases this process holds and will not use now; the
-    /// deliveries become claimable at once.
-    async fn release_leases(&self, ids: Vec<DeliveryId>) -> Result<u64>;
+    /// deliveries become claimable at once. A lease that is no longer the
+    /// one given (it expired and another claim took the row) is left alone.
+    async fn release_leases(&self, leases: Vec<(DeliveryId, Timestamp)>) -> Result<u64>;
     /// Endpoints with pending deliveries and the earliest `next_at` among them.
     async fn pending_endpoints(&self) -> Result<Vec<(EndpointId, Timestamp)>>;
     /// Logs attempts and moves their deliveries, in one commit.

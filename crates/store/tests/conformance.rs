@@ -895,13 +895,30 @@ mod webhook_story {
             assert_eq!(d.message.seq, m.seq);
             assert_eq!(d.message.id, m.id);
             assert_eq!((d.attempts, d.attempt_count), (0, 0));
+            assert!(d.lease_until > Timestamp::now(), "leased into the future");
         }
         assert!(claim(&store, &fans, 10).await.is_empty(), "born leased");
         let head = claim(&store, &queue, 10).await;
         assert_eq!(head.len(), 1, "the ordered endpoint is claimed, head first");
         assert_eq!(head[0].message.seq, published[0].seq);
         // Giving a lease back makes the delivery claimable at once.
-        assert_eq!(store.release_leases(vec![got[1].id.clone()]).await.unwrap(), 1);
+        // Only the lease that was given can be given back.
+        let wrong = got[1].lease_until.saturating_add_micros(1);
+        assert_eq!(
+            store
+                .release_leases(vec![(got[1].id.clone(), wrong)])
+                .await
+                .unwrap(),
+            0
+        );
+        assert!(claim(&store, &fans, 10).await.is_empty());
+        assert_eq!(
+            store
+                .release_leases(vec![(got[1].id.clone(), got[1].lease_until)])
+                .await
+                .unwrap(),
+            1
+        );
         let again = claim(&store, &fans, 10).await;
         assert_eq!(
             again.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),

@@ -27,7 +27,7 @@
 //! never after a later one was first sent.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -120,10 +120,11 @@ struct Ep {
     later: BinaryHeap<Reverse<i64>>,
     next_slot: Option<tokio::time::Instant>,
     /// Claimed (leased) deliveries waiting for a free slot.
-    queue: VecDeque<(tokio::time::Instant, ClaimedDelivery)>,
-    /// Highest seq whose delivery to this endpoint was handed over at
-    /// commit: the commit listener need not mark the endpoint due for it.
-    handed_upto: u64,
+    queue: VecDeque<ClaimedDelivery>,
+    /// Seqs (ascending) whose deliveries the commit being announced handed
+    /// over: its commit listener call need not mark the endpoint due for
+    /// them. Cleared by that call.
+    just_handed: Vec<u64>,
 }
 
 impl Ep {
@@ -135,7 +136,7 @@ impl Ep {
             later: BinaryHeap::new(),
             next_slot: None,
             queue: VecDeque::new(),
-            handed_upto: 0,
+            just_handed: Vec::new(),
         }
     }
 }
@@ -154,8 +155,16 @@ struct State {
     by_org: HashMap<OrgId, Vec<EndpointId>>,
     reload: bool,
     sweep: bool,
-    /// Leases to give back (handed deliveries the queue could not take).
-    release: Vec<(EndpointId, DeliveryId)>,
+    /// Leases to give back (handed deliveries the queue could not take,
+    /// queues of endpoints disabled or made ordered).
+    release: Vec<ClaimedDelivery>,
+    /// Endpoints with a non-empty `just_handed`.
+    handed_eps: Vec<EndpointId>,
+    /// Endpoints whose secret could not be opened (they are skipped; their
+    /// deliveries are released instead of triggering reloads).
+    broken: HashSet<EndpointId>,
+    /// The dispatcher is stopping: handed deliveries go to `release`.
+    stopping: bool,
 }
 
 impl State {
@@ -166,14 +175,25 @@ impl State {
                 if live.ordered && !e.live.ordered {
                     // Now ordered: what was queued unordered goes back to
                     // the store, to be claimed head first.
-                    for (_, d) in e.queue.drain(..) {
-                        self.release.push((d.endpoint_id, d.id));
-                    }
+                    self.release.extend(e.queue.drain(..));
                 }
                 e.live = Arc::new(live);
             }
             None => {
                 self.endpoints.insert(live.id.clone(), Ep::new(live));
+            }
+        }
+    }
+
+    /// Drops an endpoint; its queued leases are given back when `release`
+    /// (its row still exists) or die with its deleted rows.
+    fn remove(&mut self, id: &EndpointId, release: bool) {
+        if let Some(mut ep) = self.endpoints.remove(id) {
+            if let Some(list) = self.by_org.get_mut(&ep.live.org_id) {
+                list.retain(|e| e != id);
+            }
+            if release {
+                self.release.extend(ep.queue.drain(..));
             }
         }
     }
@@ -279,6 +299,7 @@ impl Dispatcher {
                 Ok(Some(rec)) => match Live::open(&rec, &self.sealer) {
                     Ok(live) => {
                         if let Ok(mut st) = self.state.lock() {
+                            st.broken.remove(&live.id);
                             let list = st.by_org.entry(live.org_id.clone()).or_default();
                             if !list.contains(&live.id) {
                                 list.push(live.id.clone());
@@ -288,10 +309,17 @@ impl Dispatcher {
                     }
                     Err(e) => {
                         tracing::error!(endpoint = %id, error = %e, "cannot open endpoint secret; skipping it");
-                        self.forget(id);
+                        if let Ok(mut st) = self.state.lock() {
+                            st.remove(id, true);
+                            st.broken.insert(id.clone());
+                        }
                     }
                 },
-                Ok(None) => self.forget(id),
+                Ok(None) => {
+                    if let Ok(mut st) = self.state.lock() {
+                        st.remove(id, false);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(endpoint = %id, error = %e, "re-reading a webhook endpoint failed; reloading all");
                     if let Ok(mut st) = self.state.lock() {
@@ -304,16 +332,6 @@ impl Dispatcher {
             st.sweep = true;
         }
         self.notify.notify_one();
-    }
-
-    /// Drops a deleted endpoint (its queued leases die with its rows).
-    fn forget(&self, id: &EndpointId) {
-        if let Ok(mut st) = self.state.lock()
-            && let Some(ep) = st.endpoints.remove(id)
-            && let Some(list) = st.by_org.get_mut(&ep.live.org_id)
-        {
-            list.retain(|e| e != id);
-        }
     }
 
     /// Deliveries were queued outside a publish (resend, recover, replay).
@@ -330,7 +348,10 @@ impl Dispatcher {
         let mut any = false;
         if let Ok(mut st) = self.state.lock() {
             let State {
-                endpoints, by_org, ..
+                endpoints,
+                by_org,
+                handed_eps,
+                ..
             } = &mut *st;
             for m in msgs {
                 let Some(ids) = by_org.get(&m.org_id) else {
@@ -339,12 +360,20 @@ impl Dispatcher {
                 for id in ids {
                     if let Some(ep) = endpoints.get_mut(id)
                         && ep.live.enabled
-                        && m.seq > ep.handed_upto
+                        && ep.just_handed.binary_search(&m.seq).is_err()
                         && ep.live.filter.matches(m.event_type.as_str(), &m.channels)
                     {
                         ep.due_at = Some(ep.due_at.map_or(now, |t| t.min(now)));
                         any = true;
                     }
+                }
+            }
+            // The handoff of this commit is accounted for. (Should another
+            // commit's listener call come first, this commit's endpoints are
+            // merely marked due: a wasted claim, never a missed delivery.)
+            for id in handed_eps.drain(..) {
+                if let Some(ep) = endpoints.get_mut(&id) {
+                    ep.just_handed.clear();
                 }
             }
         }
@@ -362,27 +391,34 @@ impl Dispatcher {
             endpoints,
             release,
             reload,
+            handed_eps,
+            broken,
+            stopping,
             ..
         } = &mut *st;
-        let now = tokio::time::Instant::now();
         for d in handed {
             match endpoints.get_mut(&d.endpoint_id) {
-                Some(ep)
-                    if ep.live.enabled
-                        && !ep.live.ordered
-                        && ep.queue.len() + (ep.in_flight as usize) < 2 * Self::claim_target(&ep.live) =>
-                {
-                    ep.handed_upto = ep.handed_upto.max(d.message.seq);
-                    ep.queue.push_back((now, d));
-                }
                 Some(ep) => {
-                    ep.handed_upto = ep.handed_upto.max(d.message.seq);
-                    release.push((d.endpoint_id, d.id));
+                    if ep.just_handed.is_empty() {
+                        handed_eps.push(d.endpoint_id.clone());
+                    }
+                    ep.just_handed.push(d.message.seq);
+                    if !*stopping
+                        && ep.live.enabled
+                        && !ep.live.ordered
+                        && ep.queue.len() + (ep.in_flight as usize) < 2 * Self::claim_target(&ep.live)
+                    {
+                        ep.queue.push_back(d);
+                    } else {
+                        release.push(d);
+                    }
                 }
                 None => {
                     // Created a moment ago: learn its settings, then claim.
-                    *reload = true;
-                    release.push((d.endpoint_id, d.id));
+                    if !broken.contains(&d.endpoint_id) {
+                        *reload = true;
+                    }
+                    release.push(d);
                 }
             }
         }
@@ -400,16 +436,23 @@ impl Dispatcher {
         if list.is_empty() {
             return;
         }
-        let ids: Vec<DeliveryId> = list.iter().map(|(_, d)| d.clone()).collect();
-        if let Err(e) = self.store.release_leases(ids).await {
-            // They become claimable when the lease expires.
-            tracing::warn!(error = %e, n = list.len(), "giving back webhook leases failed");
+        let leases: Vec<(DeliveryId, Timestamp)> =
+            list.iter().map(|d| (d.id.clone(), d.lease_until)).collect();
+        if let Err(e) = self.store.release_leases(leases).await {
+            // Try again on the next round; past their lease they are
+            // claimable anyway (and a release never touches a newer lease).
+            tracing::warn!(error = %e, n = list.len(), "giving back webhook leases failed; will retry");
+            let now = Timestamp::now();
+            if let Ok(mut st) = self.state.lock() {
+                st.release
+                    .extend(list.into_iter().filter(|d| d.lease_until > now));
+            }
             return;
         }
         let now = Timestamp::now().as_micros();
         if let Ok(mut st) = self.state.lock() {
-            for (ep, _) in list {
-                if let Some(ep) = st.endpoints.get_mut(&ep) {
+            for d in list {
+                if let Some(ep) = st.endpoints.get_mut(&d.endpoint_id) {
                     ep.due_at = Some(now);
                 }
             }
@@ -431,18 +474,25 @@ impl Dispatcher {
             }
         };
         let mut lives = Vec::with_capacity(records.len());
+        let mut broken = HashSet::new();
         for r in &records {
             match Live::open(r, &self.sealer) {
                 Ok(l) => lives.push(l),
                 Err(e) => {
-                    tracing::error!(endpoint = %r.id, error = %e, "cannot open endpoint secret; skipping it")
+                    tracing::error!(endpoint = %r.id, error = %e, "cannot open endpoint secret; skipping it");
+                    broken.insert(r.id.clone());
                 }
             }
         }
         let Ok(mut st) = self.state.lock() else { return };
-        // Deleted endpoints go (their queued leases die with their rows);
-        // the others keep their runtime state under fresh settings.
-        let keep: std::collections::HashSet<&EndpointId> = lives.iter().map(|l| &l.id).collect();
+        // Deleted endpoints go (their queued leases die with their rows),
+        // unopenable ones give theirs back; the others keep their runtime
+        // state under fresh settings.
+        for id in &broken {
+            st.remove(id, true);
+        }
+        st.broken = broken;
+        let keep: HashSet<&EndpointId> = lives.iter().map(|l| &l.id).collect();
         st.endpoints.retain(|id, _| keep.contains(id));
         st.by_org.clear();
         for live in lives {
@@ -497,7 +547,8 @@ impl Dispatcher {
     fn take_startable(&self, st: &mut State) -> Vec<Start> {
         let mut out = Vec::new();
         let tnow = tokio::time::Instant::now();
-        let stale = self.config.lease / 2;
+        // A delivery must start with at least half its lease left.
+        let fresh_after = Timestamp::now().saturating_add_micros(micros(self.config.lease / 2));
         let State {
             endpoints, release, ..
         } = st;
@@ -505,17 +556,15 @@ impl Dispatcher {
             if !ep.live.enabled {
                 // Give the queued leases back: the rows wait, pending, until
                 // the endpoint is enabled again.
-                for (_, d) in ep.queue.drain(..) {
-                    release.push((d.endpoint_id, d.id));
-                }
+                release.extend(ep.queue.drain(..));
                 continue;
             }
             let cap = if ep.live.ordered { 1 } else { ep.live.max_in_flight };
             while ep.in_flight < cap {
-                let Some((claimed_at, _)) = ep.queue.front() else {
+                let Some(front) = ep.queue.front() else {
                     break;
                 };
-                if claimed_at.elapsed() > stale {
+                if front.lease_until < fresh_after {
                     // Too close to its lease expiring: let it be claimed again.
                     ep.queue.pop_front();
                     continue;
@@ -523,7 +572,7 @@ impl Dispatcher {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                     return out;
                 };
-                let Some((_, d)) = ep.queue.pop_front() else { break };
+                let Some(d) = ep.queue.pop_front() else { break };
                 ep.in_flight += 1;
                 let slot = ep.live.rate_limit.map(|r| {
                     let slot = ep.next_slot.map_or(tnow, |s| s.max(tnow));
@@ -620,10 +669,9 @@ impl Dispatcher {
                 ep.due_at = None;
             }
         }
-        let claimed_at = tokio::time::Instant::now();
         for c in claimed {
             if let Some(ep) = st.endpoints.get_mut(&c.endpoint_id) {
-                ep.queue.push_back((claimed_at, c));
+                ep.queue.push_back(c);
             }
         }
         let starts = self.take_startable(&mut st);
@@ -733,10 +781,23 @@ impl Dispatcher {
             if !batch.is_empty() {
                 let outcomes: Vec<AttemptOutcome> = batch.iter().map(|d| d.outcome.clone()).collect();
                 let mut delay = Duration::from_millis(50);
+                let mut unavailable = 0;
                 let summary = loop {
                     match self.store.record_attempts(outcomes.clone(), self.policy()).await {
                         Ok(s) => break Some(s),
-                        Err(marquee_store::StoreError::Unavailable(_)) => break None,
+                        // A job dropped from a failed group also reads as
+                        // "unavailable": retry a few times before deciding
+                        // the store is gone (the leases then expire and the
+                        // deliveries are attempted again).
+                        Err(marquee_store::StoreError::Unavailable(e)) if unavailable >= 3 => {
+                            tracing::warn!(error = %e, n = outcomes.len(), "store unavailable; attempt results dropped");
+                            break None;
+                        }
+                        Err(marquee_store::StoreError::Unavailable(_)) => {
+                            unavailable += 1;
+                            tokio::time::sleep(delay).await;
+                            delay *= 2;
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, n = outcomes.len(), "recording webhook attempts failed; retrying");
                             tokio::time::sleep(delay).await;
@@ -788,14 +849,14 @@ impl Dispatcher {
         // From here on (after the start-up release above), deliveries this
         // process publishes come straight to the queues.
         let weak = Arc::downgrade(&self);
-        self.store.set_delivery_handoff(Some((
-            self.config.lease,
+        let handoff: marquee_store::webhooks::DeliveryHandoff =
             Arc::new(move |handed: Vec<ClaimedDelivery>| {
                 if let Some(d) = weak.upgrade() {
                     d.on_handoff(handed);
                 }
-            }),
-        )));
+            });
+        self.store
+            .set_delivery_handoff(Some((self.config.lease, handoff.clone())));
         let mut last_sweep = tokio::time::Instant::now();
         let mut last_reload = tokio::time::Instant::now();
         loop {
@@ -837,16 +898,25 @@ impl Dispatcher {
             }
         }
         // Stop taking deliveries, and give back those not yet started so
-        // another node (or the next run) can attempt them at once.
+        // another node (or the next run) can attempt them at once. A group
+        // that picked up the handoff before it was removed still announces
+        // to it: wait until no group holds it (each drops its copy after
+        // announcing), so nothing handed arrives after the last release.
+        if let Ok(mut st) = self.state.lock() {
+            st.stopping = true;
+        }
         self.store.set_delivery_handoff(None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&handoff) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(handoff);
         if let Ok(mut st) = self.state.lock() {
             let State {
                 endpoints, release, ..
             } = &mut *st;
             for ep in endpoints.values_mut() {
-                for (_, d) in ep.queue.drain(..) {
-                    release.push((d.endpoint_id, d.id));
-                }
+                release.extend(ep.queue.drain(..));
             }
         }
         self.release_leases().await;
@@ -855,10 +925,15 @@ impl Dispatcher {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Bounded: a recorder stuck on a failing store must not hold the
+        // process past its shutdown.
         let (tx, rx) = oneshot::channel();
-        if self.results_tx.send(ResultMsg::Flush(tx)).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
-        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            if self.results_tx.send(ResultMsg::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        })
+        .await;
         if let Some(r) = recorder {
             r.abort();
         }

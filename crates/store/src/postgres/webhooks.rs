@@ -25,10 +25,13 @@
 //!   handed at publish (born leased, see `DeliveryRows`) but will not attempt
 //!   now. A node that dies loses its leases when they expire (the
 //!   dispatcher's lease, 120 s) and any node claims the rows again.
-//! - **Attempt results** are recorded in one transaction per batch. Endpoint
-//!   rows are locked (`FOR NO KEY UPDATE`) in endpoint-id order, so two
-//!   nodes recording failures of the same endpoint neither race on its
-//!   failure run nor deadlock. Operational messages (`endpoint.disabled`, …)
+//! - **Attempt results** are recorded in one transaction per batch: the
+//!   batch's endpoint rows are locked first (`FOR NO KEY UPDATE`, one
+//!   statement, endpoint-id order), then its attempts are inserted and its
+//!   successes settled in one statement each. So two nodes recording the
+//!   same endpoints (or, after a lease expired mid-attempt, the same
+//!   delivery) serialize on the endpoint locks instead of deadlocking, and
+//!   never race on an endpoint's failure run. Operational messages (`endpoint.disabled`, …)
 //!   are inserted into the log in the same transaction, which therefore
 //!   takes the log lock (last, just before inserting) and advances
 //!   `log_head` exactly like the publish task: seq order stays commit
@@ -331,6 +334,7 @@ impl DeliveryRows {
                     attempts: 0,
                     attempt_count: 0,
                     message: committed[i].clone(),
+                    lease_until: Timestamp::from_micros(self.lease_until.unwrap_or(0)),
                 })
             })
             .collect()
@@ -461,7 +465,6 @@ struct EpState {
     enabled: bool,
 }
 
-/// One attempt of recording a batch; the caller retries on deadlock.
 /// Appends a batch of attempts to the log in one statement.
 async fn insert_attempts(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> Result<()> {
     if outcomes.is_empty() {
@@ -509,6 +512,7 @@ async fn insert_attempts(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> R
     Ok(())
 }
 
+/// One attempt of recording a batch; the caller retries on deadlock.
 async fn record_tx(
     tx: &Transaction<'_>,
     outcomes: &[AttemptOutcome],
@@ -518,6 +522,38 @@ async fn record_tx(
     let mut summary = RecordSummary::default();
     let mut ops_out: Vec<(OrgId, NewMessage)> = Vec::new();
     let mut ep_cache: HashMap<String, Option<EpState>> = HashMap::new();
+    // Lock order, the same in every batch on every node: the batch's
+    // endpoint rows first (in id order), then its delivery rows. Two
+    // recorders touching the same endpoints serialize on the first lock
+    // instead of deadlocking on deliveries.
+    let mut eps: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.transition != Transition::None)
+        .map(|o| o.attempt.endpoint_id.as_str())
+        .collect();
+    eps.sort_unstable();
+    eps.dedup();
+    if !eps.is_empty() {
+        for id in &eps {
+            ep_cache.insert((*id).to_owned(), None);
+        }
+        let rows = tx
+            .query_typed(
+                "SELECT id, failing_since, notified_failing, enabled FROM endpoints
+                 WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+                &[(&eps, Type::TEXT_ARRAY)],
+            )
+            .await?;
+        for r in rows {
+            let id: String = r.try_get(0)?;
+            let state = EpState {
+                failing_since: r.try_get(1)?,
+                notified: r.try_get(2)?,
+                enabled: r.try_get(3)?,
+            };
+            ep_cache.insert(id, Some(state));
+        }
+    }
     insert_attempts(tx, outcomes).await?;
     // Successes, the bulk of every batch, settle in one statement.
     let delivered: Vec<&str> = outcomes
@@ -774,6 +810,7 @@ async fn claim_one(
                 attempts: attempts.clamp(0, u32::MAX as i64) as u32,
                 attempt_count: count.clamp(0, u32::MAX as i64) as u32,
                 message: Arc::new(message),
+                lease_until: Timestamp::from_micros(lease_until),
             }),
             // The message was pruned by retention: nothing left to deliver.
             None => gone.push(id),
@@ -1028,15 +1065,17 @@ impl WebhookStore for PgStore {
         self.hooks.set_handoff(handoff);
     }
 
-    async fn release_leases(&self, ids: Vec<DeliveryId>) -> Result<u64> {
-        // Only this node can hold these leases (it was handed them and they
-        // have not expired), so clearing them hands the rows to any node.
+    async fn release_leases(&self, leases: Vec<(DeliveryId, Timestamp)>) -> Result<u64> {
         let c = self.pool.get().await?;
-        let ids: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+        let ids: Vec<&str> = leases.iter().map(|(i, _)| i.as_str()).collect();
+        let until: Vec<i64> = leases.iter().map(|(_, t)| t.as_micros()).collect();
         let n = c
             .execute(
-                "UPDATE deliveries SET claimed_until = NULL WHERE id = ANY($1) AND state = 'pending'",
-                &[&ids],
+                "UPDATE deliveries SET claimed_until = NULL
+                 FROM unnest($1::text[], $2::int8[]) AS u(id, lease)
+                 WHERE deliveries.id = u.id AND deliveries.claimed_until = u.lease
+                   AND deliveries.state = 'pending'",
+                &[&ids, &until],
             )
             .await?;
         Ok(n)

@@ -180,6 +180,7 @@ pub fn insert_deliveries(
                 attempts: 0,
                 attempt_count: 0,
                 message: m.clone(),
+                lease_until: Timestamp::from_micros(lease.unwrap_or(0)),
             });
         }
     }
@@ -282,9 +283,16 @@ fn claim_one(
                     attempts: attempts.max(0) as u32,
                     attempt_count: count.max(0) as u32,
                     message: Arc::new(message),
+                    lease_until: Timestamp::from_micros(lease_until),
                 });
             }
-            Some(Err(e)) => return Err(e.into()),
+            // A row that cannot be read back can never be delivered: settle
+            // it rather than fail the claim (which, after the leases above,
+            // would fail the whole group).
+            Some(Err(e)) => {
+                tracing::error!(delivery = %id, error = %e, "undecodable message row; marking its delivery exhausted");
+                gone.execute(params![id, now])?;
+            }
             // The message was pruned by retention: nothing left to deliver.
             None => {
                 gone.execute(params![id, now])?;
@@ -707,15 +715,16 @@ impl WebhookStore for SqliteStore {
         self.hooks.set_handoff(handoff);
     }
 
-    async fn release_leases(&self, ids: Vec<DeliveryId>) -> Result<u64> {
+    async fn release_leases(&self, leases: Vec<(DeliveryId, Timestamp)>) -> Result<u64> {
         self.writer
             .write_unguarded(move |ctx| {
                 let mut st = ctx.conn.prepare_cached(
-                    "UPDATE deliveries SET claimed_until = NULL WHERE id = ?1 AND state = 'pending'",
+                    "UPDATE deliveries SET claimed_until = NULL
+                     WHERE id = ?1 AND claimed_until = ?2 AND state = 'pending'",
                 )?;
                 let mut n = 0;
-                for id in &ids {
-                    n += st.execute([id.as_str()])? as u64;
+                for (id, until) in &leases {
+                    n += st.execute(params![id.as_str(), until.as_micros()])? as u64;
                 }
                 Ok(n)
             })
