@@ -31,7 +31,9 @@ use crate::{
 const SCHEMA_V1: &str = include_str!("schema.sql");
 /// Version 2: webhook endpoints, deliveries and attempts.
 const SCHEMA_V2: &str = include_str!("schema_v2.sql");
-const SCHEMA_VERSION: i32 = 2;
+/// Version 3: per-endpoint delivery counters (filled from existing rows).
+const SCHEMA_V3: &str = include_str!("schema_v3.sql");
+const SCHEMA_VERSION: i32 = 3;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -150,6 +152,9 @@ async fn migrate(pool: &Pool) -> Result<()> {
     }
     if v < 2 {
         tx.batch_execute(SCHEMA_V2).await?;
+    }
+    if v < 3 {
+        tx.batch_execute(SCHEMA_V3).await?;
     }
     if v == 0 {
         tx.execute(

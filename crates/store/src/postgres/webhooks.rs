@@ -465,6 +465,39 @@ struct EpState {
     enabled: bool,
 }
 
+/// Adds settled deliveries to endpoints' counters (what stats read), in one
+/// statement, in endpoint order.
+async fn bump_counters<C: tokio_postgres::GenericClient>(
+    c: &C,
+    counts: HashMap<String, (i64, i64)>,
+) -> Result<()> {
+    let mut rows: Vec<(String, (i64, i64))> = counts
+        .into_iter()
+        .filter(|(_, (d, x))| *d != 0 || *x != 0)
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    rows.sort();
+    let ids: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
+    let delivered: Vec<i64> = rows.iter().map(|(_, (d, _))| *d).collect();
+    let exhausted: Vec<i64> = rows.iter().map(|(_, (_, x))| *x).collect();
+    c.query_typed(
+        "INSERT INTO endpoint_counters (endpoint_id, delivered, exhausted)
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[])
+         ON CONFLICT (endpoint_id) DO UPDATE SET
+             delivered = endpoint_counters.delivered + EXCLUDED.delivered,
+             exhausted = endpoint_counters.exhausted + EXCLUDED.exhausted",
+        &[
+            (&ids as &(dyn ToSql + Sync), Type::TEXT_ARRAY),
+            (&delivered, Type::INT8_ARRAY),
+            (&exhausted, Type::INT8_ARRAY),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Appends a batch of attempts to the log in one statement.
 async fn insert_attempts(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> Result<()> {
     if outcomes.is_empty() {
@@ -561,15 +594,22 @@ async fn record_tx(
         .filter(|o| o.transition == Transition::Delivered)
         .map(|o| o.attempt.delivery_id.as_str())
         .collect();
+    // Deliveries settled per endpoint in this batch: (delivered, exhausted).
+    let mut counts: HashMap<String, (i64, i64)> = HashMap::new();
     if !delivered.is_empty() {
-        tx.query_typed(
-            "UPDATE deliveries SET state = 'delivered', attempt_count = attempt_count + 1,
-                 claimed_until = NULL, updated_at = $2
-             FROM unnest($1::text[]) AS u(id)
-             WHERE deliveries.id = u.id AND deliveries.state = 'pending'",
-            &[(&delivered, Type::TEXT_ARRAY), (&now, Type::INT8)],
-        )
-        .await?;
+        let settled = tx
+            .query_typed(
+                "UPDATE deliveries SET state = 'delivered', attempt_count = attempt_count + 1,
+                     claimed_until = NULL, updated_at = $2
+                 FROM unnest($1::text[]) AS u(id)
+                 WHERE deliveries.id = u.id AND deliveries.state = 'pending'
+                 RETURNING deliveries.endpoint_id",
+                &[(&delivered, Type::TEXT_ARRAY), (&now, Type::INT8)],
+            )
+            .await?;
+        for r in settled {
+            counts.entry(r.try_get(0)?).or_default().0 += 1;
+        }
     }
     for o in outcomes {
         let a = &o.attempt;
@@ -604,6 +644,7 @@ async fn record_tx(
                     )
                     .await?;
                 exhausted = n > 0;
+                counts.entry(ep.to_owned()).or_default().1 += n as i64;
             }
         }
         // Endpoint failure state, read (and locked) once per endpoint per
@@ -729,6 +770,7 @@ async fn record_tx(
             .await?;
         }
     }
+    bump_counters(tx, counts).await?;
     Ok((summary, ops_out))
 }
 
@@ -817,12 +859,16 @@ async fn claim_one(
         }
     }
     if !gone.is_empty() {
-        c.execute(
-            "UPDATE deliveries SET state = 'exhausted', claimed_until = NULL, updated_at = $2
-             WHERE id = ANY($1) AND state = 'pending'",
-            &[&gone, &now],
-        )
-        .await?;
+        let n = c
+            .execute(
+                "UPDATE deliveries SET state = 'exhausted', claimed_until = NULL, updated_at = $2
+                 WHERE id = ANY($1) AND state = 'pending'",
+                &[&gone, &now],
+            )
+            .await?;
+        let counts = HashMap::from([(req.endpoint_id.as_str().to_owned(), (0, n as i64))]);
+        let client: &tokio_postgres::Client = c;
+        bump_counters(client, counts).await?;
     }
     Ok(())
 }
@@ -1028,6 +1074,11 @@ impl WebhookStore for PgStore {
                 tx.execute(LOG_LOCK, &[]).await?;
                 tx.execute("DELETE FROM deliveries WHERE endpoint_id = $1", &[&id.as_str()])
                     .await?;
+                tx.execute(
+                    "DELETE FROM endpoint_counters WHERE endpoint_id = $1",
+                    &[&id.as_str()],
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -1244,41 +1295,34 @@ impl WebhookStore for PgStore {
             return Err(StoreError::NotFound);
         }
         let mut s = EndpointStats::default();
-        let counts = c
-            .query(
-                "SELECT state, attempt_count > 0, COUNT(*) FROM deliveries WHERE endpoint_id = $1 GROUP BY 1, 2",
-                &[&ep],
-            )
-            .await?;
-        for r in &counts {
-            let (state, tried, n): (String, bool, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            let n = n.max(0) as u64;
-            match state.as_str() {
-                "delivered" => s.delivered += n,
-                "exhausted" => s.exhausted += n,
-                _ => {
-                    s.pending += n;
-                    if tried {
-                        s.retrying += n;
-                    }
-                }
-            }
-        }
+        // Settled counts from the counters, pending ones through the
+        // pending-only index, the last hour as one index range per outcome:
+        // none of it grows with the endpoint's history.
         let hour_ago = now.saturating_sub_micros(3_600_000_000).as_micros();
         let r = c
             .query_one(
                 "SELECT
+                   (SELECT delivered FROM endpoint_counters WHERE endpoint_id = $1),
+                   (SELECT exhausted FROM endpoint_counters WHERE endpoint_id = $1),
+                   (SELECT COUNT(*) FROM deliveries WHERE endpoint_id = $1 AND state = 'pending'),
+                   (SELECT COUNT(*) FROM deliveries WHERE endpoint_id = $1 AND state = 'pending' AND attempt_count > 0),
                    (SELECT MAX(started_at) FROM attempts WHERE endpoint_id = $1 AND succeeded),
                    (SELECT MAX(started_at) FROM attempts WHERE endpoint_id = $1 AND NOT succeeded),
-                   COUNT(*), COUNT(*) FILTER (WHERE succeeded)
-                 FROM attempts WHERE endpoint_id = $1 AND started_at >= $2",
+                   (SELECT COUNT(*) FROM attempts WHERE endpoint_id = $1 AND succeeded AND started_at >= $2),
+                   (SELECT COUNT(*) FROM attempts WHERE endpoint_id = $1 AND NOT succeeded AND started_at >= $2)",
                 &[&ep, &hour_ago],
             )
             .await?;
-        s.last_success_at = r.try_get::<_, Option<i64>>(0)?.map(Timestamp::from_micros);
-        s.last_failure_at = r.try_get::<_, Option<i64>>(1)?.map(Timestamp::from_micros);
-        s.attempts_last_hour = r.try_get::<_, i64>(2)?.max(0) as u64;
-        s.succeeded_last_hour = r.try_get::<_, i64>(3)?.max(0) as u64;
+        let n = |i: usize| -> Result<u64> { Ok(r.try_get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64) };
+        s.delivered = n(0)?;
+        s.exhausted = n(1)?;
+        s.pending = n(2)?;
+        s.retrying = n(3)?;
+        s.last_success_at = r.try_get::<_, Option<i64>>(4)?.map(Timestamp::from_micros);
+        s.last_failure_at = r.try_get::<_, Option<i64>>(5)?.map(Timestamp::from_micros);
+        let (ok, failed) = (n(6)?, n(7)?);
+        s.attempts_last_hour = ok + failed;
+        s.succeeded_last_hour = ok;
         Ok(s)
     }
 }

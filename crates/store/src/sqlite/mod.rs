@@ -37,7 +37,9 @@ use writer::Writer;
 const SCHEMA: &str = include_str!("schema.sql");
 /// Version 2: webhook endpoints, deliveries and attempts.
 const SCHEMA_V2: &str = include_str!("schema_v2.sql");
-const SCHEMA_VERSION: i64 = 2;
+/// Version 3: per-endpoint delivery counters (filled from existing rows).
+const SCHEMA_V3: &str = include_str!("schema_v3.sql");
+const SCHEMA_VERSION: i64 = 3;
 pub const DB_FILE: &str = "marquee.db";
 
 impl From<rusqlite::Error> for StoreError {
@@ -146,8 +148,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < SCHEMA_VERSION {
         let v1 = if version < 1 { SCHEMA } else { "" };
+        let v2 = if version < 2 { SCHEMA_V2 } else { "" };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {v1} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {v1} {v2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
     Ok(())

@@ -291,14 +291,30 @@ fn claim_one(
             // would fail the whole group).
             Some(Err(e)) => {
                 tracing::error!(delivery = %id, error = %e, "undecodable message row; marking its delivery exhausted");
-                gone.execute(params![id, now])?;
+                let n = gone.execute(params![id, now])?;
+                bump_counters(conn, req.endpoint_id.as_str(), 0, n as i64)?;
             }
             // The message was pruned by retention: nothing left to deliver.
             None => {
-                gone.execute(params![id, now])?;
+                let n = gone.execute(params![id, now])?;
+                bump_counters(conn, req.endpoint_id.as_str(), 0, n as i64)?;
             }
         }
     }
+    Ok(())
+}
+
+/// Adds settled deliveries to an endpoint's counters (what stats read).
+fn bump_counters(conn: &Connection, endpoint: &str, delivered: i64, exhausted: i64) -> Result<()> {
+    if delivered == 0 && exhausted == 0 {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO endpoint_counters (endpoint_id, delivered, exhausted) VALUES (?1, ?2, ?3)
+         ON CONFLICT (endpoint_id) DO UPDATE SET delivered = delivered + excluded.delivered,
+             exhausted = exhausted + excluded.exhausted",
+    )?
+    .execute(params![endpoint, delivered, exhausted])?;
     Ok(())
 }
 
@@ -333,6 +349,8 @@ fn record(
     let mut ops_out: Vec<(OrgId, NewMessage)> = Vec::new();
     let mut ep_cache: std::collections::HashMap<String, Option<(Option<i64>, bool, bool)>> =
         std::collections::HashMap::new();
+    // Deliveries settled per endpoint in this batch: (delivered, exhausted).
+    let mut counts: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
     for o in outcomes {
         let a = &o.attempt;
         ctx.conn
@@ -361,12 +379,14 @@ fn record(
         match o.transition {
             Transition::None => {}
             Transition::Delivered => {
-                ctx.conn
+                let n = ctx
+                    .conn
                     .prepare_cached(
                         "UPDATE deliveries SET state = 'delivered', attempt_count = attempt_count + 1,
                          claimed_until = NULL, updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
                     )?
                     .execute(params![a.delivery_id.as_str(), now])?;
+                counts.entry(ep.to_owned()).or_default().0 += n as i64;
             }
             Transition::Retry { next_at } => {
                 attempts_now = ctx
@@ -390,6 +410,7 @@ fn record(
                     )?
                     .execute(params![a.delivery_id.as_str(), now])?;
                 exhausted = n > 0;
+                counts.entry(ep.to_owned()).or_default().1 += n as i64;
             }
         }
         if o.transition == Transition::None {
@@ -471,6 +492,9 @@ fn record(
                 .prepare_cached("UPDATE endpoints SET notified_failing = 1 WHERE id = ?1")?
                 .execute([ep])?;
         }
+    }
+    for (ep, (delivered, exhausted)) in counts {
+        bump_counters(ctx.conn, &ep, delivered, exhausted)?;
     }
     for (org_id, m) in ops_out {
         writer::publish(
@@ -672,6 +696,8 @@ impl WebhookStore for SqliteStore {
                 if n > 0 {
                     ctx.conn
                         .execute("DELETE FROM deliveries WHERE endpoint_id = ?1", [&id])?;
+                    ctx.conn
+                        .execute("DELETE FROM endpoint_counters WHERE endpoint_id = ?1", [&id])?;
                 }
                 Ok(n > 0)
             })
@@ -863,25 +889,23 @@ impl WebhookStore for SqliteStore {
             .with_blocking(move |c| {
                 load_endpoint(c, &org, &ep)?.ok_or(StoreError::NotFound)?;
                 let mut s = EndpointStats::default();
-                let mut st = c.prepare_cached(
-                    "SELECT state, attempt_count > 0, COUNT(*) FROM deliveries WHERE endpoint_id = ?1 GROUP BY 1, 2",
-                )?;
-                let counts = st
-                    .query_map([&ep], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                for (state, tried, n) in counts {
-                    let n = n.max(0) as u64;
-                    match state.as_str() {
-                        "delivered" => s.delivered += n,
-                        "exhausted" => s.exhausted += n,
-                        _ => {
-                            s.pending += n;
-                            if tried {
-                                s.retrying += n;
-                            }
-                        }
-                    }
-                }
+                // Settled counts from the counters; pending ones through the
+                // pending-only index: neither grows with the history.
+                let (delivered, exhausted): (i64, i64) = c
+                    .prepare_cached("SELECT delivered, exhausted FROM endpoint_counters WHERE endpoint_id = ?1")?
+                    .query_row([&ep], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                    .unwrap_or((0, 0));
+                let (pending, retrying): (i64, i64) = c
+                    .prepare_cached(
+                        "SELECT COUNT(*), COALESCE(SUM(attempt_count > 0), 0) FROM deliveries
+                         WHERE endpoint_id = ?1 AND state = 'pending'",
+                    )?
+                    .query_row([&ep], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                s.delivered = delivered.max(0) as u64;
+                s.exhausted = exhausted.max(0) as u64;
+                s.pending = pending.max(0) as u64;
+                s.retrying = retrying.max(0) as u64;
                 let last = |ok: bool| -> Result<Option<Timestamp>> {
                     let v: Option<i64> = c
                         .prepare_cached("SELECT MAX(started_at) FROM attempts WHERE endpoint_id = ?1 AND succeeded = ?2")?
@@ -891,13 +915,17 @@ impl WebhookStore for SqliteStore {
                 s.last_success_at = last(true)?;
                 s.last_failure_at = last(false)?;
                 let hour_ago = now.saturating_sub_micros(3_600_000_000).as_micros();
-                let (total, ok): (i64, Option<i64>) = c
-                    .prepare_cached(
-                        "SELECT COUNT(*), SUM(succeeded) FROM attempts WHERE endpoint_id = ?1 AND started_at >= ?2",
+                // One range of the (endpoint, succeeded, started_at) index
+                // per outcome: the work is the last hour's attempts only.
+                let in_hour = |ok: bool| -> Result<i64> {
+                    Ok(c.prepare_cached(
+                        "SELECT COUNT(*) FROM attempts WHERE endpoint_id = ?1 AND succeeded = ?2 AND started_at >= ?3",
                     )?
-                    .query_row(params![ep, hour_ago], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                s.attempts_last_hour = total.max(0) as u64;
-                s.succeeded_last_hour = ok.unwrap_or(0).max(0) as u64;
+                    .query_row(params![ep, ok, hour_ago], |r| r.get(0))?)
+                };
+                let (ok, failed) = (in_hour(true)?, in_hour(false)?);
+                s.attempts_last_hour = (ok + failed).max(0) as u64;
+                s.succeeded_last_hour = ok.max(0) as u64;
                 Ok(s)
             })
             .await
@@ -1019,6 +1047,23 @@ mod tests {
         assert_eq!((stats.delivered, stats.pending), (1, 0));
         assert!(store.release_all_leases().await.unwrap() == 0);
         assert!(store.claim_deliveries(req, now, lease).await.unwrap().is_empty());
+        drop(store);
+        // A version-2 database (no counters yet) gets them filled from its
+        // delivery rows when it is opened.
+        {
+            let c = Connection::open(dir.path().join(super::super::DB_FILE)).unwrap();
+            c.execute_batch("DROP TABLE endpoint_counters; PRAGMA user_version = 2;")
+                .unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        let stats = store
+            .endpoint_stats(&org.id, &ep.id, Timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            (stats.delivered, stats.pending, stats.attempts_last_hour),
+            (1, 0, 1)
+        );
     }
 
     #[test]
@@ -1032,7 +1077,7 @@ mod tests {
         let _store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
         let c = Connection::open(dir.path().join(super::super::DB_FILE)).unwrap();
         let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, 3);
         let n: i64 = c
             .query_row("SELECT COUNT(*) FROM endpoints", [], |r| r.get(0))
             .unwrap();
