@@ -316,9 +316,10 @@ async fn run(args: Args) {
 
     // 2. One endpoint, end to end (its endpoint also serves scenario 4).
     let url = format!("http://{rx}/hook");
-    create_endpoint(server.addr, &key, &url, "venue:one", args.max_in_flight).await;
+    let one = create_endpoint(server.addr, &key, &url, "venue:one", args.max_in_flight).await;
     if wants("one") {
         one_endpoint(&args, server.addr, &key, &sink, d).await;
+        stats_cost(server.addr, &key, &one).await;
     }
     if wants("ten") {
         ten_endpoints(&args, &server, &key, &url, &sink, d).await;
@@ -327,6 +328,36 @@ async fn run(args: Args) {
         latency(&args, server.addr, &key, &sink, d).await;
     }
     drop(server);
+}
+
+/// How long `GET /v1/endpoints/{id}/stats` takes on the endpoint that just
+/// received the whole one-endpoint scenario (20 sequential calls).
+async fn stats_cost(server: SocketAddr, key: &str, endpoint: &str) {
+    let mut c = Conn::open(server).await.expect("connect");
+    let tpl = Template {
+        method: hyper::Method::GET,
+        path: format!("/v1/endpoints/{endpoint}/stats"),
+        headers: vec![("x-api-key".into(), key.into())],
+        body: Bytes::new(),
+    };
+    let mut took: Vec<u64> = Vec::new();
+    let mut last = String::new();
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        let (status, body) = c.send(tpl.build(&server.to_string())).await.expect("stats");
+        took.push(t0.elapsed().as_micros() as u64);
+        assert_eq!(status, 200, "stats: {}", String::from_utf8_lossy(&body));
+        last = String::from_utf8_lossy(&body).into_owned();
+    }
+    took.sort_unstable();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+    println!(
+        "  stats of that endpoint (delivered {}, attempts_last_hour {}): p50 {:.2} ms, max {:.2} ms over 20 calls",
+        v["delivered"],
+        v["attempts_last_hour"],
+        percentile(&took, 50.0) as f64 / 1000.0,
+        took.last().copied().unwrap_or(0) as f64 / 1000.0,
+    );
 }
 
 async fn one_endpoint(args: &Args, server: SocketAddr, key: &str, sink: &Sink, d: Duration) {
