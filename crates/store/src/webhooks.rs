@@ -268,6 +268,40 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<EndpointStats>;
 }
 
+/// µs per bucket of `endpoint_minutes`.
+pub(crate) const MINUTE_US: i64 = 60_000_000;
+
+/// The last-hour window of endpoint stats: the current minute and the 59
+/// before it (first minute included).
+pub(crate) fn hour_window_start(now: Timestamp) -> i64 {
+    now.as_micros() / MINUTE_US - 59
+}
+
+/// Minutes older than this are pruned from `endpoint_minutes`.
+pub(crate) fn minutes_kept_from(now: Timestamp) -> i64 {
+    now.as_micros() / MINUTE_US - 120
+}
+
+/// A batch's attempts per (endpoint, minute): (succeeded, failed), sorted.
+pub(crate) fn minute_counts(outcomes: &[AttemptOutcome]) -> Vec<((String, i64), (i64, i64))> {
+    let mut m: std::collections::BTreeMap<(String, i64), (i64, i64)> = std::collections::BTreeMap::new();
+    for o in outcomes {
+        let a = &o.attempt;
+        let e = m
+            .entry((
+                a.endpoint_id.as_str().to_owned(),
+                a.started_at.as_micros() / MINUTE_US,
+            ))
+            .or_default();
+        if a.succeeded {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    m.into_iter().collect()
+}
+
 /// An operational message (`endpoint.disabled`, …) about `endpoint`, on its
 /// `endpoint:<id>` channel; shared by every backend.
 pub(crate) fn ops_message(event_type: &str, endpoint: &str, data: serde_json::Value) -> Option<NewMessage> {

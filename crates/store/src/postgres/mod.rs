@@ -443,6 +443,12 @@ impl Store for PgStore {
     async fn prune(&self, before: Timestamp, limit: usize) -> Result<u64> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
+        // Per-minute attempt counts are only read for the last hour.
+        tx.execute(
+            "DELETE FROM endpoint_minutes WHERE minute < $1",
+            &[&crate::webhooks::minutes_kept_from(Timestamp::now())],
+        )
+        .await?;
         // Whole commit groups only (they share received_at), oldest first.
         let victims = tx
             .query(

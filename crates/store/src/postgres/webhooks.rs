@@ -498,6 +498,33 @@ async fn bump_counters<C: tokio_postgres::GenericClient>(
     Ok(())
 }
 
+/// Adds a batch's attempts to the per-minute counts, in one statement.
+async fn bump_minutes(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> Result<()> {
+    let rows = crate::webhooks::minute_counts(outcomes);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let eps: Vec<&str> = rows.iter().map(|((e, _), _)| e.as_str()).collect();
+    let minutes: Vec<i64> = rows.iter().map(|((_, m), _)| *m).collect();
+    let ok: Vec<i64> = rows.iter().map(|(_, (o, _))| *o).collect();
+    let failed: Vec<i64> = rows.iter().map(|(_, (_, f))| *f).collect();
+    tx.query_typed(
+        "INSERT INTO endpoint_minutes (endpoint_id, minute, succeeded, failed)
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[])
+         ON CONFLICT (endpoint_id, minute) DO UPDATE SET
+             succeeded = endpoint_minutes.succeeded + EXCLUDED.succeeded,
+             failed = endpoint_minutes.failed + EXCLUDED.failed",
+        &[
+            (&eps, Type::TEXT_ARRAY),
+            (&minutes, Type::INT8_ARRAY),
+            (&ok, Type::INT8_ARRAY),
+            (&failed, Type::INT8_ARRAY),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Appends a batch of attempts to the log in one statement.
 async fn insert_attempts(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> Result<()> {
     if outcomes.is_empty() {
@@ -588,6 +615,7 @@ async fn record_tx(
         }
     }
     insert_attempts(tx, outcomes).await?;
+    bump_minutes(tx, outcomes).await?;
     // Successes, the bulk of every batch, settle in one statement.
     let delivered: Vec<&str> = outcomes
         .iter()
@@ -1079,6 +1107,11 @@ impl WebhookStore for PgStore {
                     &[&id.as_str()],
                 )
                 .await?;
+                tx.execute(
+                    "DELETE FROM endpoint_minutes WHERE endpoint_id = $1",
+                    &[&id.as_str()],
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -1296,9 +1329,8 @@ impl WebhookStore for PgStore {
         }
         let mut s = EndpointStats::default();
         // Settled counts from the counters, pending ones through the
-        // pending-only index, the last hour as one index range per outcome:
-        // none of it grows with the endpoint's history.
-        let hour_ago = now.saturating_sub_micros(3_600_000_000).as_micros();
+        // pending-only index, the last hour from per-minute buckets: none of
+        // it grows with the endpoint's history.
         let r = c
             .query_one(
                 "SELECT
@@ -1308,9 +1340,9 @@ impl WebhookStore for PgStore {
                    (SELECT COUNT(*) FROM deliveries WHERE endpoint_id = $1 AND state = 'pending' AND attempt_count > 0),
                    (SELECT MAX(started_at) FROM attempts WHERE endpoint_id = $1 AND succeeded),
                    (SELECT MAX(started_at) FROM attempts WHERE endpoint_id = $1 AND NOT succeeded),
-                   (SELECT COUNT(*) FROM attempts WHERE endpoint_id = $1 AND succeeded AND started_at >= $2),
-                   (SELECT COUNT(*) FROM attempts WHERE endpoint_id = $1 AND NOT succeeded AND started_at >= $2)",
-                &[&ep, &hour_ago],
+                   (SELECT SUM(succeeded)::int8 FROM endpoint_minutes WHERE endpoint_id = $1 AND minute >= $2),
+                   (SELECT SUM(failed)::int8 FROM endpoint_minutes WHERE endpoint_id = $1 AND minute >= $2)",
+                &[&ep, &crate::webhooks::hour_window_start(now)],
             )
             .await?;
         let n = |i: usize| -> Result<u64> { Ok(r.try_get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64) };

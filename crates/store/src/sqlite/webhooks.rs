@@ -351,6 +351,15 @@ fn record(
         std::collections::HashMap::new();
     // Deliveries settled per endpoint in this batch: (delivered, exhausted).
     let mut counts: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
+    let mut minute = ctx.conn.prepare_cached(
+        "INSERT INTO endpoint_minutes (endpoint_id, minute, succeeded, failed) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (endpoint_id, minute) DO UPDATE SET succeeded = succeeded + excluded.succeeded,
+             failed = failed + excluded.failed",
+    )?;
+    for ((ep, m), (ok, failed)) in crate::webhooks::minute_counts(&outcomes) {
+        minute.execute(params![ep, m, ok, failed])?;
+    }
+    drop(minute);
     for o in outcomes {
         let a = &o.attempt;
         ctx.conn
@@ -698,6 +707,8 @@ impl WebhookStore for SqliteStore {
                         .execute("DELETE FROM deliveries WHERE endpoint_id = ?1", [&id])?;
                     ctx.conn
                         .execute("DELETE FROM endpoint_counters WHERE endpoint_id = ?1", [&id])?;
+                    ctx.conn
+                        .execute("DELETE FROM endpoint_minutes WHERE endpoint_id = ?1", [&id])?;
                 }
                 Ok(n > 0)
             })
@@ -889,10 +900,13 @@ impl WebhookStore for SqliteStore {
             .with_blocking(move |c| {
                 load_endpoint(c, &org, &ep)?.ok_or(StoreError::NotFound)?;
                 let mut s = EndpointStats::default();
-                // Settled counts from the counters; pending ones through the
-                // pending-only index: neither grows with the history.
+                // Settled counts from the counters, pending ones through the
+                // pending-only index, the last hour from per-minute buckets:
+                // none of it grows with the history.
                 let (delivered, exhausted): (i64, i64) = c
-                    .prepare_cached("SELECT delivered, exhausted FROM endpoint_counters WHERE endpoint_id = ?1")?
+                    .prepare_cached(
+                        "SELECT delivered, exhausted FROM endpoint_counters WHERE endpoint_id = ?1",
+                    )?
                     .query_row([&ep], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
                     .unwrap_or((0, 0));
@@ -908,22 +922,22 @@ impl WebhookStore for SqliteStore {
                 s.retrying = retrying.max(0) as u64;
                 let last = |ok: bool| -> Result<Option<Timestamp>> {
                     let v: Option<i64> = c
-                        .prepare_cached("SELECT MAX(started_at) FROM attempts WHERE endpoint_id = ?1 AND succeeded = ?2")?
+                        .prepare_cached(
+                            "SELECT MAX(started_at) FROM attempts WHERE endpoint_id = ?1 AND succeeded = ?2",
+                        )?
                         .query_row(params![ep, ok], |r| r.get(0))?;
                     Ok(v.map(Timestamp::from_micros))
                 };
                 s.last_success_at = last(true)?;
                 s.last_failure_at = last(false)?;
-                let hour_ago = now.saturating_sub_micros(3_600_000_000).as_micros();
-                // One range of the (endpoint, succeeded, started_at) index
-                // per outcome: the work is the last hour's attempts only.
-                let in_hour = |ok: bool| -> Result<i64> {
-                    Ok(c.prepare_cached(
-                        "SELECT COUNT(*) FROM attempts WHERE endpoint_id = ?1 AND succeeded = ?2 AND started_at >= ?3",
+                let (ok, failed): (i64, i64) = c
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(succeeded), 0), COALESCE(SUM(failed), 0) FROM endpoint_minutes
+                         WHERE endpoint_id = ?1 AND minute >= ?2",
                     )?
-                    .query_row(params![ep, ok, hour_ago], |r| r.get(0))?)
-                };
-                let (ok, failed) = (in_hour(true)?, in_hour(false)?);
+                    .query_row(params![ep, crate::webhooks::hour_window_start(now)], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?;
                 s.attempts_last_hour = (ok + failed).max(0) as u64;
                 s.succeeded_last_hour = ok.max(0) as u64;
                 Ok(s)

@@ -506,6 +506,10 @@ pub fn prune(ctx: &mut Ctx<'_>, before: Timestamp, limit: usize) -> Result<u64> 
             )?
             .execute([s])?;
     }
+    // Per-minute attempt counts are only read for the last hour.
+    ctx.conn
+        .prepare_cached("DELETE FROM endpoint_minutes WHERE minute < ?1")?
+        .execute([crate::webhooks::minutes_kept_from(Timestamp::now())])?;
     // The attempt log follows the same retention. Attempt ids are
     // time-ordered, so the cutoff is a primary-key range; bounded per job.
     let boundary = AttemptId::lower_bound_at(before.as_millis().max(0) as u64);
