@@ -3,20 +3,31 @@
 //! listeners (stream fan-out, dispatcher wake-ups). Shared by both backends
 //! so the order and the panic containment are decided once.
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use marquee_core::message::StoredMessage;
 use marquee_core::timestamp::Timestamp;
 
 use crate::CommitListener;
-use crate::webhooks::{ClaimedDelivery, DeliveryHandoff};
+use marquee_core::ids::EndpointId;
+
+use crate::webhooks::{ClaimedDelivery, DeliveryHandoff, Handoff};
 
 #[derive(Clone, Default)]
 pub(crate) struct Hooks {
     pub listeners: Arc<Mutex<Vec<CommitListener>>>,
-    pub handoff: Arc<Mutex<Option<(Duration, DeliveryHandoff)>>>,
+    pub handoff: Arc<Mutex<Option<Handoff>>>,
+}
+
+/// What one commit group uses of the handoff, read when the group starts.
+pub(crate) struct GroupLease {
+    /// The lease new deliveries are born with (µs).
+    pub until: i64,
+    pub deliver: DeliveryHandoff,
+    /// Endpoints not to lease (saturated when the group started).
+    pub skip: HashSet<EndpointId>,
 }
 
 impl Hooks {
@@ -26,7 +37,7 @@ impl Hooks {
         }
     }
 
-    pub fn set_handoff(&self, h: Option<(Duration, DeliveryHandoff)>) {
+    pub fn set_handoff(&self, h: Option<Handoff>) {
         if let Ok(mut v) = self.handoff.lock() {
             *v = h;
         }
@@ -34,12 +45,17 @@ impl Hooks {
 
     /// The lease deliveries created now are born with (µs), and where they
     /// go after the commit; `None` without a handoff.
-    pub fn lease(&self) -> Option<(i64, DeliveryHandoff)> {
-        let (lease, h) = self.handoff.lock().ok()?.clone()?;
+    pub fn lease(&self) -> Option<GroupLease> {
+        let h = self.handoff.lock().ok()?.clone()?;
         let until = Timestamp::now()
             .as_micros()
-            .saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        Some((until, h))
+            .saturating_add(i64::try_from(h.lease.as_micros()).unwrap_or(i64::MAX));
+        let skip = h.saturated.lock().map(|s| s.clone()).unwrap_or_default();
+        Some(GroupLease {
+            until,
+            deliver: h.deliver,
+            skip,
+        })
     }
 
     /// After a durable commit: hands over the born-leased deliveries first

@@ -82,6 +82,20 @@ pub struct ClaimedDelivery {
 /// Runs on the committing task or thread: it must be quick and not block.
 pub type DeliveryHandoff = Arc<dyn Fn(Vec<ClaimedDelivery>) + Send + Sync>;
 
+/// The terms of the fast path (see [`WebhookStore::set_delivery_handoff`]).
+#[derive(Clone)]
+pub struct Handoff {
+    /// How long a born lease lasts.
+    pub lease: Duration,
+    /// Receives the born-leased deliveries after each commit.
+    pub deliver: DeliveryHandoff,
+    /// Endpoints whose new deliveries are *not* born leased for now (their
+    /// queue is full): they wait, pending, to be claimed as slots free up,
+    /// so a slow endpoint does not cost a lease release per new delivery.
+    /// Read once per commit group.
+    pub saturated: Arc<std::sync::Mutex<std::collections::HashSet<EndpointId>>>,
+}
+
 /// One HTTP attempt, as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {
@@ -217,16 +231,17 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Drops every lease (a single-node store at start-up: nothing of a
     /// previous process is still in flight).
     async fn release_all_leases(&self) -> Result<u64>;
-    /// The fast path. With `Some((lease, handoff))`, every delivery a publish
-    /// of *this process* creates for an endpoint that is not `ordered` is
-    /// inserted already leased to this process for `lease`, and once the
-    /// commit is durable it is passed to `handoff` with its message — no
+    /// The fast path. With `Some(handoff)`, every delivery a publish of
+    /// *this process* creates for an endpoint that is neither `ordered` nor
+    /// `saturated` is inserted already leased to this process for `lease`,
+    /// and once the commit is durable it is passed to `deliver` with its
+    /// message — no
     /// claim round trip, no lease write. Whatever the receiver does not
     /// attempt it must give back with [`WebhookStore::release_leases`] (or
     /// let the lease expire). `None` stops it (a dispatcher shutting down).
     /// Ordered endpoints are always claimed, so their head-of-line rule
     /// stays in one place.
-    fn set_delivery_handoff(&self, handoff: Option<(Duration, DeliveryHandoff)>);
+    fn set_delivery_handoff(&self, handoff: Option<Handoff>);
     /// Gives back leases this process holds and will not use now; the
     /// deliveries become claimable at once. A lease that is no longer the
     /// one given (it expired and another claim took the row) is left alone.

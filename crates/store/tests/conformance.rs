@@ -471,7 +471,7 @@ mod webhook_story {
     use marquee_core::webhook::EndpointFilter;
     use marquee_core::wire::Format;
     use marquee_store::webhooks::{
-        AttemptOutcome, AttemptQuery, AttemptRecord, ClaimRequest, ClaimedDelivery, EndpointRecord,
+        AttemptOutcome, AttemptQuery, AttemptRecord, ClaimRequest, ClaimedDelivery, EndpointRecord, Handoff,
         OutcomePolicy, ReplayFrom, Transition,
     };
     use marquee_store::{DynStore, MessageQuery, StoreError};
@@ -867,12 +867,14 @@ mod webhook_story {
         store.create_endpoint(fans.clone()).await.unwrap();
         store.create_endpoint(queue.clone()).await.unwrap();
         let handed: Arc<Mutex<Vec<ClaimedDelivery>>> = Arc::default();
+        let saturated: Arc<Mutex<std::collections::HashSet<EndpointId>>> = Arc::default();
         {
             let handed = handed.clone();
-            store.set_delivery_handoff(Some((
-                std::time::Duration::from_secs(60),
-                Arc::new(move |v: Vec<ClaimedDelivery>| handed.lock().unwrap().extend(v)),
-            )));
+            store.set_delivery_handoff(Some(Handoff {
+                lease: std::time::Duration::from_secs(60),
+                deliver: Arc::new(move |v: Vec<ClaimedDelivery>| handed.lock().unwrap().extend(v)),
+                saturated: saturated.clone(),
+            }));
         }
         let published = publish(
             &store,
@@ -934,6 +936,18 @@ mod webhook_story {
             .await
             .unwrap();
         assert_eq!((stats.delivered, stats.pending), (1, 1));
+        // A saturated endpoint's new deliveries are not born leased: they
+        // wait to be claimed.
+        saturated.lock().unwrap().insert(fans.id.clone());
+        publish(&store, &org.id, vec![msg("fan_checkin", &[], 5, None)]).await;
+        assert_eq!(handed.lock().unwrap().len(), 2, "nothing handed");
+        let waiting = claim(&store, &fans, 10).await;
+        assert_eq!(waiting.len(), 1, "claimable at once");
+        store
+            .record_attempts(vec![outcome(&waiting[0], 204, Transition::Delivered)], POLICY)
+            .await
+            .unwrap();
+        saturated.lock().unwrap().clear();
         // Without a handoff nothing is born leased.
         store.set_delivery_handoff(None);
         publish(&store, &org.id, vec![msg("fan_checkin", &[], 4, None)]).await;

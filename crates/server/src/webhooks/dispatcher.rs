@@ -125,6 +125,8 @@ struct Ep {
     /// over: its commit listener call need not mark the endpoint due for
     /// them. Cleared by that call.
     just_handed: Vec<u64>,
+    /// In the shared `saturated` set (new deliveries are not born leased).
+    saturated: bool,
 }
 
 impl Ep {
@@ -137,6 +139,7 @@ impl Ep {
             next_slot: None,
             queue: VecDeque::new(),
             just_handed: Vec::new(),
+            saturated: false,
         }
     }
 }
@@ -221,6 +224,11 @@ pub struct Dispatcher {
     results_tx: mpsc::Sender<ResultMsg>,
     results_rx: Mutex<Option<mpsc::Receiver<ResultMsg>>>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Endpoints whose queue overflowed at a handoff: the store stops
+    /// birth-leasing their deliveries until the queue drains below the
+    /// claim target (then they are claimed, not released one by one).
+    /// Locked after `state` when both are held.
+    saturated: Arc<Mutex<HashSet<EndpointId>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +277,7 @@ impl Dispatcher {
             results_tx: tx,
             results_rx: Mutex::new(Some(rx)),
             reload_lock: tokio::sync::Mutex::new(()),
+            saturated: Arc::default(),
         });
         let weak: Weak<Dispatcher> = Arc::downgrade(&d);
         store.add_commit_listener(Arc::new(move |msgs: &[Arc<StoredMessage>]| {
@@ -403,13 +412,17 @@ impl Dispatcher {
                         handed_eps.push(d.endpoint_id.clone());
                     }
                     ep.just_handed.push(d.message.seq);
-                    if !*stopping
-                        && ep.live.enabled
-                        && !ep.live.ordered
-                        && ep.queue.len() + (ep.in_flight as usize) < 2 * Self::claim_target(&ep.live)
-                    {
+                    let room = ep.queue.len() + (ep.in_flight as usize) < 2 * Self::claim_target(&ep.live);
+                    if !*stopping && ep.live.enabled && !ep.live.ordered && room {
                         ep.queue.push_back(d);
                     } else {
+                        if !room
+                            && !ep.saturated
+                            && let Ok(mut s) = self.saturated.lock()
+                        {
+                            ep.saturated = true;
+                            s.insert(d.endpoint_id.clone());
+                        }
                         release.push(d);
                     }
                 }
@@ -502,6 +515,9 @@ impl Dispatcher {
                 .push(live.id.clone());
             st.upsert(live);
         }
+        if let Ok(mut s) = self.saturated.lock() {
+            s.retain(|id| st.endpoints.get(id).is_some_and(|e| e.saturated));
+        }
     }
 
     async fn sweep(&self) {
@@ -581,8 +597,22 @@ impl Dispatcher {
                 });
                 out.push((ep.live.clone(), d, slot, permit));
             }
+            if ep.saturated {
+                self.unsaturate_if_drained(ep);
+            }
         }
         out
+    }
+
+    /// Lets the store birth-lease an endpoint's deliveries again once its
+    /// queue is below the claim target.
+    fn unsaturate_if_drained(&self, ep: &mut Ep) {
+        if ep.queue.len() + (ep.in_flight as usize) < Self::claim_target(&ep.live)
+            && let Ok(mut s) = self.saturated.lock()
+        {
+            s.remove(&ep.live.id);
+            ep.saturated = false;
+        }
     }
 
     fn spawn_starts(self: &Arc<Self>, starts: Vec<Start>) {
@@ -856,7 +886,11 @@ impl Dispatcher {
                 }
             });
         self.store
-            .set_delivery_handoff(Some((self.config.lease, handoff.clone())));
+            .set_delivery_handoff(Some(marquee_store::webhooks::Handoff {
+                lease: self.config.lease,
+                deliver: handoff.clone(),
+                saturated: self.saturated.clone(),
+            }));
         let mut last_sweep = tokio::time::Instant::now();
         let mut last_reload = tokio::time::Instant::now();
         loop {

@@ -261,6 +261,8 @@ pub struct DeliveryRows {
     leases: Vec<Option<i64>>,
     /// With a delivery handoff: the lease new deliveries are born with.
     pub lease_until: Option<i64>,
+    /// Endpoints whose new deliveries are not born leased (saturated).
+    pub no_lease: std::collections::HashSet<String>,
     /// (delivery, endpoint, seq) of the deliveries born leased.
     handed: Vec<(DeliveryId, EndpointId, u64)>,
 }
@@ -281,7 +283,9 @@ impl DeliveryRows {
             .filter(|e| e.filter.matches(event_type, channels))
         {
             let id = DeliveryId::generate();
-            let lease = self.lease_until.filter(|_| !e.ordered);
+            let lease = self
+                .lease_until
+                .filter(|_| !e.ordered && !self.no_lease.contains(&e.id));
             if lease.is_some() {
                 self.handed
                     .push((id.clone(), EndpointId::from_trusted(e.id.clone()), seq));
@@ -1145,7 +1149,7 @@ impl WebhookStore for PgStore {
         Ok(0)
     }
 
-    fn set_delivery_handoff(&self, handoff: Option<(std::time::Duration, DeliveryHandoff)>) {
+    fn set_delivery_handoff(&self, handoff: Option<Handoff>) {
         self.hooks.set_handoff(handoff);
     }
 

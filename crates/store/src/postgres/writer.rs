@@ -74,7 +74,10 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, hooks: &Hooks) {
     let mut committed: Vec<Arc<StoredMessage>> = Vec::new();
     let handoff = hooks.lease();
     let mut rows = GroupRows::default();
-    rows.deliveries.lease_until = handoff.as_ref().map(|(until, _)| *until);
+    if let Some(h) = &handoff {
+        rows.deliveries.lease_until = Some(h.until);
+        rows.deliveries.no_lease = h.skip.iter().map(|e| e.as_str().to_owned()).collect();
+    }
     let outcome: Result<()> = async {
         let tx = client.transaction().await?;
         tx.execute(
@@ -123,7 +126,7 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, hooks: &Hooks) {
     match outcome {
         Ok(()) => {
             let handed = rows.deliveries.handed(&committed);
-            hooks.announce(handoff.as_ref().map(|(_, h)| h), handed, &committed);
+            hooks.announce(handoff.as_ref().map(|h| &h.deliver), handed, &committed);
             for (j, r) in jobs.into_iter().zip(results) {
                 let _ = j.reply.send(r);
             }

@@ -13,7 +13,6 @@
 //! and one settle per delivery, with no claim query and no lease write.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use marquee_core::ids::{AttemptId, DeliveryId, EndpointId, MessageId, OrgId};
@@ -163,7 +162,9 @@ pub fn insert_deliveries(
             continue;
         }
         let id = DeliveryId::generate();
-        let lease = ctx.lease_until.filter(|_| !ep.ordered);
+        let lease = ctx
+            .lease_until
+            .filter(|_| !ep.ordered && !ctx.no_lease.contains(&ep.id));
         let n = ins.execute(params![
             id.as_str(),
             m.org_id.as_str(),
@@ -748,7 +749,7 @@ impl WebhookStore for SqliteStore {
             .await
     }
 
-    fn set_delivery_handoff(&self, handoff: Option<(Duration, crate::webhooks::DeliveryHandoff)>) {
+    fn set_delivery_handoff(&self, handoff: Option<crate::webhooks::Handoff>) {
         self.hooks.set_handoff(handoff);
     }
 

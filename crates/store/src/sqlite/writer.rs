@@ -1,11 +1,11 @@
 //! The single writer thread and the write jobs it runs (group commit).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use marquee_core::ids::AttemptId;
+use marquee_core::ids::{AttemptId, EndpointId};
 use marquee_core::message::{Idempotency, StoredMessage};
 use marquee_core::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -35,6 +35,8 @@ pub struct Ctx<'a> {
     endpoint_cache: &'a mut HashMap<String, Arc<Vec<PublishEndpoint>>>,
     /// With a delivery handoff: the lease new deliveries are born with (µs).
     pub lease_until: Option<i64>,
+    /// Endpoints whose new deliveries are not born leased (saturated).
+    pub no_lease: &'a HashSet<EndpointId>,
     /// Deliveries born leased in this group, handed over after the commit.
     pub handed: &'a mut Vec<ClaimedDelivery>,
 }
@@ -200,6 +202,7 @@ fn run(
     let mut completions: Vec<Completion> = Vec::with_capacity(max_group);
     let mut committed: Vec<Arc<StoredMessage>> = Vec::new();
     let mut handed: Vec<ClaimedDelivery> = Vec::new();
+    let no_skip: HashSet<EndpointId> = HashSet::new();
     let mut endpoint_cache: HashMap<String, Arc<Vec<PublishEndpoint>>> = HashMap::new();
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
@@ -220,7 +223,8 @@ fn run(
                     committed: &mut committed,
                     poisoned: false,
                     endpoint_cache: &mut endpoint_cache,
-                    lease_until: handoff.as_ref().map(|(until, _)| *until),
+                    lease_until: handoff.as_ref().map(|h| h.until),
+                    no_lease: handoff.as_ref().map_or(&no_skip, |h| &h.skip),
                     handed: &mut handed,
                 };
                 for job in jobs.drain(..) {
@@ -279,7 +283,7 @@ fn run(
         if ok {
             head.store(next_seq - 1, Ordering::Release);
             hooks.announce(
-                handoff.as_ref().map(|(_, h)| h),
+                handoff.as_ref().map(|h| &h.deliver),
                 std::mem::take(&mut handed),
                 &committed,
             );
