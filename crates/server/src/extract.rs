@@ -13,10 +13,11 @@ use crate::error::ApiError;
 /// connection slot for longer.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A JSON request body parsed with serde; errors become `invalid_request`.
-pub struct JsonBody<T>(pub T);
+/// A request body read within [`BODY_READ_TIMEOUT`] and the body limit;
+/// errors in the envelope (413 when too large).
+pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -28,13 +29,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                     BODY_READ_TIMEOUT.as_secs()
                 ))
             })?;
-        let bytes = read.map_err(|rej| {
+        read.map(RawBody).map_err(|rej| {
             if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge("The request body is larger than this server accepts.".into())
             } else {
                 ApiError::invalid("Could not read the request body.")
             }
-        })?;
+        })
+    }
+}
+
+/// A JSON request body parsed with serde; errors become `invalid_request`.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }

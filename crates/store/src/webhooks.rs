@@ -297,18 +297,17 @@ pub(crate) fn minutes_kept_from(now: Timestamp) -> i64 {
     now.as_micros() / MINUTE_US - 120
 }
 
-/// A batch's attempts per (endpoint, minute): (succeeded, failed), sorted.
-pub(crate) fn minute_counts(outcomes: &[AttemptOutcome]) -> Vec<((String, i64), (i64, i64))> {
+/// Attempts (endpoint, started_at µs, succeeded) per (endpoint, minute):
+/// (succeeded, failed), sorted.
+pub(crate) fn minute_counts<'a>(
+    attempts: impl IntoIterator<Item = (&'a str, i64, bool)>,
+) -> Vec<((String, i64), (i64, i64))> {
     let mut m: std::collections::BTreeMap<(String, i64), (i64, i64)> = std::collections::BTreeMap::new();
-    for o in outcomes {
-        let a = &o.attempt;
+    for (endpoint, started_at, succeeded) in attempts {
         let e = m
-            .entry((
-                a.endpoint_id.as_str().to_owned(),
-                a.started_at.as_micros() / MINUTE_US,
-            ))
+            .entry((endpoint.to_owned(), started_at / MINUTE_US))
             .or_default();
-        if a.succeeded {
+        if succeeded {
             e.0 += 1;
         } else {
             e.1 += 1;

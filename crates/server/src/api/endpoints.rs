@@ -25,7 +25,7 @@ use super::messages::parse_limit;
 use super::render;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, QueryParams, parse_json};
+use crate::extract::{JsonBody, QueryParams, RawBody, parse_json};
 use crate::state::AppState;
 use crate::webhooks::client::{self, AddressPolicy};
 
@@ -534,7 +534,7 @@ pub async fn resend(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let id = message_id(path)?;
     let b: ResendBody = optional_body(&body)?;

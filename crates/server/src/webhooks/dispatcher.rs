@@ -526,7 +526,7 @@ impl Dispatcher {
                 let now = Timestamp::now().as_micros();
                 if let Ok(mut st) = self.state.lock() {
                     for (id, at) in list {
-                        if !st.endpoints.contains_key(&id) {
+                        if !st.endpoints.contains_key(&id) && !st.broken.contains(&id) {
                             // Created on another node (or before a local
                             // change was seen): pick up the settings.
                             st.reload = true;
@@ -581,8 +581,11 @@ impl Dispatcher {
                     break;
                 };
                 if front.lease_until < fresh_after {
-                    // Too close to its lease expiring: let it be claimed again.
-                    ep.queue.pop_front();
+                    // Too close to its lease expiring: give it back, to be
+                    // claimed again with a fresh lease.
+                    if let Some(d) = ep.queue.pop_front() {
+                        release.push(d);
+                    }
                     continue;
                 }
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {

@@ -361,14 +361,31 @@ impl Store for PgStore {
             // channel's entries are examined in order, a bounded number per
             // page (see `MessagePage::scanned_to`).
             let budget = crate::FILTER_SCAN_BUDGET as i64;
-            let scan = "SELECT seq FROM message_channels WHERE org_id = $1 AND channel = $2 AND seq > $3 \
-                        ORDER BY seq LIMIT $4";
+            // The window first: what this page examines is fixed before the
+            // matches are read (READ COMMITTED gives each statement its own
+            // snapshot; anything committed later has a higher seq).
+            let w = c
+                .query_one(
+                    "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM message_channels
+                         WHERE org_id = $1 AND channel = $2 AND seq > $3 ORDER BY seq LIMIT $4) s",
+                    &[&org.as_str(), ch, &lower, &budget],
+                )
+                .await?;
+            let examined: i64 = w.try_get(0)?;
+            let Some(end) = w.try_get::<_, Option<i64>>(1)? else {
+                return Ok(MessagePage {
+                    messages: vec![],
+                    has_more: false,
+                    scanned_to: None,
+                });
+            };
             let sql = format!(
-                "SELECT {cols} FROM ({scan}) mc JOIN messages m ON m.seq = mc.seq \
-                 WHERE m.type = $5 ORDER BY mc.seq LIMIT $6"
+                "SELECT {cols} FROM message_channels mc JOIN messages m ON m.seq = mc.seq \
+                 WHERE mc.org_id = $1 AND mc.channel = $2 AND mc.seq > $3 AND mc.seq <= $4 AND m.type = $5 \
+                 ORDER BY mc.seq LIMIT $6"
             );
             let found = c
-                .query(&sql, &[&org.as_str(), ch, &lower, &budget, t, &limit])
+                .query(&sql, &[&org.as_str(), ch, &lower, &end, t, &limit])
                 .await?;
             let mut messages = found.iter().map(rows::message).collect::<Result<Vec<_>>>()?;
             if messages.len() > q.limit {
@@ -379,15 +396,7 @@ impl Store for PgStore {
                     scanned_to: None,
                 });
             }
-            let r = c
-                .query_one(
-                    &format!("SELECT COUNT(*), MAX(seq) FROM ({scan}) s"),
-                    &[&org.as_str(), ch, &lower, &budget],
-                )
-                .await?;
-            let examined: i64 = r.try_get(0)?;
-            let last: Option<i64> = r.try_get(1)?;
-            let scanned_to = (examined >= budget).then_some(last).flatten().map(|s| s as u64);
+            let scanned_to = (examined >= budget).then_some(end as u64);
             return Ok(MessagePage {
                 messages,
                 has_more: scanned_to.is_some(),

@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS endpoint_minutes (
     failed BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (endpoint_id, minute)
 );
+-- Pruning deletes old minutes across all endpoints.
+CREATE INDEX IF NOT EXISTS endpoint_minutes_minute ON endpoint_minutes(minute);
 INSERT INTO endpoint_minutes (endpoint_id, minute, succeeded, failed)
     SELECT endpoint_id, started_at / 60000000, COUNT(*) FILTER (WHERE succeeded), COUNT(*) FILTER (WHERE NOT succeeded)
     FROM attempts

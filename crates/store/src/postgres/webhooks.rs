@@ -471,10 +471,7 @@ struct EpState {
 
 /// Adds settled deliveries to endpoints' counters (what stats read), in one
 /// statement, in endpoint order.
-async fn bump_counters<C: tokio_postgres::GenericClient>(
-    c: &C,
-    counts: HashMap<String, (i64, i64)>,
-) -> Result<()> {
+async fn bump_counters(c: &Transaction<'_>, counts: HashMap<String, (i64, i64)>) -> Result<()> {
     let mut rows: Vec<(String, (i64, i64))> = counts
         .into_iter()
         .filter(|(_, (d, x))| *d != 0 || *x != 0)
@@ -493,7 +490,7 @@ async fn bump_counters<C: tokio_postgres::GenericClient>(
              delivered = endpoint_counters.delivered + EXCLUDED.delivered,
              exhausted = endpoint_counters.exhausted + EXCLUDED.exhausted",
         &[
-            (&ids as &(dyn ToSql + Sync), Type::TEXT_ARRAY),
+            (&ids, Type::TEXT_ARRAY),
             (&delivered, Type::INT8_ARRAY),
             (&exhausted, Type::INT8_ARRAY),
         ],
@@ -502,9 +499,10 @@ async fn bump_counters<C: tokio_postgres::GenericClient>(
     Ok(())
 }
 
-/// Adds a batch's attempts to the per-minute counts, in one statement.
-async fn bump_minutes(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> Result<()> {
-    let rows = crate::webhooks::minute_counts(outcomes);
+/// Adds attempts (endpoint, started_at µs, succeeded) to the per-minute
+/// counts, in one statement.
+async fn bump_minutes(tx: &Transaction<'_>, inserted: &[(String, i64, bool)]) -> Result<()> {
+    let rows = crate::webhooks::minute_counts(inserted.iter().map(|(e, t, ok)| (e.as_str(), *t, *ok)));
     if rows.is_empty() {
         return Ok(());
     }
@@ -529,10 +527,15 @@ async fn bump_minutes(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> Resu
     Ok(())
 }
 
-/// Appends a batch of attempts to the log in one statement.
-async fn insert_attempts(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> Result<()> {
+/// Appends a batch of attempts to the log in one statement; returns the
+/// (endpoint, started_at, succeeded) of those actually inserted (a retried
+/// batch whose first commit went through inserts nothing twice).
+async fn insert_attempts(
+    tx: &Transaction<'_>,
+    outcomes: &[AttemptOutcome],
+) -> Result<Vec<(String, i64, bool)>> {
     if outcomes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let a = || outcomes.iter().map(|o| &o.attempt);
     let ids: Vec<&str> = a().map(|a| a.id.as_str()).collect();
@@ -554,7 +557,8 @@ async fn insert_attempts(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> R
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
                                   $7::int8[], $8::int8[], $9::int4[], $10::bool[], $11::text[], $12::text[],
                                   $13::text[])
-             ON CONFLICT (id) DO NOTHING"
+             ON CONFLICT (id) DO NOTHING
+             RETURNING endpoint_id, started_at, succeeded"
         ),
         &[
             (&ids, Type::TEXT_ARRAY),
@@ -572,8 +576,10 @@ async fn insert_attempts(tx: &Transaction<'_>, outcomes: &[AttemptOutcome]) -> R
             (&bodies, Type::TEXT_ARRAY),
         ],
     )
-    .await?;
-    Ok(())
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+    .collect()
 }
 
 /// One attempt of recording a batch; the caller retries on deadlock.
@@ -618,8 +624,8 @@ async fn record_tx(
             ep_cache.insert(id, Some(state));
         }
     }
-    insert_attempts(tx, outcomes).await?;
-    bump_minutes(tx, outcomes).await?;
+    let inserted = insert_attempts(tx, outcomes).await?;
+    bump_minutes(tx, &inserted).await?;
     // Successes, the bulk of every batch, settle in one statement.
     let delivered: Vec<&str> = outcomes
         .iter()
@@ -891,16 +897,18 @@ async fn claim_one(
         }
     }
     if !gone.is_empty() {
-        let n = c
-            .execute(
-                "UPDATE deliveries SET state = 'exhausted', claimed_until = NULL, updated_at = $2
-                 WHERE id = ANY($1) AND state = 'pending'",
-                &[&gone, &now],
-            )
-            .await?;
-        let counts = HashMap::from([(req.endpoint_id.as_str().to_owned(), (0, n as i64))]);
-        let client: &tokio_postgres::Client = c;
-        bump_counters(client, counts).await?;
+        // Settled and counted in one statement (one autocommit transaction).
+        c.execute(
+            "WITH g AS (
+                 UPDATE deliveries SET state = 'exhausted', claimed_until = NULL, updated_at = $2
+                 WHERE id = ANY($1) AND state = 'pending' RETURNING endpoint_id)
+             INSERT INTO endpoint_counters (endpoint_id, delivered, exhausted)
+                 SELECT endpoint_id, 0, COUNT(*) FROM g GROUP BY endpoint_id
+             ON CONFLICT (endpoint_id) DO UPDATE SET
+                 exhausted = endpoint_counters.exhausted + EXCLUDED.exhausted",
+            &[&gone, &now],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -915,6 +923,7 @@ async fn replay_tx(
     let ep = load_endpoint(tx, org, endpoint)
         .await?
         .ok_or(StoreError::NotFound)?;
+    lock_endpoints(tx, &[endpoint]).await?;
     let after: i64 = match from {
         ReplayFrom::AfterSeq(s) => s.min(i64::MAX as u64) as i64,
         ReplayFrom::Since(t) => {
@@ -960,6 +969,21 @@ async fn replay_tx(
     })
 }
 
+/// Locks endpoint rows (`FOR NO KEY UPDATE`, id order) before a statement
+/// that touches their deliveries: the lock order `record_tx` uses, so the
+/// two never wait on each other in a cycle.
+async fn lock_endpoints(tx: &Transaction<'_>, ids: &[&str]) -> Result<()> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    tx.query_typed(
+        "SELECT 1 FROM endpoints WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        &[(&ids, Type::TEXT_ARRAY)],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn resend_tx(tx: &Transaction<'_>, org: &str, message: &str, endpoint: Option<&str>) -> Result<u64> {
     let row = tx
         .query_opt(
@@ -973,13 +997,17 @@ async fn resend_tx(tx: &Transaction<'_>, org: &str, message: &str, endpoint: Opt
     match endpoint {
         Some(ep) => {
             load_endpoint(tx, org, ep).await?.ok_or(StoreError::NotFound)?;
+            lock_endpoints(tx, &[ep]).await?;
             upsert_delivery(tx, org, ep, seq, message, now).await?;
             Ok(1)
         }
         None => {
             let chans = split_channels(&channels);
             let mut n = 0;
-            for ep in endpoints_for_publish(tx, org).await? {
+            let eps = endpoints_for_publish(tx, org).await?;
+            let ids: Vec<&str> = eps.iter().map(|e| e.id.as_str()).collect();
+            lock_endpoints(tx, &ids).await?;
+            for ep in eps {
                 if ep.filter.matches(&ty, &chans) {
                     upsert_delivery(tx, org, &ep.id, seq, message, now).await?;
                     n += 1;
@@ -1274,10 +1302,12 @@ impl WebhookStore for PgStore {
         since: Timestamp,
         until: Timestamp,
     ) -> Result<u64> {
-        let c = self.pool.get().await?;
-        let exists = c
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        // The endpoint row is locked first, as by `record_tx`.
+        let exists = tx
             .query_opt(
-                "SELECT 1 FROM endpoints WHERE id = $1 AND org_id = $2",
+                "SELECT 1 FROM endpoints WHERE id = $1 AND org_id = $2 FOR NO KEY UPDATE",
                 &[&endpoint.as_str(), &org.as_str()],
             )
             .await?
@@ -1286,7 +1316,7 @@ impl WebhookStore for PgStore {
             return Err(StoreError::NotFound);
         }
         let now = Timestamp::now().as_micros();
-        let n = c
+        let n = tx
             .execute(
                 "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = $4, updated_at = $4
                  WHERE endpoint_id = $1 AND created_at >= $2 AND created_at < $3
@@ -1296,6 +1326,7 @@ impl WebhookStore for PgStore {
                 &[&endpoint.as_str(), &since.as_micros(), &until.as_micros(), &now],
             )
             .await?;
+        tx.commit().await?;
         Ok(n)
     }
 

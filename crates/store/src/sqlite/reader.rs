@@ -140,17 +140,35 @@ fn channel_type_page(
     lower: i64,
     limit: usize,
 ) -> Result<MessagePage> {
+    // The window first: what this page examines is fixed before the matches
+    // are read (the two reads need not share a snapshot: anything committed
+    // later has a higher seq than the window's end).
+    let budget = FILTER_SCAN_BUDGET as i64;
+    let (examined, end): (i64, Option<i64>) = c
+        .prepare_cached(
+            "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM message_channels
+                 WHERE org_id = ?1 AND channel = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4)",
+        )?
+        .query_row(rusqlite::params![org, channel, lower, budget], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let Some(end) = end else {
+        return Ok(MessagePage {
+            messages: vec![],
+            has_more: false,
+            scanned_to: None,
+        });
+    };
     let sql = format!(
-        "SELECT {} FROM (SELECT seq FROM message_channels WHERE org_id = ?1 AND channel = ?2 AND seq > ?3
-                         ORDER BY seq LIMIT ?4) mc
-         JOIN messages m ON m.seq = mc.seq WHERE m.type = ?5 ORDER BY mc.seq LIMIT ?6",
+        "SELECT {} FROM message_channels mc JOIN messages m ON m.seq = mc.seq
+         WHERE mc.org_id = ?1 AND mc.channel = ?2 AND mc.seq > ?3 AND mc.seq <= ?4 AND m.type = ?5
+         ORDER BY mc.seq LIMIT ?6",
         prefixed(rows::MESSAGE_COLUMNS)
     );
-    let budget = FILTER_SCAN_BUDGET as i64;
     let mut messages = c
         .prepare_cached(&sql)?
         .query_map(
-            rusqlite::params![org, channel, lower, budget, event_type, (limit + 1) as i64],
+            rusqlite::params![org, channel, lower, end, event_type, (limit + 1) as i64],
             rows::message,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -162,16 +180,8 @@ fn channel_type_page(
             scanned_to: None,
         });
     }
-    // Not full: was the budget the reason?
-    let (examined, last): (i64, Option<i64>) = c
-        .prepare_cached(
-            "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM message_channels
-                 WHERE org_id = ?1 AND channel = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4)",
-        )?
-        .query_row(rusqlite::params![org, channel, lower, budget], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let scanned_to = (examined >= budget).then_some(last).flatten().map(|s| s as u64);
+    // Not full: if the window was cut by the budget, continue after it.
+    let scanned_to = (examined >= budget).then_some(end as u64);
     Ok(MessagePage {
         messages,
         has_more: scanned_to.is_some(),

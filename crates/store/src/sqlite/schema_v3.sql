@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS endpoint_minutes (
     failed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (endpoint_id, minute)
 ) WITHOUT ROWID;
+-- Pruning deletes old minutes across all endpoints.
+CREATE INDEX IF NOT EXISTS endpoint_minutes_minute ON endpoint_minutes(minute);
 INSERT OR IGNORE INTO endpoint_minutes (endpoint_id, minute, succeeded, failed)
     SELECT endpoint_id, started_at / 60000000, SUM(succeeded), SUM(1 - succeeded) FROM attempts
     WHERE started_at >= (CAST(strftime('%s', 'now') AS INTEGER) - 7200) * 1000000

@@ -352,18 +352,13 @@ fn record(
         std::collections::HashMap::new();
     // Deliveries settled per endpoint in this batch: (delivered, exhausted).
     let mut counts: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
-    let mut minute = ctx.conn.prepare_cached(
-        "INSERT INTO endpoint_minutes (endpoint_id, minute, succeeded, failed) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (endpoint_id, minute) DO UPDATE SET succeeded = succeeded + excluded.succeeded,
-             failed = failed + excluded.failed",
-    )?;
-    for ((ep, m), (ok, failed)) in crate::webhooks::minute_counts(&outcomes) {
-        minute.execute(params![ep, m, ok, failed])?;
-    }
-    drop(minute);
+    // Attempts actually inserted (a repeated one is ignored): (endpoint,
+    // started_at, succeeded), for the per-minute counts.
+    let mut inserted: Vec<(String, i64, bool)> = Vec::with_capacity(outcomes.len());
     for o in outcomes {
         let a = &o.attempt;
-        ctx.conn
+        let n = ctx
+            .conn
             .prepare_cached(&format!(
                 "INSERT OR IGNORE INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ))?
@@ -382,6 +377,13 @@ fn record(
                 a.response_headers,
                 a.response_body,
             ])?;
+        if n > 0 {
+            inserted.push((
+                a.endpoint_id.as_str().to_owned(),
+                a.started_at.as_micros(),
+                a.succeeded,
+            ));
+        }
         let ep = a.endpoint_id.as_str();
         let operational = ops::is_operational(&o.message_type);
         let mut exhausted = false;
@@ -506,6 +508,17 @@ fn record(
     for (ep, (delivered, exhausted)) in counts {
         bump_counters(ctx.conn, &ep, delivered, exhausted)?;
     }
+    let mut minute = ctx.conn.prepare_cached(
+        "INSERT INTO endpoint_minutes (endpoint_id, minute, succeeded, failed) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (endpoint_id, minute) DO UPDATE SET succeeded = succeeded + excluded.succeeded,
+             failed = failed + excluded.failed",
+    )?;
+    for ((ep, m), (ok, failed)) in
+        crate::webhooks::minute_counts(inserted.iter().map(|(e, t, ok)| (e.as_str(), *t, *ok)))
+    {
+        minute.execute(params![ep, m, ok, failed])?;
+    }
+    drop(minute);
     for (org_id, m) in ops_out {
         writer::publish(
             ctx,
