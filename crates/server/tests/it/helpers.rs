@@ -165,6 +165,24 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// `GET path` answered 200; its JSON.
+    pub async fn get_json(&self, key: &str, path: &str) -> Value {
+        let r = self.get(key, path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// Publishes `messages` as one batch (asserting 201).
+    pub async fn publish_batch(&self, key: &str, messages: Vec<Value>) {
+        let r = self
+            .post(key, "/v1/messages/batch")
+            .json(&serde_json::json!({"messages": messages}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "batch publish failed");
+    }
+
     /// Every message visible to `key`, following cursors.
     pub async fn list_all(&self, key: &str, query: &str) -> Vec<Value> {
         let mut out = Vec::new();

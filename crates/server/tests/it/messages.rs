@@ -246,26 +246,18 @@ async fn a_rare_type_in_a_big_channel_pages_in_bounded_steps() {
     let rare = |n: u64| json!({"type": "refund_issued", "channels": ["venue:big"], "data": {"n": n}});
     s.publish(&key, rare(0)).await;
     for chunk in 0..11u64 {
-        let batch: Vec<Value> = (0..1000)
-            .map(|n| checkin("venue:big", chunk * 1000 + n))
-            .collect();
-        let r = s
-            .post(&key, "/v1/messages/batch")
-            .json(&json!({"messages": batch}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        s.publish_batch(
+            &key,
+            (0..1000)
+                .map(|n| checkin("venue:big", chunk * 1000 + n))
+                .collect(),
+        )
+        .await;
     }
     s.publish(&key, rare(1)).await;
-    let first: Value = s
-        .get(&key, "/v1/messages?channel=venue:big&type=refund_issued&limit=10")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = s
+        .get_json(&key, "/v1/messages?channel=venue:big&type=refund_issued&limit=10")
+        .await;
     assert_eq!(first["data"].as_array().unwrap().len(), 1, "{first}");
     assert_eq!(first["has_more"], true, "the scan stopped at its budget");
     let found = s.list_all(&key, "&channel=venue:big&type=refund_issued").await;

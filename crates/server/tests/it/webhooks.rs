@@ -171,12 +171,6 @@ pub async fn create_endpoint(s: &TestServer, key: &str, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
-async fn get_json(s: &TestServer, key: &str, path: &str) -> Value {
-    let r = s.get(key, path).send().await.unwrap();
-    assert_eq!(r.status(), 200, "GET {path}");
-    r.json().await.unwrap()
-}
-
 async fn post_json(s: &TestServer, key: &str, path: &str, body: Value) -> (u16, Value) {
     let r = s.post(key, path).json(&body).send().await.unwrap();
     let status = r.status().as_u16();
@@ -193,7 +187,7 @@ async fn eventually(
 ) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let v = get_json(s, key, path).await;
+        let v = s.get_json(key, path).await;
         if pred(&v) {
             return v;
         }
@@ -286,15 +280,17 @@ async fn retries_with_the_same_delivery_id_until_success() {
         .map(|a| a["attempt"].as_u64().unwrap())
         .collect();
     assert_eq!(attempts, [1, 2, 3]);
-    let failed = get_json(&s, &key, &format!("/v1/endpoints/{ep_id}/attempts?status=failed")).await;
+    let failed = s
+        .get_json(&key, &format!("/v1/endpoints/{ep_id}/attempts?status=failed"))
+        .await;
     assert_eq!(data(&failed).len(), 2);
     let first = data(&failed)[0]["id"].as_str().unwrap().to_owned();
-    let after = get_json(
-        &s,
-        &key,
-        &format!("/v1/endpoints/{ep_id}/attempts?status=failed&after={first}"),
-    )
-    .await;
+    let after = s
+        .get_json(
+            &key,
+            &format!("/v1/endpoints/{ep_id}/attempts?status=failed&after={first}"),
+        )
+        .await;
     assert_eq!(data(&after).len(), 1);
     assert_eq!(rx.count(), 3);
 }
@@ -340,12 +336,12 @@ async fn timeouts_fail_and_exhaustion_is_published() {
     assert_eq!(e.json["data"]["endpoint_id"], ep["id"]);
     let logged = s.list_all(&key, "&type=message.attempt.exhausted").await;
     assert_eq!(logged.len(), 1);
-    let stats = get_json(
-        &s,
-        &key,
-        &format!("/v1/endpoints/{}/stats", ep["id"].as_str().unwrap()),
-    )
-    .await;
+    let stats = s
+        .get_json(
+            &key,
+            &format!("/v1/endpoints/{}/stats", ep["id"].as_str().unwrap()),
+        )
+        .await;
     assert_eq!(stats["failed"], 1);
 }
 
@@ -504,14 +500,8 @@ async fn an_endpoint_that_cannot_keep_up_still_gets_everything_once() {
     .await;
     let (_, key) = s.tenant().await;
     let ep = create_endpoint(&s, &key, json!({"url": rx.url(), "max_in_flight": 2})).await;
-    let batch: Vec<Value> = (0..300).map(|n| checkin("venue:a", n)).collect();
-    let r = s
-        .post(&key, "/v1/messages/batch")
-        .json(&json!({"messages": batch}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    s.publish_batch(&key, (0..300).map(|n| checkin("venue:a", n)).collect())
+        .await;
     rx.wait_for(300, 30).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let hits = rx.hits();
@@ -519,12 +509,12 @@ async fn an_endpoint_that_cannot_keep_up_still_gets_everything_once() {
     let mut ns: Vec<u64> = hits.iter().map(Hit::n).collect();
     ns.sort_unstable();
     assert_eq!(ns, (0..300).collect::<Vec<u64>>(), "every message delivered");
-    let stats = get_json(
-        &s,
-        &key,
-        &format!("/v1/endpoints/{}/stats", ep["id"].as_str().unwrap()),
-    )
-    .await;
+    let stats = s
+        .get_json(
+            &key,
+            &format!("/v1/endpoints/{}/stats", ep["id"].as_str().unwrap()),
+        )
+        .await;
     assert_eq!(stats["delivered"], 300, "{stats}");
     assert_eq!(stats["pending"], 0, "{stats}");
 }
@@ -585,6 +575,17 @@ async fn refused_url(r: reqwest::Response) -> String {
     v["error"]["message"].as_str().unwrap().to_owned()
 }
 
+/// Creating an endpoint at `url` is refused (400, `param: "url"`); the message.
+async fn refused_create(s: &TestServer, key: &str, url: &str) -> String {
+    let r = s
+        .post(key, "/v1/endpoints")
+        .json(&json!({"url": url}))
+        .send()
+        .await
+        .unwrap();
+    refused_url(r).await
+}
+
 #[tokio::test]
 async fn private_destinations_are_refused_without_the_allowance() {
     let s = TestServer::start_with(|c| {
@@ -598,13 +599,7 @@ async fn private_destinations_are_refused_without_the_allowance() {
     // An IP literal is refused when the endpoint is created (see
     // private_ip_literals_are_refused_at_creation_and_update); a hostname
     // can only be judged when it is resolved, at attempt time.
-    let r = s
-        .post(&key, "/v1/endpoints")
-        .json(&json!({"url": format!("http://127.0.0.1:{port}/a")}))
-        .send()
-        .await
-        .unwrap();
-    refused_url(r).await;
+    refused_create(&s, &key, &format!("http://127.0.0.1:{port}/a")).await;
     create_endpoint(&s, &key, json!({"url": format!("http://localhost:{port}/b")})).await;
     let m = s.publish(&key, checkin("venue:a", 1)).await;
     let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
@@ -671,25 +666,12 @@ async fn private_ip_literals_are_refused_at_creation_and_update() {
         "http://[fe80::1]/x",
         "https://[fd00::1]/x",
     ] {
-        let r = s
-            .post(&key, "/v1/endpoints")
-            .json(&json!({"url": url}))
-            .send()
-            .await
-            .unwrap();
-        let msg = refused_url(r).await;
+        let msg = refused_create(&s, &key, url).await;
         assert!(msg.contains("private"), "{url}: {msg}");
     }
-    let msg = refused_url(
-        s.post(&key, "/v1/endpoints")
-            .json(&json!({"url": "http://10.0.0.5/hook"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let msg = refused_create(&s, &key, "http://10.0.0.5/hook").await;
     assert!(msg.contains("10.0.0.5"), "{msg}");
-    let list = get_json(&s, &key, "/v1/endpoints").await;
+    let list = s.get_json(&key, "/v1/endpoints").await;
     assert_eq!(data(&list).len(), 0, "nothing was created");
     // Hostnames and public literals pass (hostnames are checked when
     // resolved, at attempt time).
@@ -707,7 +689,7 @@ async fn private_ip_literals_are_refused_at_creation_and_update() {
     )
     .await;
     let id = ep["id"].as_str().unwrap();
-    let before = get_json(&s, &key, &format!("/v1/endpoints/{id}")).await;
+    let before = s.get_json(&key, &format!("/v1/endpoints/{id}")).await;
     for body in [
         json!({"url": "http://10.0.0.5/hook"}),
         json!({"url": "http://[::1]/x", "description": "changed"}),
@@ -722,7 +704,7 @@ async fn private_ip_literals_are_refused_at_creation_and_update() {
             .unwrap();
         refused_url(r).await;
     }
-    let after = get_json(&s, &key, &format!("/v1/endpoints/{id}")).await;
+    let after = s.get_json(&key, &format!("/v1/endpoints/{id}")).await;
     assert_eq!(before, after, "a refused update changes nothing");
     assert_eq!(after["url"], "https://example.com/hooks");
     // With the allowance the same literals are accepted.
@@ -799,13 +781,7 @@ async fn allowed_networks_are_reachable_and_other_private_addresses_are_not() {
         "http://[fd00:2::9]/x",
         "http://169.254.169.254/x",
     ] {
-        let r = s
-            .post(&key, "/v1/endpoints")
-            .json(&json!({"url": url}))
-            .send()
-            .await
-            .unwrap();
-        refused_url(r).await;
+        refused_create(&s, &key, url).await;
     }
     let m = s.publish(&key, checkin("venue:a", 1)).await;
     literal.wait_for(1, 10).await;
@@ -839,7 +815,7 @@ async fn a_rotated_secret_keeps_signing_during_the_overlap() {
     let new = secret_of(&rotated);
     assert_ne!(old, new);
     assert!(rotated["previous_secret_expires_at"].is_string());
-    let got = get_json(&s, &key, &format!("/v1/endpoints/{ep_id}")).await;
+    let got = s.get_json(&key, &format!("/v1/endpoints/{ep_id}")).await;
     assert!(
         got.get("secret").is_none(),
         "the secret is shown only at create and rotate"
@@ -997,9 +973,9 @@ async fn endpoint_api_validates_scopes_and_manages() {
     ] {
         assert_error(r, 404, "not_found").await;
     }
-    let list = get_json(&s, &other, "/v1/endpoints").await;
+    let list = s.get_json(&other, "/v1/endpoints").await;
     assert_eq!(data(&list).len(), 0);
-    let list = get_json(&s, &key, "/v1/endpoints").await;
+    let list = s.get_json(&key, "/v1/endpoints").await;
     assert_eq!(list["object"], "list");
     assert_eq!(data(&list).len(), 1);
     assert!(data(&list)[0].get("secret").is_none());
