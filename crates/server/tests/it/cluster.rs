@@ -498,3 +498,67 @@ async fn a_killed_node_loses_its_leases_and_the_others_finish_the_deliveries() {
     }
     c.drop_schema().await;
 }
+
+/// A node that stops gracefully gives back the deliveries it was handed but
+/// had not started: another node delivers them at once, not after the lease
+/// (60 s here, longer than the test allows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopping_gracefully_hands_its_queue_to_the_others() {
+    let rx = super::webhooks::Receiver::start(|_| super::webhooks::Reply {
+        status: 204,
+        headers: vec![],
+        delay: Duration::from_millis(50),
+    })
+    .await;
+    let args = &[
+        "--allow-private-endpoints",
+        "--retry-schedule",
+        "0ms,50ms,200ms",
+        "--webhook-lease",
+        "60s",
+    ];
+    let Some(mut c) = Cluster::start("hookstop", 1, args).await else {
+        return;
+    };
+    let (_org, _key_id, key) = c.tenant(0, "enterprise").await;
+    let endpoint = json!({"url": format!("http://{}/hook", rx.addr), "max_in_flight": 2});
+    let r = c
+        .http
+        .post(format!("{}/v1/endpoints", c.base(0)))
+        .header("x-api-key", &key)
+        .json(&endpoint)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    c.add_node(args).await;
+    // One batch through node A: all 120 deliveries are born leased to A.
+    let batch: Vec<Value> = (0..120).map(|n| checkin("venue:stadium", n)).collect();
+    let r = c
+        .http
+        .post(format!("{}/v1/messages/batch", c.base(0)))
+        .header("x-api-key", &key)
+        .json(&json!({"messages": batch}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(
+        wait_distinct(&rx, 6, Duration::from_secs(10)).await >= 6,
+        "node A started delivering"
+    );
+    let t0 = std::time::Instant::now();
+    let pid = c.nodes[0].0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let exit = c.nodes[0].0.wait().unwrap();
+    assert!(exit.success(), "node A exits cleanly: {exit:?}");
+    let seen = wait_distinct(&rx, 120, Duration::from_secs(30)).await;
+    assert_eq!(seen, 120, "node B delivered what node A gave back");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "well before the 60 s lease: {:?}",
+        t0.elapsed()
+    );
+    c.drop_schema().await;
+}
