@@ -7,8 +7,9 @@
 //!   server secret.
 //! - [`client`]: the outbound HTTP client with the SSRF guard on resolved
 //!   addresses, and one attempt (render, sign, POST, capture the response).
-//! - [`dispatcher`]: claims due deliveries, enforces per-endpoint limits,
-//!   batches attempt results into the store.
+//! - [`dispatcher`]: takes deliveries handed over at commit and claims the
+//!   rest, enforces per-endpoint limits, batches attempt results into the
+//!   store (`dispatcher/`: `live`, `queues`, `recorder`).
 
 pub mod client;
 pub mod config;

@@ -25,20 +25,23 @@
 //! before every earlier delivery to that endpoint is delivered or exhausted.
 //! After a crash an in-flight delivery may be sent again (at-least-once), but
 //! never after a later one was first sent.
+//!
+//! Layout: this file is the loop (handoff, claims, attempts, stop);
+//! `live` is an endpoint as attempts see it, `queues` the per-endpoint
+//! bookkeeping, `recorder` the batched writing of attempt results.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use marquee_core::ids::{DeliveryId, EndpointId, MessageId, OrgId};
 use marquee_core::message::StoredMessage;
 use marquee_core::timestamp::Timestamp;
-use marquee_core::webhook::{EndpointFilter, ops};
-use marquee_core::wire::{Format, SigningSecret};
+use marquee_core::webhook::ops;
 use marquee_store::DynStore;
 use marquee_store::webhooks::{
-    AttemptOutcome, AttemptRecord, ClaimRequest, ClaimedDelivery, EndpointRecord, OutcomePolicy, Transition,
+    AttemptOutcome, AttemptRecord, ClaimRequest, ClaimedDelivery, EndpointRecord, Transition,
 };
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -48,170 +51,22 @@ use super::config::WebhookConfig;
 use super::seal::Sealer;
 use crate::secrets::ServerSecrets;
 
+mod live;
+mod queues;
+mod recorder;
+
+pub use live::Live;
+use queues::{Ep, Start, State};
+use recorder::{Done, RESULT_QUEUE, ResultMsg, attempt_record};
+
 /// How often pending work is re-read from the store regardless of hints.
 const SWEEP: Duration = Duration::from_secs(1);
 /// How often endpoint settings are re-read from the store.
 const RELOAD: Duration = Duration::from_secs(5);
 /// Most deliveries claimed for one endpoint in one round.
 const CLAIM_BATCH: usize = 256;
-/// Most attempt results written in one commit.
-const RESULT_BATCH: usize = 2048;
-/// Attempt results waiting for the recorder.
-const RESULT_QUEUE: usize = 2 * RESULT_BATCH;
 /// Future retry times remembered per endpoint (beyond: the sweep finds them).
 const MAX_HINTS: usize = 10_000;
-
-/// An endpoint as the dispatcher uses it: secrets opened, settings parsed.
-pub struct Live {
-    pub id: EndpointId,
-    pub org_id: OrgId,
-    pub url: String,
-    pub format: Format,
-    pub filter: EndpointFilter,
-    secret: SigningSecret,
-    previous: Option<(SigningSecret, Timestamp)>,
-    pub ordered: bool,
-    pub max_in_flight: u32,
-    pub rate_limit: Option<u32>,
-    pub enabled: bool,
-}
-
-impl Live {
-    pub fn open(rec: &EndpointRecord, sealer: &Sealer) -> Result<Self, super::seal::SealError> {
-        let secret = sealer.open(&rec.id, &rec.secret_sealed)?;
-        let previous = match (&rec.previous_secret_sealed, rec.previous_secret_until) {
-            (Some(p), Some(until)) => Some((sealer.open(&rec.id, p)?, until)),
-            _ => None,
-        };
-        Ok(Live {
-            id: rec.id.clone(),
-            org_id: rec.org_id.clone(),
-            url: rec.url.clone(),
-            format: rec.format,
-            filter: rec.filter.clone(),
-            secret,
-            previous,
-            ordered: rec.ordered,
-            max_in_flight: rec.max_in_flight.max(1),
-            rate_limit: rec.rate_limit.filter(|r| *r > 0),
-            enabled: rec.enabled,
-        })
-    }
-
-    /// The secrets that sign at `at`: the current one, plus the rotated-out
-    /// one during its overlap.
-    pub fn signing_secrets(&self, at: Timestamp) -> Vec<&SigningSecret> {
-        let mut v = vec![&self.secret];
-        if let Some((prev, until)) = &self.previous
-            && at < *until
-        {
-            v.push(prev);
-        }
-        v
-    }
-}
-
-struct Ep {
-    live: Arc<Live>,
-    in_flight: u32,
-    /// Known to have due work now (or at this time, µs).
-    due_at: Option<i64>,
-    /// Known future retry times.
-    later: BinaryHeap<Reverse<i64>>,
-    next_slot: Option<tokio::time::Instant>,
-    /// Claimed (leased) deliveries waiting for a free slot.
-    queue: VecDeque<ClaimedDelivery>,
-    /// Seqs (ascending) whose deliveries the commit being announced handed
-    /// over: its commit listener call need not mark the endpoint due for
-    /// them. Cleared by that call.
-    just_handed: Vec<u64>,
-    /// In the shared `saturated` set (new deliveries are not born leased).
-    saturated: bool,
-}
-
-impl Ep {
-    fn new(live: Live) -> Self {
-        Ep {
-            live: Arc::new(live),
-            in_flight: 0,
-            due_at: None,
-            later: BinaryHeap::new(),
-            next_slot: None,
-            queue: VecDeque::new(),
-            just_handed: Vec::new(),
-            saturated: false,
-        }
-    }
-}
-
-/// A delivery ready to attempt: endpoint, delivery, rate-limit slot, permit.
-type Start = (
-    Arc<Live>,
-    ClaimedDelivery,
-    Option<tokio::time::Instant>,
-    OwnedSemaphorePermit,
-);
-
-#[derive(Default)]
-struct State {
-    endpoints: HashMap<EndpointId, Ep>,
-    by_org: HashMap<OrgId, Vec<EndpointId>>,
-    reload: bool,
-    sweep: bool,
-    /// Leases to give back (handed deliveries the queue could not take,
-    /// queues of endpoints disabled or made ordered).
-    release: Vec<ClaimedDelivery>,
-    /// Endpoints with a non-empty `just_handed`.
-    handed_eps: Vec<EndpointId>,
-    /// Endpoints whose secret could not be opened (they are skipped; their
-    /// deliveries are released instead of triggering reloads).
-    broken: HashSet<EndpointId>,
-    /// The dispatcher is stopping: handed deliveries go to `release`.
-    stopping: bool,
-}
-
-impl State {
-    /// Installs an endpoint's fresh settings, keeping its runtime state.
-    fn upsert(&mut self, live: Live) {
-        match self.endpoints.get_mut(&live.id) {
-            Some(e) => {
-                if live.ordered && !e.live.ordered {
-                    // Now ordered: what was queued unordered goes back to
-                    // the store, to be claimed head first.
-                    self.release.extend(e.queue.drain(..));
-                }
-                e.live = Arc::new(live);
-            }
-            None => {
-                self.endpoints.insert(live.id.clone(), Ep::new(live));
-            }
-        }
-    }
-
-    /// Drops an endpoint; its queued leases are given back when `release`
-    /// (its row still exists) or die with its deleted rows.
-    fn remove(&mut self, id: &EndpointId, release: bool) {
-        if let Some(mut ep) = self.endpoints.remove(id) {
-            if let Some(list) = self.by_org.get_mut(&ep.live.org_id) {
-                list.retain(|e| e != id);
-            }
-            if release {
-                self.release.extend(ep.queue.drain(..));
-            }
-        }
-    }
-}
-
-struct Done {
-    outcome: AttemptOutcome,
-    ordered: bool,
-    next_at: Option<i64>,
-}
-
-enum ResultMsg {
-    Done(Box<Done>),
-    Flush(oneshot::Sender<()>),
-}
 
 pub struct Dispatcher {
     store: DynStore,
@@ -788,87 +643,6 @@ impl Dispatcher {
             None => (Transition::Exhausted, None),
         }
     }
-
-    fn policy(&self) -> OutcomePolicy {
-        OutcomePolicy {
-            disable_after_us: micros(self.config.disable_after),
-            failing_after: self.config.failing_after,
-        }
-    }
-
-    /// Writes attempt results in batches and turns them into hints.
-    async fn record_results(self: Arc<Self>, mut rx: mpsc::Receiver<ResultMsg>) {
-        let mut batch: Vec<Done> = Vec::new();
-        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
-        while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            while let Some(m) = next.take() {
-                match m {
-                    ResultMsg::Done(d) => batch.push(*d),
-                    ResultMsg::Flush(tx) => flushes.push(tx),
-                }
-                if batch.len() < RESULT_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if !batch.is_empty() {
-                let outcomes: Vec<AttemptOutcome> = batch.iter().map(|d| d.outcome.clone()).collect();
-                let mut delay = Duration::from_millis(50);
-                let mut unavailable = 0;
-                let summary = loop {
-                    match self.store.record_attempts(outcomes.clone(), self.policy()).await {
-                        Ok(s) => break Some(s),
-                        // A job dropped from a failed group also reads as
-                        // "unavailable": retry a few times before deciding
-                        // the store is gone (the leases then expire and the
-                        // deliveries are attempted again).
-                        Err(marquee_store::StoreError::Unavailable(e)) if unavailable >= 3 => {
-                            tracing::warn!(error = %e, n = outcomes.len(), "store unavailable; attempt results dropped");
-                            break None;
-                        }
-                        Err(marquee_store::StoreError::Unavailable(_)) => {
-                            unavailable += 1;
-                            tokio::time::sleep(delay).await;
-                            delay *= 2;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, n = outcomes.len(), "recording webhook attempts failed; retrying");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                };
-                let now = Timestamp::now().as_micros();
-                if let Ok(mut st) = self.state.lock() {
-                    for d in batch.drain(..) {
-                        let Some(ep) = st.endpoints.get_mut(&d.outcome.attempt.endpoint_id) else {
-                            continue;
-                        };
-                        match d.next_at {
-                            // A future retry: remember when (the sweep finds
-                            // it too if the hint list is full).
-                            Some(t) if t > now && ep.later.len() < MAX_HINTS => ep.later.push(Reverse(t)),
-                            Some(t) if t > now => {}
-                            Some(_) => ep.due_at = Some(now),
-                            // An ordered endpoint's head is settled: the next
-                            // one may go.
-                            None if d.ordered => ep.due_at = Some(now),
-                            None => {}
-                        }
-                    }
-                    if summary.is_some_and(|s| !s.disabled.is_empty()) {
-                        st.reload = true;
-                    }
-                }
-                batch.clear();
-                self.notify.notify_one();
-            }
-            for f in flushes.drain(..) {
-                let _ = f.send(());
-            }
-        }
-    }
-
     /// The dispatcher loop; returns after `stop` once in-flight attempts
     /// have finished (or 10 s passed) and their results are recorded.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -1022,29 +796,5 @@ impl Dispatcher {
             )
             .await?;
         Ok(attempt)
-    }
-}
-
-fn attempt_record(
-    r: &AttemptResult,
-    live: &Live,
-    delivery: DeliveryId,
-    message: Option<MessageId>,
-    attempt_no: u32,
-) -> AttemptRecord {
-    AttemptRecord {
-        id: r.id.clone(),
-        delivery_id: delivery,
-        org_id: live.org_id.clone(),
-        endpoint_id: live.id.clone(),
-        message_id: message,
-        attempt_no,
-        started_at: r.started_at,
-        duration_us: micros(r.duration),
-        status_code: r.status,
-        succeeded: r.succeeded(),
-        error_kind: r.error_kind.map(str::to_owned),
-        response_headers: r.headers_json.clone(),
-        response_body: r.body.clone(),
     }
 }

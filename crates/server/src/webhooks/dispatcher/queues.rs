@@ -1,0 +1,105 @@
+//! The dispatcher's in-memory bookkeeping per endpoint: its settings, the
+//! deliveries it holds leased (queued or in flight), due times and retry
+//! hints, and what is waiting to be given back. Only hints: the store stays
+//! the source of truth, so all of this may be lost at any time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use marquee_core::ids::{EndpointId, OrgId};
+use marquee_store::webhooks::ClaimedDelivery;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::live::Live;
+
+pub(super) struct Ep {
+    pub(super) live: Arc<Live>,
+    pub(super) in_flight: u32,
+    /// Known to have due work now (or at this time, µs).
+    pub(super) due_at: Option<i64>,
+    /// Known future retry times.
+    pub(super) later: BinaryHeap<Reverse<i64>>,
+    pub(super) next_slot: Option<tokio::time::Instant>,
+    /// Claimed (leased) deliveries waiting for a free slot.
+    pub(super) queue: VecDeque<ClaimedDelivery>,
+    /// Seqs (ascending) whose deliveries the commit being announced handed
+    /// over: its commit listener call need not mark the endpoint due for
+    /// them. Cleared by that call.
+    pub(super) just_handed: Vec<u64>,
+    /// In the shared `saturated` set (new deliveries are not born leased).
+    pub(super) saturated: bool,
+}
+
+impl Ep {
+    pub(super) fn new(live: Live) -> Self {
+        Ep {
+            live: Arc::new(live),
+            in_flight: 0,
+            due_at: None,
+            later: BinaryHeap::new(),
+            next_slot: None,
+            queue: VecDeque::new(),
+            just_handed: Vec::new(),
+            saturated: false,
+        }
+    }
+}
+
+/// A delivery ready to attempt: endpoint, delivery, rate-limit slot, permit.
+pub(super) type Start = (
+    Arc<Live>,
+    ClaimedDelivery,
+    Option<tokio::time::Instant>,
+    OwnedSemaphorePermit,
+);
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) endpoints: HashMap<EndpointId, Ep>,
+    pub(super) by_org: HashMap<OrgId, Vec<EndpointId>>,
+    pub(super) reload: bool,
+    pub(super) sweep: bool,
+    /// Leases to give back (handed deliveries the queue could not take,
+    /// queues of endpoints disabled or made ordered).
+    pub(super) release: Vec<ClaimedDelivery>,
+    /// Endpoints with a non-empty `just_handed`.
+    pub(super) handed_eps: Vec<EndpointId>,
+    /// Endpoints whose secret could not be opened (they are skipped; their
+    /// deliveries are released instead of triggering reloads).
+    pub(super) broken: HashSet<EndpointId>,
+    /// The dispatcher is stopping: handed deliveries go to `release`.
+    pub(super) stopping: bool,
+}
+
+impl State {
+    /// Installs an endpoint's fresh settings, keeping its runtime state.
+    pub(super) fn upsert(&mut self, live: Live) {
+        match self.endpoints.get_mut(&live.id) {
+            Some(e) => {
+                if live.ordered && !e.live.ordered {
+                    // Now ordered: what was queued unordered goes back to
+                    // the store, to be claimed head first.
+                    self.release.extend(e.queue.drain(..));
+                }
+                e.live = Arc::new(live);
+            }
+            None => {
+                self.endpoints.insert(live.id.clone(), Ep::new(live));
+            }
+        }
+    }
+
+    /// Drops an endpoint; its queued leases are given back when `release`
+    /// (its row still exists) or die with its deleted rows.
+    pub(super) fn remove(&mut self, id: &EndpointId, release: bool) {
+        if let Some(mut ep) = self.endpoints.remove(id) {
+            if let Some(list) = self.by_org.get_mut(&ep.live.org_id) {
+                list.retain(|e| e != id);
+            }
+            if release {
+                self.release.extend(ep.queue.drain(..));
+            }
+        }
+    }
+}
