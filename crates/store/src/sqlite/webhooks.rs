@@ -339,7 +339,9 @@ fn message_at(r: &Row<'_>, offset: usize) -> rusqlite::Result<marquee_core::mess
     })
 }
 
-/// Builds an operational message published into the organization's log.
+/// Records a batch of attempt results in the open transaction: appends the
+/// attempts, settles deliveries, bumps the stats counters, tracks failure
+/// runs (disabling endpoints) and publishes operational messages.
 fn record(
     ctx: &mut writer::Ctx<'_>,
     outcomes: Vec<AttemptOutcome>,

@@ -1,0 +1,421 @@
+//! Deliveries: created in the publish transaction (one `unnest` insert per
+//! group, born leased when a handoff is set), re-queued by resend and
+//! replay, and claimed with `FOR UPDATE SKIP LOCKED` under leases.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use marquee_core::ids::{DeliveryId, EndpointId};
+use marquee_core::message::StoredMessage;
+use marquee_core::names::Channel;
+use marquee_core::timestamp::Timestamp;
+use marquee_core::webhook::EndpointFilter;
+use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
+
+use super::*;
+use crate::{Result, StoreError};
+
+/// An enabled endpoint as the publish path needs it.
+pub struct PublishEndpoint {
+    id: String,
+    filter: EndpointFilter,
+    ordered: bool,
+}
+
+/// The organization's enabled endpoints, read once per publish request.
+pub async fn endpoints_for_publish(tx: &Transaction<'_>, org: &str) -> Result<Vec<PublishEndpoint>> {
+    // Typed queries are one round trip (no separate prepare): this runs under
+    // the log lock on the publish path.
+    tx.query_typed(
+        "SELECT id, types, channels, ordered FROM endpoints WHERE org_id = $1 AND enabled",
+        &[(&org, Type::TEXT)],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let types: String = r.try_get(1)?;
+        let channels: String = r.try_get(2)?;
+        Ok(PublishEndpoint {
+            id: r.try_get(0)?,
+            filter: EndpointFilter::from_texts(&types, &channels),
+            ordered: r.try_get(3)?,
+        })
+    })
+    .collect()
+}
+
+/// Inserts one pending delivery per matching endpoint for a message being
+/// committed (inside the publish transaction), in one statement.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_deliveries(
+    tx: &Transaction<'_>,
+    endpoints: &[PublishEndpoint],
+    org: &str,
+    seq: u64,
+    message_id: &str,
+    event_type: &str,
+    channels: &[Channel],
+    now: i64,
+) -> Result<()> {
+    let eps: Vec<&str> = endpoints
+        .iter()
+        .filter(|e| e.filter.matches(event_type, channels))
+        .map(|e| e.id.as_str())
+        .collect();
+    if eps.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = eps
+        .iter()
+        .map(|_| DeliveryId::generate().as_str().to_owned())
+        .collect();
+    tx.query_typed(
+        "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
+         SELECT d, $1, e, $2, $3, 'pending', $4, $4, $4 FROM unnest($5::text[], $6::text[]) AS u(d, e)
+         ON CONFLICT DO NOTHING",
+        &[
+            (&org, Type::TEXT),
+            (&(seq as i64), Type::INT8),
+            (&message_id, Type::TEXT),
+            (&now, Type::INT8),
+            (&ids, Type::TEXT_ARRAY),
+            (&eps, Type::TEXT_ARRAY),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The deliveries of a whole publish group, inserted in one statement.
+#[derive(Default)]
+pub struct DeliveryRows {
+    ids: Vec<String>,
+    orgs: Vec<String>,
+    endpoints: Vec<String>,
+    seqs: Vec<i64>,
+    message_ids: Vec<String>,
+    leases: Vec<Option<i64>>,
+    /// With a delivery handoff: the lease new deliveries are born with.
+    pub lease_until: Option<i64>,
+    /// Endpoints whose new deliveries are not born leased (saturated).
+    pub no_lease: std::collections::HashSet<String>,
+    /// (delivery, endpoint, seq) of the deliveries born leased.
+    handed: Vec<(DeliveryId, EndpointId, u64)>,
+}
+
+impl DeliveryRows {
+    /// Adds one pending delivery per matching endpoint of a message.
+    pub fn add(
+        &mut self,
+        endpoints: &[PublishEndpoint],
+        org: &str,
+        seq: u64,
+        message_id: &str,
+        event_type: &str,
+        channels: &[Channel],
+    ) {
+        for e in endpoints
+            .iter()
+            .filter(|e| e.filter.matches(event_type, channels))
+        {
+            let id = DeliveryId::generate();
+            let lease = self
+                .lease_until
+                .filter(|_| !e.ordered && !self.no_lease.contains(&e.id));
+            if lease.is_some() {
+                self.handed
+                    .push((id.clone(), EndpointId::from_trusted(e.id.clone()), seq));
+            }
+            self.ids.push(id.as_str().to_owned());
+            self.orgs.push(org.to_owned());
+            self.endpoints.push(e.id.clone());
+            self.seqs.push(seq as i64);
+            self.message_ids.push(message_id.to_owned());
+            self.leases.push(lease);
+        }
+    }
+
+    pub async fn flush(&self, tx: &Transaction<'_>, now: i64) -> Result<()> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        // Every row is new (its seq was just assigned): none is skipped.
+        tx.query_typed(
+            "INSERT INTO deliveries
+                 (id, org_id, endpoint_id, seq, message_id, state, next_at, claimed_until, created_at, updated_at)
+             SELECT d, o, e, s, m, 'pending', $6, l, $6, $6
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $7::int8[])
+               AS u(d, o, e, s, m, l)
+             ON CONFLICT DO NOTHING",
+            &[
+                (&self.ids, Type::TEXT_ARRAY),
+                (&self.orgs, Type::TEXT_ARRAY),
+                (&self.endpoints, Type::TEXT_ARRAY),
+                (&self.seqs, Type::INT8_ARRAY),
+                (&self.message_ids, Type::TEXT_ARRAY),
+                (&now, Type::INT8),
+                (&self.leases, Type::INT8_ARRAY),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The born-leased deliveries with their committed messages (`committed`
+    /// is in seq order).
+    pub fn handed(&mut self, committed: &[Arc<StoredMessage>]) -> Vec<ClaimedDelivery> {
+        std::mem::take(&mut self.handed)
+            .into_iter()
+            .filter_map(|(id, endpoint_id, seq)| {
+                let i = committed.binary_search_by_key(&seq, |m| m.seq).ok()?;
+                Some(ClaimedDelivery {
+                    id,
+                    endpoint_id,
+                    attempts: 0,
+                    attempt_count: 0,
+                    message: committed[i].clone(),
+                    lease_until: Timestamp::from_micros(self.lease_until.unwrap_or(0)),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Queues (or re-queues) the delivery of message `seq` to `endpoint`.
+pub(super) async fn upsert_delivery(
+    tx: &Transaction<'_>,
+    org: &str,
+    endpoint: &str,
+    seq: i64,
+    message_id: &str,
+    now: i64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)
+         ON CONFLICT (endpoint_id, seq) DO UPDATE SET state = 'pending', attempts = 0,
+             next_at = LEAST(deliveries.next_at, excluded.next_at), updated_at = excluded.updated_at",
+        &[
+            &DeliveryId::generate().as_str(),
+            &org,
+            &endpoint,
+            &seq,
+            &message_id,
+            &now,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Claims for one endpoint (one statement, autocommit).
+pub(super) async fn claim_one(
+    c: &deadpool_postgres::Client,
+    req: &ClaimRequest,
+    now: i64,
+    lease_until: i64,
+    out: &mut Vec<ClaimedDelivery>,
+) -> Result<()> {
+    let ep = req.endpoint_id.as_str();
+    let found = if req.ordered {
+        let st = c
+            .prepare_cached(
+                "WITH head AS (
+                     SELECT id, next_at, claimed_until FROM deliveries
+                     WHERE endpoint_id = $1 AND state = 'pending'
+                     ORDER BY seq LIMIT 1 FOR UPDATE
+                 )
+                 UPDATE deliveries d SET claimed_until = $3 FROM head
+                 WHERE d.id = head.id AND head.next_at <= $2
+                   AND (head.claimed_until IS NULL OR head.claimed_until < $2)
+                 RETURNING d.id, d.seq, d.attempts, d.attempt_count, d.next_at",
+            )
+            .await?;
+        c.query(&st, &[&ep, &now, &lease_until]).await?
+    } else {
+        let st = c
+            .prepare_cached(
+                "WITH c AS (
+                     SELECT id FROM deliveries
+                     WHERE endpoint_id = $1 AND state = 'pending' AND next_at <= $2
+                       AND (claimed_until IS NULL OR claimed_until < $2)
+                     ORDER BY next_at LIMIT $3
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE deliveries d SET claimed_until = $4 FROM c WHERE d.id = c.id
+                 RETURNING d.id, d.seq, d.attempts, d.attempt_count, d.next_at",
+            )
+            .await?;
+        c.query(&st, &[&ep, &now, &(req.limit as i64), &lease_until])
+            .await?
+    };
+    if found.is_empty() {
+        return Ok(());
+    }
+    let mut leased: Vec<(i64, String, i64, i64, i64)> = found
+        .iter()
+        .map(|r| -> Result<_> {
+            Ok((
+                r.try_get::<_, i64>(4)?,
+                r.try_get::<_, String>(0)?,
+                r.try_get::<_, i64>(1)?,
+                r.try_get::<_, i64>(2)?,
+                r.try_get::<_, i64>(3)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    leased.sort();
+    let seqs: Vec<i64> = leased.iter().map(|l| l.2).collect();
+    let st = c
+        .prepare_cached(&format!(
+            "SELECT {} FROM messages WHERE seq = ANY($1)",
+            rows::MESSAGE_COLUMNS
+        ))
+        .await?;
+    let mut messages: HashMap<u64, StoredMessage> = HashMap::new();
+    for r in c.query(&st, &[&seqs]).await? {
+        let m = rows::message(&r)?;
+        messages.insert(m.seq, m);
+    }
+    let mut gone: Vec<String> = Vec::new();
+    for (_, id, seq, attempts, count) in leased {
+        match messages.remove(&(seq as u64)) {
+            Some(message) => out.push(ClaimedDelivery {
+                id: DeliveryId::from_trusted(id),
+                endpoint_id: req.endpoint_id.clone(),
+                attempts: attempts.clamp(0, u32::MAX as i64) as u32,
+                attempt_count: count.clamp(0, u32::MAX as i64) as u32,
+                message: Arc::new(message),
+                lease_until: Timestamp::from_micros(lease_until),
+            }),
+            // The message was pruned by retention: nothing left to deliver.
+            None => gone.push(id),
+        }
+    }
+    if !gone.is_empty() {
+        // Settled and counted in one statement (one autocommit transaction).
+        c.execute(
+            "WITH g AS (
+                 UPDATE deliveries SET state = 'exhausted', claimed_until = NULL, updated_at = $2
+                 WHERE id = ANY($1) AND state = 'pending' RETURNING endpoint_id)
+             INSERT INTO endpoint_counters (endpoint_id, delivered, exhausted)
+                 SELECT endpoint_id, 0, COUNT(*) FROM g GROUP BY endpoint_id
+             ON CONFLICT (endpoint_id) DO UPDATE SET
+                 exhausted = endpoint_counters.exhausted + EXCLUDED.exhausted",
+            &[&gone, &now],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn replay_tx(
+    tx: &Transaction<'_>,
+    org: &str,
+    endpoint: &str,
+    from: ReplayFrom,
+    chunk: usize,
+) -> Result<ReplayProgress> {
+    let ep = load_endpoint(tx, org, endpoint)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    lock_endpoints(tx, &[endpoint]).await?;
+    let after: i64 = match from {
+        ReplayFrom::AfterSeq(s) => s.min(i64::MAX as u64) as i64,
+        ReplayFrom::Since(t) => {
+            let first: Option<i64> = tx
+                .query_one(
+                    "SELECT MIN(seq) FROM messages WHERE received_at >= $1",
+                    &[&t.as_micros()],
+                )
+                .await?
+                .try_get(0)?;
+            match first {
+                Some(s) => s - 1,
+                None => {
+                    return Ok(ReplayProgress {
+                        queued: 0,
+                        next: None,
+                    });
+                }
+            }
+        }
+    };
+    let found = tx
+        .query(
+            "SELECT seq, id, type, channels FROM messages WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&org, &after, &(chunk as i64)],
+        )
+        .await?;
+    let now = Timestamp::now().as_micros();
+    let mut queued = 0;
+    let mut last = None;
+    for r in &found {
+        let (seq, id, ty, channels): (i64, String, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        last = Some(seq as u64);
+        if ep.filter.matches(&ty, &split_channels(&channels)) {
+            upsert_delivery(tx, org, endpoint, seq, &id, now).await?;
+            queued += 1;
+        }
+    }
+    Ok(ReplayProgress {
+        queued,
+        next: if found.len() < chunk { None } else { last },
+    })
+}
+
+/// Locks endpoint rows (`FOR NO KEY UPDATE`, id order) before a statement
+/// that touches their deliveries: the lock order `record_tx` uses, so the
+/// two never wait on each other in a cycle.
+pub(super) async fn lock_endpoints(tx: &Transaction<'_>, ids: &[&str]) -> Result<()> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    tx.query_typed(
+        "SELECT 1 FROM endpoints WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        &[(&ids, Type::TEXT_ARRAY)],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn resend_tx(
+    tx: &Transaction<'_>,
+    org: &str,
+    message: &str,
+    endpoint: Option<&str>,
+) -> Result<u64> {
+    let row = tx
+        .query_opt(
+            "SELECT seq, type, channels FROM messages WHERE id = $1 AND org_id = $2",
+            &[&message, &org],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let (seq, ty, channels): (i64, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    let now = Timestamp::now().as_micros();
+    match endpoint {
+        Some(ep) => {
+            load_endpoint(tx, org, ep).await?.ok_or(StoreError::NotFound)?;
+            lock_endpoints(tx, &[ep]).await?;
+            upsert_delivery(tx, org, ep, seq, message, now).await?;
+            Ok(1)
+        }
+        None => {
+            let chans = split_channels(&channels);
+            let mut n = 0;
+            let eps = endpoints_for_publish(tx, org).await?;
+            let ids: Vec<&str> = eps.iter().map(|e| e.id.as_str()).collect();
+            lock_endpoints(tx, &ids).await?;
+            for ep in eps {
+                if ep.filter.matches(&ty, &chans) {
+                    upsert_delivery(tx, org, &ep.id, seq, message, now).await?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        }
+    }
+}
