@@ -12,34 +12,34 @@
 //! set and handed over after the commit: the hot path then costs one insert
 //! and one settle per delivery, with no claim query and no lease write.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use marquee_core::ids::{AttemptId, DeliveryId, EndpointId, MessageId, OrgId};
-use marquee_core::message::{NewMessage, StoredMessage};
-use marquee_core::names::Channel;
 use marquee_core::timestamp::Timestamp;
-use marquee_core::webhook::{EndpointFilter, ops};
+use marquee_core::webhook::EndpointFilter;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::value::RawValue;
 
 use super::{SqliteStore, rows, writer};
 use crate::webhooks::{
     AttemptOutcome, AttemptPage, AttemptQuery, AttemptRecord, ClaimRequest, ClaimedDelivery, EndpointPage,
-    EndpointRecord, EndpointStats, OutcomePolicy, RecordSummary, ReplayFrom, ReplayProgress, Transition,
-    WebhookStore,
+    EndpointRecord, EndpointStats, OutcomePolicy, RecordSummary, ReplayFrom, ReplayProgress, WebhookStore,
 };
-use crate::webhooks::{disable_reason, failure_notice, ops_message};
-use crate::{PublishRequest, Result, StoreError};
+use crate::{Result, StoreError};
 
-const EP_COLUMNS: &str = "id, org_id, url, description, types, channels, format, rate_limit, max_in_flight, \
+mod deliveries;
+mod results;
+
+use deliveries::*;
+pub use deliveries::{PublishEndpoint, endpoints_for_publish, insert_deliveries};
+use results::*;
+
+pub(super) const EP_COLUMNS: &str = "id, org_id, url, description, types, channels, format, rate_limit, max_in_flight, \
      ordered, enabled, disabled_reason, secret, prev_secret, prev_secret_until, failing_since, created_at, updated_at";
 
-const ATTEMPT_COLUMNS: &str = "id, delivery_id, org_id, endpoint_id, message_id, attempt_no, started_at, \
+pub(super) const ATTEMPT_COLUMNS: &str = "id, delivery_id, org_id, endpoint_id, message_id, attempt_no, started_at, \
      duration_us, status_code, succeeded, error_kind, response_headers, response_body";
 
-fn conv_err(msg: &str) -> rusqlite::Error {
+pub(super) fn conv_err(msg: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         0,
         rusqlite::types::Type::Text,
@@ -47,7 +47,7 @@ fn conv_err(msg: &str) -> rusqlite::Error {
     )
 }
 
-fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
+pub(super) fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
     let types: String = r.get(4)?;
     let channels: String = r.get(5)?;
     let format: String = r.get(6)?;
@@ -74,7 +74,7 @@ fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
     })
 }
 
-fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
+pub(super) fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
     Ok(AttemptRecord {
         id: AttemptId::from_trusted(r.get(0)?),
         delivery_id: DeliveryId::from_trusted(r.get(1)?),
@@ -94,7 +94,7 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
 
 /// The first 15 endpoint columns (id … prev_secret_until), in `EP_COLUMNS`
 /// order: shared by the insert and the update.
-fn endpoint_values(ep: &EndpointRecord) -> Vec<Value> {
+pub(super) fn endpoint_values(ep: &EndpointRecord) -> Vec<Value> {
     vec![
         Value::from(ep.id.as_str().to_owned()),
         Value::from(ep.org_id.as_str().to_owned()),
@@ -114,504 +114,13 @@ fn endpoint_values(ep: &EndpointRecord) -> Vec<Value> {
     ]
 }
 
-/// An enabled endpoint as the publish job needs it.
-pub struct PublishEndpoint {
-    id: EndpointId,
-    filter: EndpointFilter,
-    ordered: bool,
-}
-
-/// The organization's enabled endpoints, read once per publish job.
-pub fn endpoints_for_publish(conn: &Connection, org: &str) -> Result<Vec<PublishEndpoint>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, types, channels, ordered FROM endpoints WHERE org_id = ?1 AND enabled = 1",
-    )?;
-    let v = st
-        .query_map([org], |r| {
-            let types: String = r.get(1)?;
-            let channels: String = r.get(2)?;
-            Ok(PublishEndpoint {
-                id: EndpointId::from_trusted(r.get(0)?),
-                filter: EndpointFilter::from_texts(&types, &channels),
-                ordered: r.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(v)
-}
-
-/// Inserts one pending delivery per matching endpoint for a message being
-/// committed (inside the publish transaction). With a delivery handoff the
-/// deliveries of unordered endpoints are born leased and queued for it.
-pub fn insert_deliveries(
-    ctx: &mut writer::Ctx<'_>,
-    endpoints: &[PublishEndpoint],
-    m: &Arc<StoredMessage>,
-) -> Result<()> {
-    if endpoints.is_empty() {
-        return Ok(());
-    }
-    let mut ins = ctx.conn.prepare_cached(
-        "INSERT OR IGNORE INTO deliveries
-             (id, org_id, endpoint_id, seq, message_id, state, next_at, claimed_until, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?6, ?6)",
-    )?;
-    let now = m.received_at.as_micros();
-    for ep in endpoints {
-        if !ep.filter.matches(m.event_type.as_str(), &m.channels) {
-            continue;
-        }
-        let id = DeliveryId::generate();
-        let lease = ctx
-            .lease_until
-            .filter(|_| !ep.ordered && !ctx.no_lease.contains(&ep.id));
-        let n = ins.execute(params![
-            id.as_str(),
-            m.org_id.as_str(),
-            ep.id.as_str(),
-            m.seq as i64,
-            m.id.as_str(),
-            now,
-            lease
-        ])?;
-        if n > 0 && lease.is_some() {
-            ctx.handed.push(ClaimedDelivery {
-                id,
-                endpoint_id: ep.id.clone(),
-                attempts: 0,
-                attempt_count: 0,
-                message: m.clone(),
-                lease_until: Timestamp::from_micros(lease.unwrap_or(0)),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Queues (or re-queues) the delivery of message `seq` to `endpoint`.
-fn upsert_delivery(
-    conn: &Connection,
-    org: &str,
-    endpoint: &str,
-    seq: i64,
-    message_id: &str,
-    now: i64,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)
-         ON CONFLICT(endpoint_id, seq) DO UPDATE SET state = 'pending', attempts = 0,
-             next_at = MIN(next_at, excluded.next_at), updated_at = excluded.updated_at",
-    )?
-    .execute(params![DeliveryId::generate().as_str(), org, endpoint, seq, message_id, now])?;
-    Ok(())
-}
-
-fn load_endpoint(conn: &Connection, org: &str, id: &str) -> Result<Option<EndpointRecord>> {
+pub(super) fn load_endpoint(conn: &Connection, org: &str, id: &str) -> Result<Option<EndpointRecord>> {
     conn.prepare_cached(&format!(
         "SELECT {EP_COLUMNS} FROM endpoints WHERE id = ?1 AND org_id = ?2"
     ))?
     .query_row([id, org], endpoint_row)
     .optional()
     .map_err(Into::into)
-}
-
-fn claim_one(
-    conn: &Connection,
-    req: &ClaimRequest,
-    now: i64,
-    lease_until: i64,
-    out: &mut Vec<ClaimedDelivery>,
-) -> Result<()> {
-    let cols = format!(
-        "d.id, d.attempts, d.attempt_count, d.next_at, d.claimed_until, m.{}",
-        rows::MESSAGE_COLUMNS.replace(", ", ", m.")
-    );
-    let sql = if req.ordered {
-        format!(
-            "SELECT {cols} FROM deliveries d LEFT JOIN messages m ON m.seq = d.seq
-             WHERE d.endpoint_id = ?1 AND d.state = 'pending' ORDER BY d.seq LIMIT 1"
-        )
-    } else {
-        format!(
-            "SELECT {cols} FROM deliveries d LEFT JOIN messages m ON m.seq = d.seq
-             WHERE d.endpoint_id = ?1 AND d.state = 'pending' AND d.next_at <= ?2
-               AND (d.claimed_until IS NULL OR d.claimed_until < ?2)
-             ORDER BY d.next_at LIMIT ?3"
-        )
-    };
-    let mut st = conn.prepare_cached(&sql)?;
-    type Row5 = (
-        String,
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        Option<rusqlite::Result<marquee_core::message::StoredMessage>>,
-    );
-    let map = |r: &Row<'_>| -> rusqlite::Result<Row5> {
-        let has_msg = r.get::<_, Option<i64>>(5)?.is_some();
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            has_msg.then(|| message_at(r, 5)),
-        ))
-    };
-    let found: Vec<Row5> = if req.ordered {
-        st.query_map([req.endpoint_id.as_str()], map)?
-            .collect::<rusqlite::Result<_>>()?
-    } else {
-        st.query_map(params![req.endpoint_id.as_str(), now, req.limit as i64], map)?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let mut lease = conn.prepare_cached("UPDATE deliveries SET claimed_until = ?2 WHERE id = ?1")?;
-    let mut gone = conn.prepare_cached(
-        "UPDATE deliveries SET state = 'exhausted', claimed_until = NULL, updated_at = ?2 WHERE id = ?1",
-    )?;
-    for (id, attempts, count, next_at, claimed, msg) in found {
-        if req.ordered && (next_at > now || claimed.is_some_and(|c| c >= now)) {
-            continue;
-        }
-        match msg {
-            Some(Ok(message)) => {
-                lease.execute(params![id, lease_until])?;
-                out.push(ClaimedDelivery {
-                    id: DeliveryId::from_trusted(id),
-                    endpoint_id: req.endpoint_id.clone(),
-                    attempts: attempts.max(0) as u32,
-                    attempt_count: count.max(0) as u32,
-                    message: Arc::new(message),
-                    lease_until: Timestamp::from_micros(lease_until),
-                });
-            }
-            // A row that cannot be read back can never be delivered: settle
-            // it rather than fail the claim (which, after the leases above,
-            // would fail the whole group).
-            Some(Err(e)) => {
-                tracing::error!(delivery = %id, error = %e, "undecodable message row; marking its delivery exhausted");
-                let n = gone.execute(params![id, now])?;
-                bump_counters(conn, req.endpoint_id.as_str(), 0, n as i64)?;
-            }
-            // The message was pruned by retention: nothing left to deliver.
-            None => {
-                let n = gone.execute(params![id, now])?;
-                bump_counters(conn, req.endpoint_id.as_str(), 0, n as i64)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Adds settled deliveries to an endpoint's counters (what stats read).
-fn bump_counters(conn: &Connection, endpoint: &str, delivered: i64, exhausted: i64) -> Result<()> {
-    if delivered == 0 && exhausted == 0 {
-        return Ok(());
-    }
-    conn.prepare_cached(
-        "INSERT INTO endpoint_counters (endpoint_id, delivered, exhausted) VALUES (?1, ?2, ?3)
-         ON CONFLICT (endpoint_id) DO UPDATE SET delivered = delivered + excluded.delivered,
-             exhausted = exhausted + excluded.exhausted",
-    )?
-    .execute(params![endpoint, delivered, exhausted])?;
-    Ok(())
-}
-
-/// Reads message columns starting at `offset` (the claim join).
-fn message_at(r: &Row<'_>, offset: usize) -> rusqlite::Result<marquee_core::message::StoredMessage> {
-    let channels: String = r.get(offset + 4)?;
-    let data: String = r.get(offset + 5)?;
-    Ok(marquee_core::message::StoredMessage {
-        seq: r.get::<_, i64>(offset)? as u64,
-        id: MessageId::from_trusted(r.get(offset + 1)?),
-        org_id: OrgId::from_trusted(r.get(offset + 2)?),
-        event_type: marquee_core::names::EventType::from_trusted(r.get(offset + 3)?),
-        channels: channels
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(|s| Channel::from_trusted(s.to_owned()))
-            .collect(),
-        data: RawValue::from_string(data).map_err(|_| conv_err("stored data is not JSON"))?,
-        occurred_at: Timestamp::from_micros(r.get(offset + 6)?),
-        received_at: Timestamp::from_micros(r.get(offset + 7)?),
-    })
-}
-
-/// Records a batch of attempt results in the open transaction: appends the
-/// attempts, settles deliveries, bumps the stats counters, tracks failure
-/// runs (disabling endpoints) and publishes operational messages.
-fn record(
-    ctx: &mut writer::Ctx<'_>,
-    outcomes: Vec<AttemptOutcome>,
-    policy: OutcomePolicy,
-) -> Result<RecordSummary> {
-    let now = Timestamp::now().as_micros();
-    let mut summary = RecordSummary::default();
-    let mut ops_out: Vec<(OrgId, NewMessage)> = Vec::new();
-    let mut ep_cache: std::collections::HashMap<String, Option<(Option<i64>, bool, bool)>> =
-        std::collections::HashMap::new();
-    // Deliveries settled per endpoint in this batch: (delivered, exhausted).
-    let mut counts: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
-    // Attempts actually inserted (a repeated one is ignored): (endpoint,
-    // started_at, succeeded), for the per-minute counts.
-    let mut inserted: Vec<(String, i64, bool)> = Vec::with_capacity(outcomes.len());
-    for o in outcomes {
-        let a = &o.attempt;
-        let n = ctx
-            .conn
-            .prepare_cached(&format!(
-                "INSERT OR IGNORE INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ))?
-            .execute(params![
-                a.id.as_str(),
-                a.delivery_id.as_str(),
-                a.org_id.as_str(),
-                a.endpoint_id.as_str(),
-                a.message_id.as_ref().map(|m| m.as_str()),
-                a.attempt_no as i64,
-                a.started_at.as_micros(),
-                a.duration_us,
-                a.status_code.map(i64::from),
-                a.succeeded,
-                a.error_kind,
-                a.response_headers,
-                a.response_body,
-            ])?;
-        if n > 0 {
-            inserted.push((
-                a.endpoint_id.as_str().to_owned(),
-                a.started_at.as_micros(),
-                a.succeeded,
-            ));
-        }
-        let ep = a.endpoint_id.as_str();
-        let operational = ops::is_operational(&o.message_type);
-        let mut exhausted = false;
-        let mut attempts_now = 0i64;
-        match o.transition {
-            Transition::None => {}
-            Transition::Delivered => {
-                let n = ctx
-                    .conn
-                    .prepare_cached(
-                        "UPDATE deliveries SET state = 'delivered', attempt_count = attempt_count + 1,
-                         claimed_until = NULL, updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
-                    )?
-                    .execute(params![a.delivery_id.as_str(), now])?;
-                counts.entry(ep.to_owned()).or_default().0 += n as i64;
-            }
-            Transition::Retry { next_at } => {
-                attempts_now = ctx
-                    .conn
-                    .prepare_cached(
-                        "UPDATE deliveries SET attempts = attempts + 1, attempt_count = attempt_count + 1,
-                         next_at = ?2, claimed_until = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'pending'
-                         RETURNING attempts",
-                    )?
-                    .query_row(params![a.delivery_id.as_str(), next_at.as_micros(), now], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or(0);
-            }
-            Transition::Exhausted => {
-                let n = ctx
-                    .conn
-                    .prepare_cached(
-                        "UPDATE deliveries SET state = 'exhausted', attempts = attempts + 1,
-                         attempt_count = attempt_count + 1, claimed_until = NULL, updated_at = ?2
-                         WHERE id = ?1 AND state = 'pending'",
-                    )?
-                    .execute(params![a.delivery_id.as_str(), now])?;
-                exhausted = n > 0;
-                counts.entry(ep.to_owned()).or_default().1 += n as i64;
-            }
-        }
-        if o.transition == Transition::None {
-            continue;
-        }
-        // Endpoint failure state, read once per endpoint per batch.
-        let row = match ep_cache.get(ep) {
-            Some(r) => *r,
-            None => {
-                let r: Option<(Option<i64>, bool, bool)> = ctx
-                    .conn
-                    .prepare_cached(
-                        "SELECT failing_since, notified_failing, enabled FROM endpoints WHERE id = ?1",
-                    )?
-                    .query_row([ep], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()?;
-                ep_cache.insert(ep.to_owned(), r);
-                r
-            }
-        };
-        let Some((failing_since, notified, enabled)) = row else {
-            continue;
-        };
-        if a.succeeded {
-            if failing_since.is_some() {
-                ep_cache.insert(ep.to_owned(), Some((None, false, enabled)));
-                ctx.conn
-                    .prepare_cached(
-                        "UPDATE endpoints SET failing_since = NULL, notified_failing = 0 WHERE id = ?1",
-                    )?
-                    .execute([ep])?;
-                if notified
-                    && let Some(m) = ops_message(
-                        ops::ENDPOINT_RECOVERED,
-                        ep,
-                        serde_json::json!({"endpoint_id": ep, "recovered_at": Timestamp::from_micros(now).to_rfc3339()}),
-                    )
-                {
-                    ops_out.push((a.org_id.clone(), m));
-                }
-            }
-            continue;
-        }
-        let since = failing_since.unwrap_or(a.started_at.as_micros());
-        ep_cache.insert(ep.to_owned(), Some((Some(since), notified, enabled)));
-        if failing_since.is_none() {
-            ctx.conn
-                .prepare_cached("UPDATE endpoints SET failing_since = ?2 WHERE id = ?1")?
-                .execute(params![ep, since])?;
-        }
-        let mut notify = false;
-        if !operational {
-            let (notice, ends_silence) = failure_notice(a, ep, exhausted, attempts_now, &policy);
-            if let Some(m) = notice {
-                ops_out.push((a.org_id.clone(), m));
-            }
-            notify = ends_silence;
-        }
-        let reason = disable_reason(&o, now, since, &policy);
-        if enabled && let Some(reason) = reason {
-            ctx.conn
-                .prepare_cached(
-                    "UPDATE endpoints SET enabled = 0, disabled_reason = ?2, notified_failing = 1, updated_at = ?3 WHERE id = ?1",
-                )?
-                .execute(params![ep, reason, now])?;
-            summary.disabled.push(a.endpoint_id.clone());
-            ctx.forget_endpoints();
-            ep_cache.insert(ep.to_owned(), Some((Some(since), true, false)));
-            if let Some(m) = ops_message(
-                ops::ENDPOINT_DISABLED,
-                ep,
-                serde_json::json!({"endpoint_id": ep, "reason": reason, "failing_since": Timestamp::from_micros(since).to_rfc3339()}),
-            ) {
-                ops_out.push((a.org_id.clone(), m));
-            }
-        } else if notify {
-            ep_cache.insert(ep.to_owned(), Some((Some(since), true, enabled)));
-            ctx.conn
-                .prepare_cached("UPDATE endpoints SET notified_failing = 1 WHERE id = ?1")?
-                .execute([ep])?;
-        }
-    }
-    for (ep, (delivered, exhausted)) in counts {
-        bump_counters(ctx.conn, &ep, delivered, exhausted)?;
-    }
-    let mut minute = ctx.conn.prepare_cached(
-        "INSERT INTO endpoint_minutes (endpoint_id, minute, succeeded, failed) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (endpoint_id, minute) DO UPDATE SET succeeded = succeeded + excluded.succeeded,
-             failed = failed + excluded.failed",
-    )?;
-    for ((ep, m), (ok, failed)) in
-        crate::webhooks::minute_counts(inserted.iter().map(|(e, t, ok)| (e.as_str(), *t, *ok)))
-    {
-        minute.execute(params![ep, m, ok, failed])?;
-    }
-    drop(minute);
-    for (org_id, m) in ops_out {
-        writer::publish(
-            ctx,
-            PublishRequest {
-                org_id,
-                messages: vec![m],
-                request_idempotency: None,
-            },
-        )?;
-    }
-    Ok(summary)
-}
-
-fn replay(
-    ctx: &mut writer::Ctx<'_>,
-    org: &str,
-    endpoint: &str,
-    from: ReplayFrom,
-    chunk: usize,
-) -> Result<ReplayProgress> {
-    let conn = ctx.conn;
-    let ep = load_endpoint(conn, org, endpoint)?.ok_or(StoreError::NotFound)?;
-    let after: i64 = match from {
-        ReplayFrom::AfterSeq(s) => s as i64,
-        ReplayFrom::Since(t) => match super::reader::first_seq_received_since(conn, t.as_micros())? {
-            Some(s) => s - 1,
-            None => {
-                return Ok(ReplayProgress {
-                    queued: 0,
-                    next: None,
-                });
-            }
-        },
-    };
-    let found: Vec<(i64, String, String, String)> = conn
-        .prepare_cached(
-            "SELECT seq, id, type, channels FROM messages WHERE org_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?
-        .query_map(params![org, after, chunk as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let now = Timestamp::now().as_micros();
-    let mut queued = 0;
-    let mut last = None;
-    for (seq, id, ty, channels) in &found {
-        last = Some(*seq as u64);
-        let chans: Vec<Channel> = channels
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(|s| Channel::from_trusted(s.to_owned()))
-            .collect();
-        if ep.filter.matches(ty, &chans) {
-            upsert_delivery(conn, org, endpoint, *seq, id, now)?;
-            queued += 1;
-        }
-    }
-    Ok(ReplayProgress {
-        queued,
-        next: if found.len() < chunk { None } else { last },
-    })
-}
-
-fn resend(ctx: &mut writer::Ctx<'_>, org: &str, message: &str, endpoint: Option<&str>) -> Result<u64> {
-    let conn = ctx.conn;
-    let row: Option<(i64, String, String)> = conn
-        .prepare_cached("SELECT seq, type, channels FROM messages WHERE id = ?1 AND org_id = ?2")?
-        .query_row([message, org], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let (seq, ty, channels) = row.ok_or(StoreError::NotFound)?;
-    let now = Timestamp::now().as_micros();
-    match endpoint {
-        Some(ep) => {
-            load_endpoint(conn, org, ep)?.ok_or(StoreError::NotFound)?;
-            upsert_delivery(conn, org, ep, seq, message, now)?;
-            Ok(1)
-        }
-        None => {
-            let chans: Vec<Channel> = channels
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(|s| Channel::from_trusted(s.to_owned()))
-                .collect();
-            let mut n = 0;
-            for ep in endpoints_for_publish(conn, org)? {
-                if ep.filter.matches(&ty, &chans) {
-                    upsert_delivery(conn, org, ep.id.as_str(), seq, message, now)?;
-                    n += 1;
-                }
-            }
-            Ok(n)
-        }
-    }
 }
 
 #[async_trait]
@@ -966,11 +475,12 @@ impl WebhookStore for SqliteStore {
 mod tests {
     use marquee_core::message::NewMessage;
     use marquee_core::wire::Format;
+    use serde_json::value::RawValue;
 
     use super::*;
-    use crate::Store;
     use crate::sqlite::{SqliteOptions, SqliteStore};
     use crate::webhooks::{AttemptOutcome, ClaimRequest, OutcomePolicy, Transition};
+    use crate::{PublishRequest, Store};
 
     fn endpoint(org: &OrgId, types: &str) -> EndpointRecord {
         EndpointRecord {
