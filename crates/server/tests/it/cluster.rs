@@ -333,7 +333,17 @@ impl Cluster {
 /// A cluster of three webhook nodes that all know one endpoint (created
 /// through node A before B and C start, so every dispatcher has it cached).
 async fn hook_cluster(tag: &str, endpoint: Value) -> Option<(Cluster, String, String)> {
-    let mut c = Cluster::start(tag, 1, HOOK_ARGS).await?;
+    hook_cluster_with(tag, endpoint, HOOK_ARGS, 3).await
+}
+
+/// `nodes` webhook nodes started with `args` that all know one endpoint.
+async fn hook_cluster_with(
+    tag: &str,
+    endpoint: Value,
+    args: &[&str],
+    nodes: usize,
+) -> Option<(Cluster, String, String)> {
+    let mut c = Cluster::start(tag, 1, args).await?;
     let (_org, _key_id, key) = c.tenant(0, "enterprise").await;
     let r = c
         .http
@@ -346,8 +356,9 @@ async fn hook_cluster(tag: &str, endpoint: Value) -> Option<(Cluster, String, St
     assert_eq!(r.status(), 201);
     let ep: Value = r.json().await.unwrap();
     let ep_id = ep["id"].as_str().unwrap().to_owned();
-    c.add_node(HOOK_ARGS).await;
-    c.add_node(HOOK_ARGS).await;
+    for _ in 1..nodes {
+        c.add_node(args).await;
+    }
     Some((c, key, ep_id))
 }
 
@@ -517,21 +528,10 @@ async fn a_node_stopping_gracefully_hands_its_queue_to_the_others() {
         "--webhook-lease",
         "60s",
     ];
-    let Some(mut c) = Cluster::start("hookstop", 1, args).await else {
+    let endpoint = json!({"url": format!("http://{}/hook", rx.addr), "max_in_flight": 2});
+    let Some((mut c, key, _ep)) = hook_cluster_with("hookstop", endpoint, args, 2).await else {
         return;
     };
-    let (_org, _key_id, key) = c.tenant(0, "enterprise").await;
-    let endpoint = json!({"url": format!("http://{}/hook", rx.addr), "max_in_flight": 2});
-    let r = c
-        .http
-        .post(format!("{}/v1/endpoints", c.base(0)))
-        .header("x-api-key", &key)
-        .json(&endpoint)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    c.add_node(args).await;
     // One batch through node A: all 120 deliveries are born leased to A.
     let batch: Vec<Value> = (0..120).map(|n| checkin("venue:stadium", n)).collect();
     let r = c

@@ -578,20 +578,7 @@ impl Dispatcher {
         if let Some(s) = slot {
             tokio::time::sleep_until(s).await;
         }
-        let started = Timestamp::now();
-        let req =
-            live.format
-                .wire()
-                .render(d.id.as_str(), &d.message, started, &live.signing_secrets(started));
-        let r = client::post(
-            &self.http,
-            &live.url,
-            self.config.address_policy(),
-            &req.headers,
-            req.body,
-            started,
-        )
-        .await;
+        let r = self.send(&live, d.id.as_str(), &d.message).await;
         let (transition, next_at) = self.decide(&d, &r);
         let disable = (r.status == Some(410)).then(|| "the endpoint answered 410 Gone".to_owned());
         let outcome = AttemptOutcome {
@@ -622,6 +609,25 @@ impl Dispatcher {
             ep.in_flight = ep.in_flight.saturating_sub(1);
         }
         self.notify.notify_one();
+    }
+
+    /// Renders `message` in the endpoint's wire format, signs it with the
+    /// secrets in force now, and POSTs it (one attempt).
+    async fn send(&self, live: &Live, delivery: &str, message: &StoredMessage) -> AttemptResult {
+        let now = Timestamp::now();
+        let req = live
+            .format
+            .wire()
+            .render(delivery, message, now, &live.signing_secrets(now));
+        client::post(
+            &self.http,
+            &live.url,
+            self.config.address_policy(),
+            &req.headers,
+            req.body,
+            now,
+        )
+        .await
     }
 
     fn decide(&self, d: &ClaimedDelivery, r: &AttemptResult) -> (Transition, Option<i64>) {
@@ -770,19 +776,7 @@ impl Dispatcher {
             received_at: now,
         };
         let delivery = DeliveryId::generate();
-        let req = live
-            .format
-            .wire()
-            .render(delivery.as_str(), &message, now, &live.signing_secrets(now));
-        let r = client::post(
-            &self.http,
-            &live.url,
-            self.config.address_policy(),
-            &req.headers,
-            req.body,
-            now,
-        )
-        .await;
+        let r = self.send(&live, delivery.as_str(), &message).await;
         let attempt = attempt_record(&r, &live, delivery, None, 1);
         self.store
             .record_attempts(
