@@ -1084,3 +1084,69 @@ async fn postgres_two_nodes_claim_each_delivery_once() {
     assert_eq!(ordered_total, 1, "an ordered endpoint has one delivery in flight");
     drop_schema(&url, &schema).await;
 }
+
+/// An idempotency key is remembered for 24 hours: before, a different body
+/// under it is a conflict and the same body replays; after, the key is free
+/// again. `age` moves the organization's records 24 h (and a second) back.
+async fn idempotency_keys_expire(store: DynStore, age: impl AsyncFnOnce()) {
+    let org = store.create_org("expiry").await.unwrap();
+    let first = publish(&store, &org.id, vec![msg("t", &["a:b"], 1, Some("k-1"))]).await;
+    let replay = publish(&store, &org.id, vec![msg("t", &["a:b"], 1, Some("k-1"))]).await;
+    assert_eq!(replay[0].seq, first[0].seq, "same key, same body: replayed");
+    let conflict = store
+        .publish(PublishRequest {
+            org_id: org.id.clone(),
+            messages: vec![msg("t", &["a:b"], 2, Some("k-1"))],
+            request_idempotency: None,
+        })
+        .await;
+    assert!(matches!(conflict, Err(StoreError::Conflict(_))), "{conflict:?}");
+    age().await;
+    let again = publish(&store, &org.id, vec![msg("t", &["a:b"], 2, Some("k-1"))]).await;
+    assert!(
+        again[0].seq > first[0].seq,
+        "after 24 h the key is free: a new message"
+    );
+    let replay = publish(&store, &org.id, vec![msg("t", &["a:b"], 2, Some("k-1"))]).await;
+    assert_eq!(replay[0].seq, again[0].seq, "and remembered again from now");
+}
+
+const DAY_AND_A_SECOND_US: i64 = 86_401_000_000;
+
+#[tokio::test]
+async fn sqlite_idempotency_keys_expire_after_24_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let path = dir.path().join(marquee_store::sqlite::DB_FILE);
+    idempotency_keys_expire(store, async || {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        c.execute(
+            "UPDATE idempotency SET created_at = created_at - ?1",
+            [DAY_AND_A_SECOND_US],
+        )
+        .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_idempotency_keys_expire_after_24_hours() {
+    let Some((store, url, schema)) = pg_store("idem").await else {
+        return;
+    };
+    let (u, s) = (url.clone(), schema.clone());
+    idempotency_keys_expire(Arc::new(store), async move || {
+        let (client, conn) = tokio_postgres::connect(&u, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .execute(
+                &format!("UPDATE {s}.idempotency SET created_at = created_at - $1"),
+                &[&DAY_AND_A_SECOND_US],
+            )
+            .await
+            .unwrap();
+    })
+    .await;
+    drop_schema(&url, &schema).await;
+}
