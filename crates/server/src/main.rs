@@ -44,7 +44,28 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Every connection is a file descriptor, and many systems start processes
+/// with a soft limit of 1,024: raise it to the hard limit (as Go's runtime
+/// does), and say when `--max-connections` cannot be reached.
+fn raise_open_files_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::info!(limit, "open files limit");
+            // Room for the store, the webhook client and the listener.
+            if limit < max_connections as u64 + 1_024 {
+                tracing::warn!(
+                    limit,
+                    max_connections,
+                    "the open files limit is below --max-connections; raise the hard limit (ulimit -Hn) or lower --max-connections"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
+}
+
 async fn serve(config: ServeConfig) -> Result<(), String> {
+    raise_open_files_limit(config.http.max_connections);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
