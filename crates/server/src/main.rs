@@ -52,7 +52,7 @@ fn raise_open_files_limit(max_connections: usize) {
         Ok(limit) => {
             tracing::info!(limit, "open files limit");
             // Room for the store, the webhook client and the listener.
-            if limit < max_connections as u64 + 1_024 {
+            if limit < (max_connections as u64).saturating_add(1_024) {
                 tracing::warn!(
                     limit,
                     max_connections,

@@ -938,9 +938,15 @@ mod webhook_story {
         assert_eq!((stats.delivered, stats.pending), (1, 1));
         // A saturated endpoint's new deliveries are not born leased: they
         // wait to be claimed.
+        let other = endpoint(&org.id, "fan_*", false);
+        store.create_endpoint(other.clone()).await.unwrap();
         saturated.lock().unwrap().insert(fans.id.clone());
         publish(&store, &org.id, vec![msg("fan_checkin", &[], 5, None)]).await;
-        assert_eq!(handed.lock().unwrap().len(), 2, "nothing handed");
+        {
+            let h = handed.lock().unwrap();
+            assert_eq!(h.len(), 3, "only the unsaturated endpoint's delivery is handed");
+            assert_eq!(h[2].endpoint_id, other.id);
+        }
         let waiting = claim(&store, &fans, 10).await;
         assert_eq!(waiting.len(), 1, "claimable at once");
         store
@@ -951,7 +957,7 @@ mod webhook_story {
         // Without a handoff nothing is born leased.
         store.set_delivery_handoff(None);
         publish(&store, &org.id, vec![msg("fan_checkin", &[], 4, None)]).await;
-        assert_eq!(handed.lock().unwrap().len(), 2);
+        assert_eq!(handed.lock().unwrap().len(), 3);
         assert_eq!(claim(&store, &fans, 10).await.len(), 1);
     }
 }

@@ -551,7 +551,15 @@ async fn a_node_stopping_gracefully_hands_its_queue_to_the_others() {
     let pid = c.nodes[0].0.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
-    let exit = c.nodes[0].0.wait().unwrap();
+    // Poll (a blocking wait would hold one of the two runtime workers the
+    // in-process receiver needs while node A finishes its attempts).
+    let exit = loop {
+        if let Some(status) = c.nodes[0].0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "node A did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(exit.success(), "node A exits cleanly: {exit:?}");
     let seen = wait_distinct(&rx, 120, Duration::from_secs(30)).await;
     assert_eq!(seen, 120, "node B delivered what node A gave back");

@@ -488,7 +488,8 @@ async fn a_slow_endpoint_does_not_delay_a_healthy_one() {
 
 /// One commit creates more deliveries for an endpoint than its queue takes
 /// (300 > twice its claim target of 64): the rest are given back and claimed
-/// as slots free up. Every message arrives, each exactly once.
+/// as slots free up, and the endpoint's next deliveries are not born leased
+/// while it is saturated. Every message arrives, each exactly once.
 #[tokio::test]
 async fn an_endpoint_that_cannot_keep_up_still_gets_everything_once() {
     let s = server().await;
@@ -502,20 +503,24 @@ async fn an_endpoint_that_cannot_keep_up_still_gets_everything_once() {
     let ep = create_endpoint(&s, &key, json!({"url": rx.url(), "max_in_flight": 2})).await;
     s.publish_batch(&key, (0..300).map(|n| checkin("venue:a", n)).collect())
         .await;
-    rx.wait_for(300, 30).await;
+    // The overflow marked the endpoint saturated: the next batch is not
+    // born leased but claimed as slots free up.
+    s.publish_batch(&key, (300..400).map(|n| checkin("venue:a", n)).collect())
+        .await;
+    rx.wait_for(400, 30).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let hits = rx.hits();
-    assert_eq!(hits.len(), 300, "no delivery attempted twice");
+    assert_eq!(hits.len(), 400, "no delivery attempted twice");
     let mut ns: Vec<u64> = hits.iter().map(Hit::n).collect();
     ns.sort_unstable();
-    assert_eq!(ns, (0..300).collect::<Vec<u64>>(), "every message delivered");
+    assert_eq!(ns, (0..400).collect::<Vec<u64>>(), "every message delivered");
     let stats = s
         .get_json(
             &key,
             &format!("/v1/endpoints/{}/stats", ep["id"].as_str().unwrap()),
         )
         .await;
-    assert_eq!(stats["delivered"], 300, "{stats}");
+    assert_eq!(stats["delivered"], 400, "{stats}");
     assert_eq!(stats["pending"], 0, "{stats}");
 }
 

@@ -177,12 +177,14 @@ impl Dispatcher {
                             st.remove(id, true);
                             st.broken.insert(id.clone());
                         }
+                        self.unsaturate(id);
                     }
                 },
                 Ok(None) => {
                     if let Ok(mut st) = self.state.lock() {
                         st.remove(id, false);
                     }
+                    self.unsaturate(id);
                 }
                 Err(e) => {
                     tracing::warn!(endpoint = %id, error = %e, "re-reading a webhook endpoint failed; reloading all");
@@ -227,7 +229,7 @@ impl Dispatcher {
                         && ep.just_handed.binary_search(&m.seq).is_err()
                         && ep.live.filter.matches(m.event_type.as_str(), &m.channels)
                     {
-                        ep.due_at = Some(ep.due_at.map_or(now, |t| t.min(now)));
+                        ep.mark_due(now);
                         any = true;
                     }
                 }
@@ -321,7 +323,7 @@ impl Dispatcher {
         if let Ok(mut st) = self.state.lock() {
             for d in list {
                 if let Some(ep) = st.endpoints.get_mut(&d.endpoint_id) {
-                    ep.due_at = Some(now);
+                    ep.mark_due(now);
                 }
             }
         }
@@ -389,7 +391,7 @@ impl Dispatcher {
                         if let Some(ep) = st.endpoints.get_mut(&id) {
                             let at = at.as_micros();
                             if at <= now {
-                                ep.due_at = Some(ep.due_at.map_or(now, |t| t.min(now)));
+                                ep.mark_due(now);
                             } else if ep.later.len() < MAX_HINTS {
                                 ep.later.push(Reverse(at));
                             }
@@ -423,6 +425,9 @@ impl Dispatcher {
         let State {
             endpoints, release, ..
         } = st;
+        // Out of global permits: start nothing more, but still do every
+        // endpoint's bookkeeping below.
+        let mut permits_left = true;
         for ep in endpoints.values_mut() {
             if !ep.live.enabled {
                 // Give the queued leases back: the rows wait, pending, until
@@ -431,7 +436,7 @@ impl Dispatcher {
                 continue;
             }
             let cap = if ep.live.ordered { 1 } else { ep.live.max_in_flight };
-            while ep.in_flight < cap {
+            while permits_left && ep.in_flight < cap {
                 let Some(front) = ep.queue.front() else {
                     break;
                 };
@@ -444,7 +449,8 @@ impl Dispatcher {
                     continue;
                 }
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                    return out;
+                    permits_left = false;
+                    break;
                 };
                 let Some(d) = ep.queue.pop_front() else { break };
                 ep.in_flight += 1;
@@ -460,6 +466,13 @@ impl Dispatcher {
             }
         }
         out
+    }
+
+    /// Forgets an endpoint's saturation (it was removed).
+    fn unsaturate(&self, id: &EndpointId) {
+        if let Ok(mut s) = self.saturated.lock() {
+            s.remove(id);
+        }
     }
 
     /// Lets the store birth-lease an endpoint's deliveries again once its
@@ -485,6 +498,7 @@ impl Dispatcher {
     async fn dispatch_due(self: &Arc<Self>) -> Duration {
         let now = Timestamp::now().as_micros();
         let mut reqs: Vec<ClaimRequest> = Vec::new();
+        let mut marks: HashMap<EndpointId, u64> = HashMap::new();
         let mut wait = SWEEP;
         let started;
         {
@@ -500,7 +514,7 @@ impl Dispatcher {
                         break;
                     }
                     ep.later.pop();
-                    ep.due_at = Some(now);
+                    ep.mark_due(now);
                 }
                 if !ep.live.enabled {
                     continue;
@@ -516,6 +530,7 @@ impl Dispatcher {
                 if limit == 0 {
                     continue;
                 }
+                marks.insert(ep.live.id.clone(), ep.marks);
                 reqs.push(ClaimRequest {
                     endpoint_id: ep.live.id.clone(),
                     limit,
@@ -552,8 +567,10 @@ impl Dispatcher {
         for r in &reqs {
             if per_ep.get(&r.endpoint_id).copied().unwrap_or(0) < r.limit
                 && let Some(ep) = st.endpoints.get_mut(&r.endpoint_id)
+                && marks.get(&r.endpoint_id) == Some(&ep.marks)
             {
-                // Nothing more is due now; retries come back as hints.
+                // Nothing more is due now (and nothing was marked while the
+                // claim ran); retries come back as hints.
                 ep.due_at = None;
             }
         }

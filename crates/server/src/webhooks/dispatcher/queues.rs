@@ -18,6 +18,10 @@ pub(super) struct Ep {
     pub(super) in_flight: u32,
     /// Known to have due work now (or at this time, µs).
     pub(super) due_at: Option<i64>,
+    /// Bumped whenever the endpoint is marked due, so a claim that found
+    /// less than it asked for clears `due_at` only if nothing marked the
+    /// endpoint while the claim ran.
+    pub(super) marks: u64,
     /// Known future retry times.
     pub(super) later: BinaryHeap<Reverse<i64>>,
     pub(super) next_slot: Option<tokio::time::Instant>,
@@ -32,11 +36,18 @@ pub(super) struct Ep {
 }
 
 impl Ep {
+    /// The endpoint has work due at `at` (or earlier, if already known).
+    pub(super) fn mark_due(&mut self, at: i64) {
+        self.due_at = Some(self.due_at.map_or(at, |t| t.min(at)));
+        self.marks += 1;
+    }
+
     pub(super) fn new(live: Live) -> Self {
         Ep {
             live: Arc::new(live),
             in_flight: 0,
             due_at: None,
+            marks: 0,
             later: BinaryHeap::new(),
             next_slot: None,
             queue: VecDeque::new(),

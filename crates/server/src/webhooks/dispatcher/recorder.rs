@@ -93,10 +93,10 @@ impl Dispatcher {
                             // it too if the hint list is full).
                             Some(t) if t > now && ep.later.len() < MAX_HINTS => ep.later.push(Reverse(t)),
                             Some(t) if t > now => {}
-                            Some(_) => ep.due_at = Some(now),
+                            Some(_) => ep.mark_due(now),
                             // An ordered endpoint's head is settled: the next
                             // one may go.
-                            None if d.ordered => ep.due_at = Some(now),
+                            None if d.ordered => ep.mark_due(now),
                             None => {}
                         }
                     }

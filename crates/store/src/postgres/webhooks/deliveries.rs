@@ -320,7 +320,6 @@ pub(super) async fn replay_tx(
     let ep = load_endpoint(tx, org, endpoint)
         .await?
         .ok_or(StoreError::NotFound)?;
-    lock_endpoints(tx, &[endpoint]).await?;
     let after: i64 = match from {
         ReplayFrom::AfterSeq(s) => s.min(i64::MAX as u64) as i64,
         ReplayFrom::Since(t) => {
@@ -349,19 +348,43 @@ pub(super) async fn replay_tx(
         )
         .await?;
     let now = Timestamp::now().as_micros();
-    let mut queued = 0;
+    let mut seqs: Vec<i64> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
     let mut last = None;
     for r in &found {
         let (seq, id, ty, channels): (i64, String, String, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
         last = Some(seq as u64);
         if ep.filter.matches(&ty, &split_channels(&channels)) {
-            upsert_delivery(tx, org, endpoint, seq, &id, now).await?;
-            queued += 1;
+            seqs.push(seq);
+            ids.push(id);
         }
     }
+    // The endpoint lock (taken before touching its deliveries, as by the
+    // recorder) is held only for one statement and the commit.
+    lock_endpoints(tx, &[endpoint]).await?;
+    let delivery_ids: Vec<String> = seqs
+        .iter()
+        .map(|_| DeliveryId::generate().as_str().to_owned())
+        .collect();
+    tx.query_typed(
+        "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
+         SELECT d, $1, $2, s, m, 'pending', $3, $3, $3
+         FROM unnest($4::text[], $5::int8[], $6::text[]) AS u(d, s, m)
+         ON CONFLICT (endpoint_id, seq) DO UPDATE SET state = 'pending', attempts = 0,
+             next_at = LEAST(deliveries.next_at, excluded.next_at), updated_at = excluded.updated_at",
+        &[
+            (&org, Type::TEXT),
+            (&endpoint, Type::TEXT),
+            (&now, Type::INT8),
+            (&delivery_ids, Type::TEXT_ARRAY),
+            (&seqs, Type::INT8_ARRAY),
+            (&ids, Type::TEXT_ARRAY),
+        ],
+    )
+    .await?;
     Ok(ReplayProgress {
-        queued,
+        queued: seqs.len() as u64,
         next: if found.len() < chunk { None } else { last },
     })
 }
