@@ -143,12 +143,16 @@ pub async fn run(
         Some(_) => None,
     };
     let (store, secrets) = open_backend(&config).await?;
+    // The NATS connection, kept for webhook wake-ups between roles.
+    let mut nats: Option<(async_nats::Client, String)> = None;
     let bus: stream::DynBus = match &config.nats {
-        Some(n) => Arc::new(
-            stream::NatsBus::connect(&n.url, &n.prefix, store.clone(), config.streams.queue_frames)
+        Some(n) => {
+            let b = stream::NatsBus::connect(&n.url, &n.prefix, store.clone(), config.streams.queue_frames)
                 .await
-                .map_err(|e| ServeError::Config(e.to_string()))?,
-        ),
+                .map_err(|e| ServeError::Config(e.to_string()))?;
+            nats = Some(b.client());
+            Arc::new(b)
+        }
         None => {
             if config.database.is_some() {
                 tracing::warn!(
@@ -176,8 +180,16 @@ pub async fn run(
     let mut background = tokio::task::JoinSet::new();
     background.spawn(retention::run(state.clone(), stop_rx.clone()));
     background.spawn(stream::feed(bus, commits, stop_rx.clone()));
-    if state.config.webhooks.dispatch && state.config.role.delivers_webhooks() {
-        background.spawn(webhooks.run(stop_rx.clone()));
+    let delivers = state.config.webhooks.dispatch && state.config.role.delivers_webhooks();
+    if delivers {
+        background.spawn(webhooks.clone().run(stop_rx.clone()));
+    }
+    if let Some((client, prefix)) = nats {
+        if delivers {
+            background.spawn(webhooks::wake::listen(client, prefix, webhooks, stop_rx.clone()));
+        } else if state.config.role.serves_api() {
+            webhooks::wake::announce(&store, client, &prefix);
+        }
     }
     if state.config.demo {
         let addr = listener.local_addr()?;

@@ -107,6 +107,12 @@ impl NatsBus {
         })
     }
 
+    /// The connection, for other notifications of this node (webhook
+    /// wake-ups), and the subject prefix they live under.
+    pub fn client(&self) -> (async_nats::Client, String) {
+        (self.inner.client.clone(), self.inner.prefix.clone())
+    }
+
     fn subject(&self, org: &OrgId, channel: &Channel) -> String {
         format!("{}.{}.{}", self.inner.prefix, org.as_str(), hex(channel.as_str()))
     }

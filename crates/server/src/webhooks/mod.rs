@@ -10,11 +10,13 @@
 //! - [`dispatcher`]: takes deliveries handed over at commit and claims the
 //!   rest, enforces per-endpoint limits, batches attempt results into the
 //!   store (`dispatcher/`: `live`, `queues`, `recorder`).
+//! - [`wake`]: NATS wake-ups from `--role api` nodes to delivering nodes.
 
 pub mod client;
 pub mod config;
 pub mod dispatcher;
 pub mod seal;
+pub mod wake;
 
 pub use config::{WebhookArgs, WebhookConfig};
 pub use dispatcher::Dispatcher;

@@ -570,3 +570,66 @@ async fn a_node_stopping_gracefully_hands_its_queue_to_the_others() {
     );
     c.drop_schema().await;
 }
+
+/// `--role api` publishes, `--role worker` delivers: the api node announces
+/// its commits over NATS, so the worker claims at once instead of at its
+/// next one-second sweep. Without the wake-up, ten deliveries all arriving
+/// within 500 ms of their publish would have a chance of about 0.5^10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_node_is_woken_by_an_api_nodes_publishes() {
+    let Some(nats) = super::cluster_streams::nats_url() else {
+        return;
+    };
+    let prefix = format!("wake{}", free_port());
+    let rx = super::webhooks::Receiver::ok().await;
+    let base = [
+        "--allow-private-endpoints",
+        "--nats",
+        nats.as_str(),
+        "--nats-prefix",
+        prefix.as_str(),
+    ];
+    let api: Vec<&str> = base.iter().copied().chain(["--role", "api"]).collect();
+    let worker: Vec<&str> = base.iter().copied().chain(["--role", "worker"]).collect();
+    let Some(mut c) = Cluster::start("wake", 1, &api).await else {
+        return;
+    };
+    let (_org, _key_id, key) = c.tenant(0, "enterprise").await;
+    let r = c
+        .http
+        .post(format!("{}/v1/endpoints", c.base(0)))
+        .header("x-api-key", &key)
+        .json(&json!({"url": format!("http://{}/hook", rx.addr)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    c.add_node(&worker).await;
+    // Let the worker finish starting (its first sweep finds nothing).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut sent = Vec::new();
+    for n in 0..10u64 {
+        sent.push(std::time::Instant::now());
+        let r = c
+            .http
+            .post(format!("{}/v1/messages", c.base(0)))
+            .header("x-api-key", &key)
+            .json(&checkin("venue:stadium", n))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        tokio::time::sleep(Duration::from_millis(137)).await;
+    }
+    let hits = rx.wait_for(10, 20).await;
+    let worst = hits
+        .iter()
+        .map(|h| h.at.saturating_duration_since(sent[h.n() as usize]))
+        .max()
+        .unwrap();
+    assert!(
+        worst < Duration::from_millis(500),
+        "slowest publish→delivery {worst:?}"
+    );
+    c.drop_schema().await;
+}

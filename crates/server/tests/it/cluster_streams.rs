@@ -17,7 +17,7 @@ use crate::helpers::*;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn nats_url() -> Option<String> {
+pub fn nats_url() -> Option<String> {
     match std::env::var("MARQUEE_TEST_NATS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {

@@ -200,6 +200,25 @@ impl Dispatcher {
         self.notify.notify_one();
     }
 
+    /// Another node committed messages of `org` (see `webhooks::wake`): its
+    /// endpoints may have new deliveries; claim them now.
+    pub fn wake_org(&self, org: &OrgId) {
+        let now = Timestamp::now().as_micros();
+        if let Ok(mut st) = self.state.lock() {
+            let State {
+                endpoints, by_org, ..
+            } = &mut *st;
+            for id in by_org.get(org).into_iter().flatten() {
+                if let Some(ep) = endpoints.get_mut(id)
+                    && ep.live.enabled
+                {
+                    ep.mark_due(now);
+                }
+            }
+        }
+        self.notify.notify_one();
+    }
+
     /// Deliveries were queued outside a publish (resend, recover, replay).
     pub fn kick(&self) {
         if let Ok(mut st) = self.state.lock() {
