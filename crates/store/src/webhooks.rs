@@ -110,7 +110,8 @@ pub struct AttemptRecord {
     pub duration_us: i64,
     pub status_code: Option<u16>,
     pub succeeded: bool,
-    /// `timeout`, `connect`, `blocked_address`, `http_status`, … when failed.
+    /// `http_status`, `timeout`, `connect`, `tls`, `blocked_address`,
+    /// `response_body` or `request` when failed.
     pub error_kind: Option<String>,
     /// A JSON object of selected response headers.
     pub response_headers: String,

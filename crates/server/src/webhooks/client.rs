@@ -146,12 +146,22 @@ pub fn check_literal(url: &reqwest::Url, policy: AddressPolicy<'_>) -> Result<()
     }
 }
 
-pub fn build(policy: AddressPolicy<'_>, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// The attempt client. `extra_roots` (PEM certificates of a private CA) are
+/// trusted beside the bundled public roots.
+pub fn build(
+    policy: AddressPolicy<'_>,
+    timeout: Duration,
+    extra_roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, reqwest::Error> {
     let resolver = GuardedResolver {
         allow_private: policy.allow_private,
         allowed: policy.allowed.into(),
     };
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    for root in extra_roots {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder
         .dns_resolver(Arc::new(resolver))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -186,6 +196,20 @@ fn classify(e: &reqwest::Error) -> &'static str {
     while let Some(s) = src {
         if s.downcast_ref::<BlockedAddress>().is_some() {
             return "blocked_address";
+        }
+        // A TLS failure (an untrusted or expired certificate, a name
+        // mismatch, a handshake error) is a connect error to reqwest; say so.
+        // It sits inside nested io::Errors, whose `source()` skips the
+        // error they wrap, so unwrap those by hand.
+        let mut e: &(dyn std::error::Error + 'static) = s;
+        loop {
+            if e.downcast_ref::<rustls::Error>().is_some() {
+                return "tls";
+            }
+            match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+                Some(inner) => e = inner,
+                None => break,
+            }
         }
         src = s.source();
     }

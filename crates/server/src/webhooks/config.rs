@@ -1,5 +1,6 @@
 //! Webhook settings and their flags (`MARQUEE_*` environment variables).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -30,6 +31,9 @@ pub struct WebhookConfig {
     pub failing_after: u32,
     /// Run the dispatcher at all (an API-only node sets this false).
     pub dispatch: bool,
+    /// PEM file of extra root certificates receivers' TLS may chain to (a
+    /// private CA), trusted beside the bundled public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for WebhookConfig {
@@ -45,6 +49,7 @@ impl Default for WebhookConfig {
             lease: Duration::from_secs(120),
             failing_after: 4,
             dispatch: true,
+            ca_file: None,
         }
     }
 }
@@ -116,6 +121,10 @@ pub struct WebhookArgs {
     /// How long a rotated-out signing secret keeps signing.
     #[arg(long, env = "MARQUEE_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub webhook_secret_overlap: Duration,
+    /// PEM file of extra root certificates for HTTPS receivers signed by a
+    /// private CA (trusted beside the bundled public roots).
+    #[arg(long, env = "MARQUEE_WEBHOOK_CA_FILE", value_name = "PEM")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl WebhookArgs {
@@ -129,6 +138,7 @@ impl WebhookArgs {
             workers: self.webhook_workers.max(1),
             secret_overlap: self.webhook_secret_overlap,
             lease: self.webhook_lease.max(Duration::from_secs(1)),
+            ca_file: self.webhook_ca_file,
             ..WebhookConfig::default()
         }
     }

@@ -1091,3 +1091,110 @@ async fn failing_recovered_and_continuous_failure_notices() {
         "{v}"
     );
 }
+
+/// An HTTPS receiver on 127.0.0.1 presenting `cert` (for `localhost`);
+/// counts the requests it answers (204).
+async fn tls_receiver(
+    cert: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    key_der: Vec<u8>,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio_rustls::rustls;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into()),
+            )
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, counted) = (acceptor.clone(), counted.clone());
+            tokio::spawn(async move {
+                // A client that does not trust the certificate fails here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_req| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        let mut r = hyper::Response::new(String::new());
+                        *r.status_mut() = StatusCode::NO_CONTENT;
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+/// HTTPS receivers signed by a private CA: refused (a TLS failure, logged)
+/// unless `--webhook-ca-file` names the CA, then delivered.
+#[tokio::test]
+async fn a_private_ca_is_trusted_only_when_configured() {
+    use std::sync::atomic::Ordering;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let (addr, hits) = tls_receiver(leaf.der().clone(), leaf_key.serialize_der()).await;
+    let url = format!("https://localhost:{}/hook", addr.port());
+
+    // Without the CA: the attempt fails and is logged as such.
+    let s = server().await;
+    let (_, key) = s.tenant().await;
+    create_endpoint(&s, &key, json!({"url": url})).await;
+    let m = s.publish(&key, checkin("venue:a", 1)).await;
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 10, |v| !data(v).is_empty()).await;
+    let first = &data(&log)[0];
+    assert_eq!(first["status"], "failed", "{first}");
+    assert_eq!(first["error_kind"], "tls", "{first}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the receiver");
+
+    // With the CA file: delivered.
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let trusted = TestServer::start_with(|c| {
+        fast(c);
+        c.webhooks.ca_file = Some(ca_file.clone());
+    })
+    .await;
+    let (_, key) = trusted.tenant().await;
+    create_endpoint(&trusted, &key, json!({"url": url})).await;
+    let m = trusted.publish(&key, checkin("venue:a", 2)).await;
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&trusted, &key, &path, 10, |v| !data(v).is_empty()).await;
+    assert_eq!(data(&log)[0]["status"], "succeeded", "{log}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // A CA file that is not PEM stops the server from starting.
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let mut config = ServeConfig::with_data_dir(dir.path().join("data"));
+    config.webhooks.ca_file = Some(bad);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = marquee_server::run(config, listener, async {}).await.unwrap_err();
+    assert!(err.to_string().contains("CA file"), "{err}");
+}

@@ -90,6 +90,8 @@ pub struct Dispatcher {
 pub enum DispatchError {
     #[error("building the webhook HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("reading the webhook CA file {0}: {1}")]
+    CaFile(String, String),
     #[error(transparent)]
     Seal(#[from] super::seal::SealError),
     #[error(transparent)]
@@ -112,7 +114,23 @@ impl Dispatcher {
         secrets: &ServerSecrets,
         config: WebhookConfig,
     ) -> Result<Arc<Self>, DispatchError> {
-        let http = client::build(config.address_policy(), config.timeout)?;
+        let roots = match &config.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| DispatchError::CaFile(path.display().to_string(), e.to_string()))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| DispatchError::CaFile(path.display().to_string(), e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(DispatchError::CaFile(
+                        path.display().to_string(),
+                        "no PEM certificate in it".into(),
+                    ));
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
+        let http = client::build(config.address_policy(), config.timeout, &roots)?;
         // Bounded: if results cannot be written (database down), attempts
         // wait here holding their worker permits, so no new ones start and
         // memory stays bounded.
