@@ -333,17 +333,19 @@ impl Cluster {
 /// A cluster of three webhook nodes that all know one endpoint (created
 /// through node A before B and C start, so every dispatcher has it cached).
 async fn hook_cluster(tag: &str, endpoint: Value) -> Option<(Cluster, String, String)> {
-    hook_cluster_with(tag, endpoint, HOOK_ARGS, 3).await
+    hook_cluster_with(tag, endpoint, HOOK_ARGS, HOOK_ARGS, 3).await
 }
 
-/// `nodes` webhook nodes started with `args` that all know one endpoint.
+/// `nodes` nodes that all know one endpoint, created through the first
+/// (started with `first`) before the others (started with `others`).
 async fn hook_cluster_with(
     tag: &str,
     endpoint: Value,
-    args: &[&str],
+    first: &[&str],
+    others: &[&str],
     nodes: usize,
 ) -> Option<(Cluster, String, String)> {
-    let mut c = Cluster::start(tag, 1, args).await?;
+    let mut c = Cluster::start(tag, 1, first).await?;
     let (_org, _key_id, key) = c.tenant(0, "enterprise").await;
     let r = c
         .http
@@ -357,7 +359,7 @@ async fn hook_cluster_with(
     let ep: Value = r.json().await.unwrap();
     let ep_id = ep["id"].as_str().unwrap().to_owned();
     for _ in 1..nodes {
-        c.add_node(args).await;
+        c.add_node(others).await;
     }
     Some((c, key, ep_id))
 }
@@ -529,7 +531,7 @@ async fn a_node_stopping_gracefully_hands_its_queue_to_the_others() {
         "60s",
     ];
     let endpoint = json!({"url": format!("http://{}/hook", rx.addr), "max_in_flight": 2});
-    let Some((mut c, key, _ep)) = hook_cluster_with("hookstop", endpoint, args, 2).await else {
+    let Some((mut c, key, _ep)) = hook_cluster_with("hookstop", endpoint, args, args, 2).await else {
         return;
     };
     // One batch through node A: all 120 deliveries are born leased to A.
@@ -591,20 +593,10 @@ async fn a_worker_node_is_woken_by_an_api_nodes_publishes() {
     ];
     let api: Vec<&str> = base.iter().copied().chain(["--role", "api"]).collect();
     let worker: Vec<&str> = base.iter().copied().chain(["--role", "worker"]).collect();
-    let Some(mut c) = Cluster::start("wake", 1, &api).await else {
+    let endpoint = json!({"url": format!("http://{}/hook", rx.addr)});
+    let Some((c, key, _ep)) = hook_cluster_with("wake", endpoint, &api, &worker, 2).await else {
         return;
     };
-    let (_org, _key_id, key) = c.tenant(0, "enterprise").await;
-    let r = c
-        .http
-        .post(format!("{}/v1/endpoints", c.base(0)))
-        .header("x-api-key", &key)
-        .json(&json!({"url": format!("http://{}/hook", rx.addr)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    c.add_node(&worker).await;
     // Let the worker finish starting (its first sweep finds nothing).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut sent = Vec::new();

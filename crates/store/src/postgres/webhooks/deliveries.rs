@@ -182,31 +182,41 @@ impl DeliveryRows {
     }
 }
 
-/// Queues (or re-queues) the delivery of message `seq` to `endpoint`.
-pub(super) async fn upsert_delivery(
+/// Queues (or re-queues) deliveries, each `(endpoint, seq, message id)`,
+/// in one statement: a re-queued one restarts its schedule.
+pub(super) async fn upsert_deliveries(
     tx: &Transaction<'_>,
     org: &str,
-    endpoint: &str,
-    seq: i64,
-    message_id: &str,
+    rows: &[(&str, i64, &str)],
     now: i64,
-) -> Result<()> {
-    tx.execute(
+) -> Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|_| DeliveryId::generate().as_str().to_owned())
+        .collect();
+    let endpoints: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let messages: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    tx.query_typed(
         "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)
+         SELECT d, $1, e, s, m, 'pending', $2, $2, $2
+         FROM unnest($3::text[], $4::text[], $5::int8[], $6::text[]) AS u(d, e, s, m)
          ON CONFLICT (endpoint_id, seq) DO UPDATE SET state = 'pending', attempts = 0,
              next_at = LEAST(deliveries.next_at, excluded.next_at), updated_at = excluded.updated_at",
         &[
-            &DeliveryId::generate().as_str(),
-            &org,
-            &endpoint,
-            &seq,
-            &message_id,
-            &now,
+            (&org, Type::TEXT),
+            (&now, Type::INT8),
+            (&ids, Type::TEXT_ARRAY),
+            (&endpoints, Type::TEXT_ARRAY),
+            (&seqs, Type::INT8_ARRAY),
+            (&messages, Type::TEXT_ARRAY),
         ],
     )
     .await?;
-    Ok(())
+    Ok(rows.len() as u64)
 }
 
 /// Claims for one endpoint (one statement, autocommit).
@@ -347,44 +357,26 @@ pub(super) async fn replay_tx(
             &[&org, &after, &(chunk as i64)],
         )
         .await?;
-    let now = Timestamp::now().as_micros();
-    let mut seqs: Vec<i64> = Vec::new();
-    let mut ids: Vec<String> = Vec::new();
+    let mut matched: Vec<(i64, String)> = Vec::new();
     let mut last = None;
     for r in &found {
         let (seq, id, ty, channels): (i64, String, String, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
         last = Some(seq as u64);
         if ep.filter.matches(&ty, &split_channels(&channels)) {
-            seqs.push(seq);
-            ids.push(id);
+            matched.push((seq, id));
         }
     }
     // The endpoint lock (taken before touching its deliveries, as by the
     // recorder) is held only for one statement and the commit.
     lock_endpoints(tx, &[endpoint]).await?;
-    let delivery_ids: Vec<String> = seqs
+    let rows: Vec<(&str, i64, &str)> = matched
         .iter()
-        .map(|_| DeliveryId::generate().as_str().to_owned())
+        .map(|(s, id)| (endpoint, *s, id.as_str()))
         .collect();
-    tx.query_typed(
-        "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
-         SELECT d, $1, $2, s, m, 'pending', $3, $3, $3
-         FROM unnest($4::text[], $5::int8[], $6::text[]) AS u(d, s, m)
-         ON CONFLICT (endpoint_id, seq) DO UPDATE SET state = 'pending', attempts = 0,
-             next_at = LEAST(deliveries.next_at, excluded.next_at), updated_at = excluded.updated_at",
-        &[
-            (&org, Type::TEXT),
-            (&endpoint, Type::TEXT),
-            (&now, Type::INT8),
-            (&delivery_ids, Type::TEXT_ARRAY),
-            (&seqs, Type::INT8_ARRAY),
-            (&ids, Type::TEXT_ARRAY),
-        ],
-    )
-    .await?;
+    let queued = upsert_deliveries(tx, org, &rows, Timestamp::now().as_micros()).await?;
     Ok(ReplayProgress {
-        queued: seqs.len() as u64,
+        queued,
         next: if found.len() < chunk { None } else { last },
     })
 }
@@ -423,22 +415,19 @@ pub(super) async fn resend_tx(
         Some(ep) => {
             load_endpoint(tx, org, ep).await?.ok_or(StoreError::NotFound)?;
             lock_endpoints(tx, &[ep]).await?;
-            upsert_delivery(tx, org, ep, seq, message, now).await?;
-            Ok(1)
+            upsert_deliveries(tx, org, &[(ep, seq, message)], now).await
         }
         None => {
             let chans = split_channels(&channels);
-            let mut n = 0;
             let eps = endpoints_for_publish(tx, org).await?;
             let ids: Vec<&str> = eps.iter().map(|e| e.id.as_str()).collect();
             lock_endpoints(tx, &ids).await?;
-            for ep in eps {
-                if ep.filter.matches(&ty, &chans) {
-                    upsert_delivery(tx, org, &ep.id, seq, message, now).await?;
-                    n += 1;
-                }
-            }
-            Ok(n)
+            let rows: Vec<(&str, i64, &str)> = eps
+                .iter()
+                .filter(|e| e.filter.matches(&ty, &chans))
+                .map(|e| (e.id.as_str(), seq, message))
+                .collect();
+            upsert_deliveries(tx, org, &rows, now).await
         }
     }
 }
