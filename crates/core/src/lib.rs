@@ -22,7 +22,9 @@
 //! - [`tier`]: key tiers.
 //! - [`pattern`]: type patterns (`order.*`) used by subscriptions.
 //! - [`webhook`]: endpoint filters, delivery states, the retry schedule.
-//! - [`wire`]: webhook wire formats (body, headers, signatures).
+//! - [`wire`]: the webhook wire-format trait, signing secrets and their schemes.
+//! - [`profile`]: one module per platform (its wire format, its catalog), and
+//!   the registry.
 
 pub mod apikey;
 pub mod cidr;
@@ -33,6 +35,7 @@ pub mod ids;
 pub mod message;
 pub mod names;
 pub mod pattern;
+pub mod profile;
 pub mod tier;
 pub mod timestamp;
 pub mod webhook;

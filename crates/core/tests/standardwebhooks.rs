@@ -5,7 +5,7 @@
 use marquee_core::ids::{MessageId, OrgId};
 use marquee_core::message::StoredMessage;
 use marquee_core::timestamp::Timestamp;
-use marquee_core::wire::{Format, SigningSecret};
+use marquee_core::wire::{Format, Render, SigningSecret};
 use serde_json::value::RawValue;
 
 fn message() -> StoredMessage {
@@ -25,12 +25,14 @@ fn message() -> StoredMessage {
 fn official_library_verifies_every_signing_secret() {
     let old = SigningSecret::generate();
     let new = SigningSecret::generate();
-    let req = Format::Standard.wire().render(
-        "dlv_01JD0000000000000000000000",
-        &message(),
-        Timestamp::now(),
-        &[&new, &old],
-    );
+    let m = message();
+    let req = Format::standard().wire().render(&Render {
+        delivery_id: "dlv_01JD0000000000000000000000",
+        attempt: 1,
+        at: Timestamp::now(),
+        secrets: &[&new, &old],
+        message: &m,
+    });
     let mut headers = http::HeaderMap::new();
     for (k, v) in &req.headers {
         headers.insert(*k, v.parse().unwrap());

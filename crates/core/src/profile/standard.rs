@@ -15,9 +15,19 @@ use serde_json::value::RawValue;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{SigningSecret, WireFormat};
-use crate::message::StoredMessage;
+use super::Profile;
 use crate::timestamp::Timestamp;
+use crate::wire::{Received, Render, SecretScheme, SigningSecret, VerifyError, WireFormat, check_age};
+
+pub static PROFILE: Profile = Profile {
+    name: "standard",
+    title: "Standard Webhooks (marquee's native format)",
+    format: Some(&Standard),
+    enableable: false,
+};
+
+/// The Standard Webhooks libraries' default tolerance.
+pub const TOLERANCE_SECS: i64 = 300;
 
 pub struct Standard;
 
@@ -62,7 +72,20 @@ impl WireFormat for Standard {
         "standard"
     }
 
-    fn render_body(&self, _delivery_id: &str, m: &StoredMessage) -> Vec<u8> {
+    fn secret_scheme(&self) -> SecretScheme {
+        SecretScheme::Base64Whsec
+    }
+
+    fn multi_signature(&self) -> bool {
+        true
+    }
+
+    fn tolerance_secs(&self) -> Option<i64> {
+        Some(TOLERANCE_SECS)
+    }
+
+    fn render_body(&self, r: &Render<'_>) -> Vec<u8> {
+        let m = r.message;
         let body = Body {
             event_type: m.event_type.as_str(),
             timestamp: m.received_at.to_rfc3339(),
@@ -78,29 +101,39 @@ impl WireFormat for Standard {
         out
     }
 
-    fn headers(
-        &self,
-        delivery_id: &str,
-        at: Timestamp,
-        body: &[u8],
-        secrets: &[&SigningSecret],
-    ) -> Vec<(&'static str, String)> {
-        let ts = at.as_secs();
-        let sigs: Vec<String> = secrets.iter().map(|s| sign(s, delivery_id, ts, body)).collect();
+    fn headers(&self, r: &Render<'_>, body: &[u8]) -> Vec<(&'static str, String)> {
+        let ts = r.at.as_secs();
+        let sigs: Vec<String> = r.secrets.iter().map(|s| sign(s, r.delivery_id, ts, body)).collect();
         vec![
             ("content-type", "application/json".into()),
-            ("webhook-id", delivery_id.to_owned()),
+            ("webhook-id", r.delivery_id.to_owned()),
             ("webhook-timestamp", ts.to_string()),
             ("webhook-signature", sigs.join(" ")),
         ]
+    }
+
+    fn verify(&self, secret: &SigningSecret, req: &Received<'_>, now: Timestamp) -> Result<(), VerifyError> {
+        let id = req.require("webhook-id")?;
+        let ts: i64 = req
+            .require("webhook-timestamp")?
+            .trim()
+            .parse()
+            .map_err(|_| VerifyError::Malformed {
+                header: "webhook-timestamp",
+                why: "not Unix seconds",
+            })?;
+        check_age(ts, now, TOLERANCE_SECS)?;
+        if verify(secret, id, ts, req.body, req.require("webhook-signature")?) {
+            Ok(())
+        } else {
+            Err(VerifyError::Mismatch)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{MessageId, OrgId};
-    use crate::wire::Format;
 
     fn secret(s: &str) -> SigningSecret {
         s.parse().unwrap()
@@ -139,9 +172,17 @@ mod tests {
     fn headers_carry_every_secret() {
         let a = SigningSecret::generate();
         let b = SigningSecret::generate();
+        let m = super::super::testkit::message();
         let at = Timestamp::from_micros(1_700_000_000_123_456);
+        let r = Render {
+            delivery_id: "dlv_x",
+            attempt: 1,
+            at,
+            secrets: &[&a, &b],
+            message: &m,
+        };
         let body = b"{}";
-        let h = Standard.headers("dlv_x", at, body, &[&a, &b]);
+        let h = Standard.headers(&r, body);
         assert_eq!(header(&h, "webhook-id"), "dlv_x");
         assert_eq!(header(&h, "webhook-timestamp"), "1700000000");
         assert_eq!(header(&h, "content-type"), "application/json");
@@ -160,19 +201,14 @@ mod tests {
 
     #[test]
     fn body_has_the_envelope() {
-        let m = StoredMessage {
-            seq: 9,
-            id: MessageId::generate(),
-            org_id: OrgId::generate(),
-            event_type: "order.completed".parse().unwrap(),
-            channels: vec!["venue:a".parse().unwrap(), "artist:b".parse().unwrap()],
-            data: RawValue::from_string(r#"{"total":12}"#.into()).unwrap(),
-            occurred_at: Timestamp::from_micros(1_000_000),
-            received_at: Timestamp::from_micros(2_000_000),
-        };
-        let req = Format::Standard
-            .wire()
-            .render("dlv_1", &m, Timestamp::from_micros(3_000_000), &[]);
+        let m = super::super::testkit::message();
+        let req = Standard.render(&Render {
+            delivery_id: "dlv_1",
+            attempt: 1,
+            at: Timestamp::from_micros(3_000_000),
+            secrets: &[],
+            message: &m,
+        });
         let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(v["type"], "order.completed");
         assert_eq!(v["id"], m.id.as_str());
