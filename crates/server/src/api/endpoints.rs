@@ -16,7 +16,7 @@ use marquee_core::names::Channel;
 use marquee_core::pattern::TypePattern;
 use marquee_core::timestamp::Timestamp;
 use marquee_core::webhook::EndpointFilter;
-use marquee_core::wire::{Format, SigningSecret};
+use marquee_core::wire::{ExposedSecret, Format, SigningSecret};
 use marquee_store::webhooks::{AttemptQuery, AttemptRecord, EndpointRecord, ReplayFrom};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -62,6 +62,9 @@ pub struct CreateBody {
     #[serde(default)]
     channels: Vec<String>,
     format: Option<String>,
+    /// A secret the integrator chose, for formats that accept one
+    /// (`revolution`, and `standard` as `whsec_…`).
+    secret: Option<String>,
     rate_limit: Option<u32>,
     max_in_flight: Option<u32>,
     #[serde(default)]
@@ -121,7 +124,7 @@ fn check_channels(channels: &[String]) -> ApiResult<Vec<Channel>> {
 
 fn check_format(f: Option<&str>) -> ApiResult<Format> {
     match f {
-        None => Ok(Format::Standard),
+        None => Ok(Format::standard()),
         Some(s) => s
             .parse()
             .map_err(|e: marquee_core::wire::UnknownFormat| ApiError::invalid_param("format", e.to_string())),
@@ -163,7 +166,19 @@ fn check_rate(r: Option<u32>) -> ApiResult<Option<u32>> {
     }
 }
 
-pub fn endpoint_json(e: &EndpointRecord, secret: Option<&SigningSecret>) -> Value {
+/// A new secret for `format`: the integrator's own where the format accepts
+/// one, otherwise generated.
+pub fn new_secret(format: Format, supplied: Option<&str>) -> ApiResult<SigningSecret> {
+    let scheme = format.wire().secret_scheme();
+    match supplied {
+        None => Ok(scheme.generate()),
+        Some(s) => scheme
+            .from_supplied(s)
+            .map_err(|e| ApiError::invalid_param("secret", e.to_string())),
+    }
+}
+
+pub fn endpoint_json(e: &EndpointRecord, secret: Option<&ExposedSecret>) -> Value {
     let mut v = json!({
         "object": "endpoint",
         "id": e.id.as_str(),
@@ -182,9 +197,17 @@ pub fn endpoint_json(e: &EndpointRecord, secret: Option<&SigningSecret>) -> Valu
         "updated_at": e.updated_at.to_rfc3339(),
     });
     if let Some(s) = secret {
-        v["secret"] = json!(s.expose());
+        v["secret"] = json!(s.secret);
+        if let Some(i) = &s.identifier {
+            v["identifier"] = json!(i);
+        }
     }
     v
+}
+
+/// How `format` shows `secret` to its owner.
+pub fn expose(format: Format, secret: &SigningSecret) -> ExposedSecret {
+    format.wire().secret_scheme().expose(secret)
 }
 
 pub fn attempt_json(a: &AttemptRecord) -> Value {
@@ -222,11 +245,19 @@ async fn load(state: &AppState, caller: &Caller, id: &EndpointId) -> ApiResult<E
         .ok_or_else(not_found)
 }
 
-fn seal(state: &AppState, id: &EndpointId, s: &SigningSecret) -> ApiResult<Vec<u8>> {
+pub fn seal(state: &AppState, id: &EndpointId, format: Format, s: &SigningSecret) -> ApiResult<Vec<u8>> {
     state
         .webhooks
         .sealer()
-        .seal(id, s)
+        .seal(id, format.wire().secret_scheme(), s)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn open(state: &AppState, rec: &EndpointRecord) -> ApiResult<SigningSecret> {
+    state
+        .webhooks
+        .sealer()
+        .open(&rec.id, rec.format.wire().secret_scheme(), &rec.secret_sealed)
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -245,10 +276,10 @@ pub async fn create(
     let rate_limit = check_rate(b.rate_limit)?;
     let description = check_description(b.description)?;
     let id = EndpointId::generate();
-    let secret = SigningSecret::generate();
+    let secret = new_secret(format, b.secret.as_deref())?;
     let now = Timestamp::now();
     let rec = EndpointRecord {
-        secret_sealed: seal(&state, &id, &secret)?,
+        secret_sealed: seal(&state, &id, format, &secret)?,
         id,
         org_id: caller.org_id,
         url,
@@ -270,7 +301,7 @@ pub async fn create(
     state.webhooks.endpoint_changed(&rec.org_id, &rec.id).await;
     Ok(json_response(
         StatusCode::CREATED,
-        &endpoint_json(&rec, Some(&secret)),
+        &endpoint_json(&rec, Some(&expose(format, &secret))),
     ))
 }
 
@@ -342,7 +373,16 @@ async fn update_with_retry(
     ))
 }
 
-fn apply_patch(rec: &mut EndpointRecord, b: &PatchBody, policy: AddressPolicy<'_>) -> ApiResult<()> {
+/// Applies a PATCH. A format change to one with another secret scheme
+/// re-issues the secret (returned once in the answer): the old one could not
+/// be read, or would be written down differently, by the new format.
+fn apply_patch(
+    state: &AppState,
+    rec: &mut EndpointRecord,
+    b: &PatchBody,
+    policy: AddressPolicy<'_>,
+) -> ApiResult<Option<SigningSecret>> {
+    let mut reissued = None;
     if let Some(u) = &b.url {
         rec.url = check_url(u, policy)?;
     }
@@ -356,7 +396,15 @@ fn apply_patch(rec: &mut EndpointRecord, b: &PatchBody, policy: AddressPolicy<'_
         rec.filter.channels = check_channels(c)?;
     }
     if b.format.is_some() {
-        rec.format = check_format(b.format.as_deref())?;
+        let format = check_format(b.format.as_deref())?;
+        if format.wire().secret_scheme() != rec.format.wire().secret_scheme() {
+            let secret = format.wire().secret_scheme().generate();
+            rec.secret_sealed = seal(state, &rec.id, format, &secret)?;
+            rec.previous_secret_sealed = None;
+            rec.previous_secret_until = None;
+            reissued = Some(secret);
+        }
+        rec.format = format;
     }
     if let Some(r) = b.rate_limit {
         rec.rate_limit = check_rate(r)?;
@@ -376,7 +424,7 @@ fn apply_patch(rec: &mut EndpointRecord, b: &PatchBody, policy: AddressPolicy<'_
         }
         rec.enabled = e;
     }
-    Ok(())
+    Ok(reissued)
 }
 
 pub async fn patch(
@@ -387,9 +435,15 @@ pub async fn patch(
 ) -> ApiResult<Response> {
     let id = endpoint_id(path)?;
     let policy = state.webhooks.config().address_policy();
-    let rec = update_with_retry(&state, &caller, &id, |rec| apply_patch(rec, &b, policy)).await?;
+    let mut reissued = None;
+    let rec = update_with_retry(&state, &caller, &id, |rec| {
+        reissued = apply_patch(&state, rec, &b, policy)?;
+        Ok(())
+    })
+    .await?;
     state.webhooks.endpoint_changed(&caller.org_id, &id).await;
-    Ok(json_response(StatusCode::OK, &endpoint_json(&rec, None)))
+    let shown = reissued.map(|s| expose(rec.format, &s));
+    Ok(json_response(StatusCode::OK, &endpoint_json(&rec, shown.as_ref())))
 }
 
 pub async fn delete(
@@ -414,18 +468,30 @@ pub async fn rotate_secret(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let id = endpoint_id(path)?;
-    let secret = SigningSecret::generate();
-    let sealed = seal(&state, &id, &secret)?;
     let overlap = i64::try_from(state.webhooks.config().secret_overlap.as_micros()).unwrap_or(i64::MAX);
+    let mut secret = None;
+    // Formats with one signature per request switch to the new secret at
+    // once (there is no way to send both); the others sign with both
+    // during the overlap.
     let rec = update_with_retry(&state, &caller, &id, |rec| {
-        rec.previous_secret_sealed = Some(std::mem::take(&mut rec.secret_sealed));
-        rec.previous_secret_until = Some(Timestamp::now().saturating_add_micros(overlap));
-        rec.secret_sealed = sealed.clone();
+        let scheme = rec.format.wire().secret_scheme();
+        let new = scheme.rotate(&open(&state, rec)?);
+        let sealed = seal(&state, &id, rec.format, &new)?;
+        if rec.format.wire().multi_signature() {
+            rec.previous_secret_sealed = Some(std::mem::replace(&mut rec.secret_sealed, sealed));
+            rec.previous_secret_until = Some(Timestamp::now().saturating_add_micros(overlap));
+        } else {
+            rec.secret_sealed = sealed;
+            rec.previous_secret_sealed = None;
+            rec.previous_secret_until = None;
+        }
+        secret = Some(new);
         Ok(())
     })
     .await?;
     state.webhooks.endpoint_changed(&caller.org_id, &id).await;
-    let mut v = endpoint_json(&rec, Some(&secret));
+    let shown = secret.map(|s| expose(rec.format, &s));
+    let mut v = endpoint_json(&rec, shown.as_ref());
     v["previous_secret_expires_at"] = json!(rec.previous_secret_until.map(|t| t.to_rfc3339()));
     Ok(json_response(StatusCode::OK, &v))
 }

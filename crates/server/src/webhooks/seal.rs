@@ -7,7 +7,7 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use marquee_core::ids::EndpointId;
-use marquee_core::wire::SigningSecret;
+use marquee_core::wire::{SecretScheme, SigningSecret};
 
 use crate::secrets::ServerSecrets;
 
@@ -41,7 +41,14 @@ impl Sealer {
         }
     }
 
-    pub fn seal(&self, endpoint: &EndpointId, secret: &SigningSecret) -> Result<Vec<u8>, SealError> {
+    /// Seals `secret` as its format's `scheme` writes it at rest.
+    pub fn seal(
+        &self,
+        endpoint: &EndpointId,
+        scheme: SecretScheme,
+        secret: &SigningSecret,
+    ) -> Result<Vec<u8>, SealError> {
+        let plain = scheme.to_sealable(secret);
         let mut nonce = [0u8; NONCE];
         marquee_core::ids::random_bytes(&mut nonce);
         let ct = self
@@ -49,7 +56,7 @@ impl Sealer {
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
-                    msg: secret.key(),
+                    msg: &plain,
                     aad: endpoint.as_str().as_bytes(),
                 },
             )
@@ -61,7 +68,12 @@ impl Sealer {
         Ok(out)
     }
 
-    pub fn open(&self, endpoint: &EndpointId, sealed: &[u8]) -> Result<SigningSecret, SealError> {
+    pub fn open(
+        &self,
+        endpoint: &EndpointId,
+        scheme: SecretScheme,
+        sealed: &[u8],
+    ) -> Result<SigningSecret, SealError> {
         if sealed.len() < 1 + NONCE + 16 || sealed[0] != VERSION {
             return Err(SealError::Open);
         }
@@ -75,7 +87,7 @@ impl Sealer {
                 },
             )
             .map_err(|_| SealError::Open)?;
-        SigningSecret::from_bytes(pt).map_err(|_| SealError::Open)
+        scheme.from_sealed(pt).map_err(|_| SealError::Open)
     }
 }
 
@@ -87,13 +99,20 @@ mod tests {
     fn seals_and_binds_to_the_endpoint() {
         let s = Sealer::new(&ServerSecrets::from_master([7; 32], None));
         let ep = EndpointId::generate();
-        let secret = SigningSecret::generate();
-        let sealed = s.seal(&ep, &secret).unwrap();
-        assert!(!sealed.windows(secret.key().len()).any(|w| w == secret.key()));
-        assert_eq!(s.open(&ep, &sealed).unwrap(), secret);
-        assert!(s.open(&EndpointId::generate(), &sealed).is_err());
-        let other = Sealer::new(&ServerSecrets::from_master([8; 32], None));
-        assert!(other.open(&ep, &sealed).is_err());
-        assert!(s.open(&ep, &sealed[..10]).is_err());
+        for scheme in [
+            SecretScheme::Base64Whsec,
+            SecretScheme::TextWhsec,
+            SecretScheme::TextOrSupplied,
+            SecretScheme::IdentifierAndText,
+        ] {
+            let secret = scheme.generate();
+            let sealed = s.seal(&ep, scheme, &secret).unwrap();
+            assert!(!sealed.windows(secret.key().len()).any(|w| w == secret.key()));
+            assert_eq!(s.open(&ep, scheme, &sealed).unwrap(), secret);
+            assert!(s.open(&EndpointId::generate(), scheme, &sealed).is_err());
+            let other = Sealer::new(&ServerSecrets::from_master([8; 32], None));
+            assert!(other.open(&ep, scheme, &sealed).is_err());
+            assert!(s.open(&ep, scheme, &sealed[..10]).is_err());
+        }
     }
 }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use marquee_core::webhook::RetrySchedule;
 use marquee_core::wire::SigningSecret;
-use marquee_core::wire::standard::verify;
+use marquee_core::profile::standard::verify;
 use marquee_server::ServeConfig;
 use serde_json::{Value, json};
 

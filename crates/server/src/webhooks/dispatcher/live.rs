@@ -26,9 +26,10 @@ pub struct Live {
 
 impl Live {
     pub fn open(rec: &EndpointRecord, sealer: &Sealer) -> Result<Self, SealError> {
-        let secret = sealer.open(&rec.id, &rec.secret_sealed)?;
+        let scheme = rec.format.wire().secret_scheme();
+        let secret = sealer.open(&rec.id, scheme, &rec.secret_sealed)?;
         let previous = match (&rec.previous_secret_sealed, rec.previous_secret_until) {
-            (Some(p), Some(until)) => Some((sealer.open(&rec.id, p)?, until)),
+            (Some(p), Some(until)) => Some((sealer.open(&rec.id, scheme, p)?, until)),
             _ => None,
         };
         Ok(Live {
@@ -47,11 +48,13 @@ impl Live {
     }
 
     /// The secrets that sign at `at`: the current one, plus the rotated-out
-    /// one during its overlap.
+    /// one during its overlap where the format carries several signatures
+    /// (single-signature formats switch to the new secret at once).
     pub fn signing_secrets(&self, at: Timestamp) -> Vec<&SigningSecret> {
         let mut v = vec![&self.secret];
         if let Some((prev, until)) = &self.previous
             && at < *until
+            && self.format.wire().multi_signature()
         {
             v.push(prev);
         }

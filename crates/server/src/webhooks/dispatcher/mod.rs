@@ -39,6 +39,7 @@ use marquee_core::ids::{DeliveryId, EndpointId, MessageId, OrgId};
 use marquee_core::message::StoredMessage;
 use marquee_core::timestamp::Timestamp;
 use marquee_core::webhook::ops;
+use marquee_core::wire::Render;
 use marquee_store::DynStore;
 use marquee_store::webhooks::{
     AttemptOutcome, AttemptRecord, ClaimRequest, ClaimedDelivery, EndpointRecord, Transition,
@@ -632,7 +633,7 @@ impl Dispatcher {
         if let Some(s) = slot {
             tokio::time::sleep_until(s).await;
         }
-        let r = self.send(&live, d.id.as_str(), &d.message).await;
+        let r = self.send(&live, d.id.as_str(), d.attempt_count + 1, &d.message).await;
         let (transition, next_at) = self.decide(&d, &r);
         let disable = (r.status == Some(410)).then(|| "the endpoint answered 410 Gone".to_owned());
         let outcome = AttemptOutcome {
@@ -667,12 +668,16 @@ impl Dispatcher {
 
     /// Renders `message` in the endpoint's wire format, signs it with the
     /// secrets in force now, and POSTs it (one attempt).
-    async fn send(&self, live: &Live, delivery: &str, message: &StoredMessage) -> AttemptResult {
+    async fn send(&self, live: &Live, delivery: &str, attempt: u32, message: &StoredMessage) -> AttemptResult {
         let now = Timestamp::now();
-        let req = live
-            .format
-            .wire()
-            .render(delivery, message, now, &live.signing_secrets(now));
+        let secrets = live.signing_secrets(now);
+        let req = live.format.wire().render(&Render {
+            delivery_id: delivery,
+            attempt,
+            at: now,
+            secrets: &secrets,
+            message,
+        });
         client::post(
             &self.http,
             &live.url,
@@ -830,7 +835,7 @@ impl Dispatcher {
             received_at: now,
         };
         let delivery = DeliveryId::generate();
-        let r = self.send(&live, delivery.as_str(), &message).await;
+        let r = self.send(&live, delivery.as_str(), 1, &message).await;
         let attempt = attempt_record(&r, &live, delivery, None, 1);
         self.store
             .record_attempts(

@@ -489,7 +489,7 @@ mod tests {
             url: "https://example.com/h".into(),
             description: None,
             filter: EndpointFilter::from_texts(types, ""),
-            format: Format::Standard,
+            format: Format::standard(),
             rate_limit: None,
             max_in_flight: 8,
             ordered: false,
