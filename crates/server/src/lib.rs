@@ -28,6 +28,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod platforms;
 pub mod ingest;
 pub mod ratelimit;
 pub mod retention;

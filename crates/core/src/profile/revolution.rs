@@ -30,6 +30,18 @@ pub static PROFILE: Profile = Profile {
 
 pub const SIGNATURE_HEADER: &str = "x-revolution-signature";
 
+/// The document's eight event types.
+pub const EVENT_TYPES: &[&str] = &[
+    "fan_checkin",
+    "drop_published",
+    "drop_claimed",
+    "autograph_requested",
+    "shoutout_requested",
+    "signal_posted",
+    "venue_opened",
+    "attendance_milestone",
+];
+
 pub struct Revolution;
 
 #[derive(Serialize)]

@@ -52,24 +52,24 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
-    url: String,
-    description: Option<String>,
+    pub url: String,
+    pub description: Option<String>,
     #[serde(default)]
-    types: Vec<String>,
+    pub types: Vec<String>,
     #[serde(default)]
-    channels: Vec<String>,
-    format: Option<String>,
+    pub channels: Vec<String>,
+    pub format: Option<String>,
     /// A secret the integrator chose, for formats that accept one
     /// (`revolution`, and `standard` as `whsec_…`).
-    secret: Option<String>,
-    rate_limit: Option<u32>,
-    max_in_flight: Option<u32>,
+    pub secret: Option<String>,
+    pub rate_limit: Option<u32>,
+    pub max_in_flight: Option<u32>,
     #[serde(default)]
-    ordered: bool,
-    enabled: Option<bool>,
+    pub ordered: bool,
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,11 +229,11 @@ pub fn attempt_json(a: &AttemptRecord) -> Value {
     })
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response {
+pub fn json_response(status: StatusCode, v: &Value) -> Response {
     render::json_bytes(status, serde_json::to_vec(v).unwrap_or_default())
 }
 
-fn list_json(data: Vec<Value>, has_more: bool, next: Option<String>) -> Value {
+pub fn list_json(data: Vec<Value>, has_more: bool, next: Option<String>) -> Value {
     json!({"object": "list", "data": data, "has_more": has_more, "next_cursor": next})
 }
 
@@ -266,6 +266,20 @@ pub async fn create(
     caller: Caller,
     JsonBody(b): JsonBody<CreateBody>,
 ) -> ApiResult<Response> {
+    let (rec, secret) = create_endpoint(&state, &caller, b).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &endpoint_json(&rec, Some(&expose(rec.format, &secret))),
+    ))
+}
+
+/// Validates and stores a new endpoint (the native API and the platforms'
+/// registration routes); answers the record and its new secret.
+pub async fn create_endpoint(
+    state: &AppState,
+    caller: &Caller,
+    b: CreateBody,
+) -> ApiResult<(EndpointRecord, SigningSecret)> {
     let url = check_url(&b.url, state.webhooks.config().address_policy())?;
     let filter = EndpointFilter {
         types: check_types(&b.types)?,
@@ -279,9 +293,9 @@ pub async fn create(
     let secret = new_secret(format, b.secret.as_deref())?;
     let now = Timestamp::now();
     let rec = EndpointRecord {
-        secret_sealed: seal(&state, &id, format, &secret)?,
+        secret_sealed: seal(state, &id, format, &secret)?,
         id,
-        org_id: caller.org_id,
+        org_id: caller.org_id.clone(),
         url,
         description,
         filter,
@@ -299,10 +313,7 @@ pub async fn create(
     };
     state.store.create_endpoint(rec.clone()).await?;
     state.webhooks.endpoint_changed(&rec.org_id, &rec.id).await;
-    Ok(json_response(
-        StatusCode::CREATED,
-        &endpoint_json(&rec, Some(&expose(format, &secret))),
-    ))
+    Ok((rec, secret))
 }
 
 pub async fn get(

@@ -1,10 +1,10 @@
 //! The HTTP API: routes, and the layers every response passes through.
 
 mod admin;
-mod endpoints;
+pub(crate) mod endpoints;
 mod health;
-mod messages;
-mod render;
+pub(crate) mod messages;
+pub(crate) mod render;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
             post(admin::create_key).get(admin::list_keys),
         )
         .route("/admin/v1/keys/{id}/revoke", post(admin::revoke_key))
+        .merge(crate::platforms::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -10,6 +10,7 @@ mod cluster_streams;
 mod connections;
 mod crash;
 mod errors;
+mod formats;
 mod keys;
 mod messages;
 mod roles;
