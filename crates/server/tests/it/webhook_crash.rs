@@ -1,6 +1,7 @@
-//! `kill -9` the real binary while it publishes and delivers to a receiver
-//! that is down part of the time: once the receiver stays up, every
-//! acknowledged message has been delivered at least once.
+//! `kill -9` the real binary while it publishes and delivers to receivers
+//! that are down part of the time, one endpoint per registered wire format:
+//! once the receivers stay up, every acknowledged message has been delivered
+//! at least once to every endpoint, whatever its format.
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -64,19 +65,25 @@ async fn kill_dash_nine_loses_no_acknowledged_delivery() {
     );
     let key = key["key"].as_str().unwrap().to_owned();
     let up = Arc::new(AtomicBool::new(true));
-    let delivered: Arc<Mutex<HashMap<u64, usize>>> = Arc::default();
-    let rx = {
-        let (up, delivered) = (up.clone(), delivered.clone());
-        Receiver::start(move |h| {
-            if up.load(Ordering::SeqCst) {
-                *delivered.lock().unwrap().entry(h.n()).or_default() += 1;
-                Reply::status(204)
-            } else {
-                Reply::status(503)
-            }
-        })
-        .await
-    };
+    let mut receivers = Vec::new();
+    for f in marquee_core::wire::Format::all() {
+        let delivered: Arc<Mutex<HashMap<u64, usize>>> = Arc::default();
+        let rx = {
+            let (up, delivered) = (up.clone(), delivered.clone());
+            Receiver::start(move |h| {
+                if up.load(Ordering::SeqCst) {
+                    // `data.n`, or `payload.n` in the revolution envelope.
+                    let n = h.json["data"]["n"].as_u64().or(h.json["payload"]["n"].as_u64());
+                    *delivered.lock().unwrap().entry(n.unwrap_or(u64::MAX)).or_default() += 1;
+                    Reply::status(204)
+                } else {
+                    Reply::status(503)
+                }
+            })
+            .await
+        };
+        receivers.push((f, rx, delivered));
+    }
     let http = reqwest::Client::new();
     let mut acked: HashSet<u64> = HashSet::new();
     let mut next = 0u64;
@@ -86,14 +93,16 @@ async fn kill_dash_nine_loses_no_acknowledged_delivery() {
         let mut child = spawn_server(dir.path(), port);
         wait_up(&http, &base).await;
         if round == 0 {
-            let r = http
-                .post(format!("{base}/v1/endpoints"))
-                .header("x-api-key", &key)
-                .json(&json!({"url": rx.url()}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201);
+            for (f, rx, _) in &receivers {
+                let r = http
+                    .post(format!("{base}/v1/endpoints"))
+                    .header("x-api-key", &key)
+                    .json(&json!({"url": rx.url(), "format": f.as_str()}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
         }
         // The receiver flaps while the server runs.
         let flapper = {
@@ -146,29 +155,35 @@ async fn kill_dash_nine_loses_no_acknowledged_delivery() {
     let base = format!("http://127.0.0.1:{port}");
     let mut child = spawn_server(dir.path(), port);
     wait_up(&http, &base).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let missing = loop {
-        let got = delivered.lock().unwrap().clone();
-        let missing: Vec<u64> = acked.iter().filter(|n| !got.contains_key(n)).copied().collect();
-        if missing.is_empty() || Instant::now() > deadline {
-            break missing;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let missing_of = |delivered: &Mutex<HashMap<u64, usize>>| -> Vec<u64> {
+        let got = delivered.lock().unwrap();
+        acked.iter().filter(|n| !got.contains_key(n)).copied().collect()
+    };
+    loop {
+        let all_in = receivers.iter().all(|(_, _, d)| missing_of(d).is_empty());
+        if all_in || Instant::now() > deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
     child.kill().unwrap();
     child.wait().unwrap();
-    let got = delivered.lock().unwrap().clone();
-    let duplicates: usize = got.values().map(|c| c - 1).sum();
-    eprintln!(
-        "webhook crash test: {} acknowledged, {} delivered, {} duplicate deliveries across 3 kills",
-        acked.len(),
-        got.len(),
-        duplicates
-    );
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged messages never delivered, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
+    for (f, _, delivered) in &receivers {
+        let missing = missing_of(delivered);
+        let got = delivered.lock().unwrap().clone();
+        let duplicates: usize = got.values().map(|c| c - 1).sum();
+        eprintln!(
+            "webhook crash test ({f}): {} acknowledged, {} delivered, {} duplicate deliveries across 3 kills",
+            acked.len(),
+            got.len(),
+            duplicates
+        );
+        assert!(
+            missing.is_empty(),
+            "{f}: {} acknowledged messages never delivered, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
 }
