@@ -12,6 +12,7 @@
 //! Layout:
 //! - [`cidr`]: CIDR networks for the webhook address allowlist.
 //! - [`ids`]: prefixed, time-sortable identifiers (`msg_…`, `org_…`, `key_…`).
+//! - [`ijson`]: I-JSON (RFC 7493) checks on published data.
 //! - [`names`]: validated message types and `kind:id` channels.
 //! - [`cursor`]: opaque, order-preserving cursors over the commit log.
 //! - [`duration`]: human durations (`5s`, `30d`) for configuration.
@@ -32,6 +33,7 @@ pub mod cursor;
 pub mod duration;
 pub mod error;
 pub mod ids;
+pub mod ijson;
 pub mod message;
 pub mod names;
 pub mod pattern;

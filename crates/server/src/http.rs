@@ -7,8 +7,8 @@
 //! - at most `max_connections` HTTP connections are open; further clients
 //!   wait in the kernel's accept backlog instead of costing memory;
 //! - request headers must arrive within `header_read_timeout` (also between
-//!   keep-alive requests), at most 100 of them, within hyper's 400 KiB read
-//!   buffer; bodies are capped by the API's body limit and must arrive
+//!   keep-alive requests), at most 100 of them totalling at most 32 KiB (431 in
+//!   the envelope; a bare 431 from hyper past its 64 KiB read buffer); bodies are capped by the API's body limit and must arrive
 //!   within `extract::BODY_READ_TIMEOUT` (30 s);
 //! - HTTP/1.1 only (the API and streams need nothing else); there is no
 //!   per-client-address cap — put a proxy in front for that;
@@ -76,6 +76,11 @@ impl HttpArgs {
 
 /// Most request headers accepted.
 const MAX_HEADERS: usize = 100;
+/// Total request header bytes the API accepts (names, values, separators);
+/// larger requests get 431 `headers_too_large` in the error envelope.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// hyper's read buffer: past this it answers a bare 431 itself.
+const HYPER_MAX_BUF: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the
 /// connections finish their requests in flight and returns once they have.
@@ -126,7 +131,10 @@ pub async fn serve(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .max_headers(MAX_HEADERS);
+                .max_headers(MAX_HEADERS)
+                // Past this hyper itself answers a bare 431; between
+                // MAX_HEADER_BYTES and here the API answers it in the envelope.
+                .max_buf_size(HYPER_MAX_BUF);
             let conn = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();

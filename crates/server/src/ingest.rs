@@ -41,32 +41,6 @@ pub const MAX_BATCH: usize = 1_000;
 /// parsers, so they are refused at the door.
 pub const MAX_DEPTH: usize = 64;
 
-/// Maximum nesting depth of a JSON text already known to be valid.
-fn json_depth(text: &str) -> usize {
-    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
-    for b in text.bytes() {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
-
 /// Per-type rules applied to every message before it is stored.
 #[derive(Debug, Default)]
 pub struct IngestRules {}
@@ -99,11 +73,9 @@ impl IngestRules {
                 "data must be a JSON object",
             ));
         }
-        if json_depth(body.data.get()) > MAX_DEPTH {
-            return Err(ApiError::invalid_param(
-                format!("{at}data"),
-                format!("data nests deeper than {MAX_DEPTH} levels"),
-            ));
+        if let Err(v) = marquee_core::ijson::check(body.data.get(), MAX_DEPTH) {
+            let (param, msg) = v.describe(&format!("{at}data"));
+            return Err(ApiError::invalid_param(param, msg));
         }
         let occurred_at = match &body.occurred_at {
             Some(s) => Timestamp::parse_rfc3339(s)
@@ -174,16 +146,4 @@ pub fn batch_fingerprint(items: &[PublishBody]) -> [u8; 32] {
         }
     }
     h.finalize().into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::json_depth;
-
-    #[test]
-    fn depth_ignores_brackets_in_strings() {
-        assert_eq!(json_depth(r#"{"a":"[[[{{{\\"}"#), 1);
-        assert_eq!(json_depth(r#"{"a":[{"b":[]}]}"#), 4);
-        assert_eq!(json_depth(r#"{"a":"\"[["}"#), 1);
-    }
 }

@@ -52,8 +52,26 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(catch_panic))
+        .layer(axum::middleware::from_fn(cap_headers))
         .layer(axum::middleware::map_response(no_store))
         .with_state(state)
+}
+
+/// Refuses requests whose headers total more than
+/// [`crate::http::MAX_HEADER_BYTES`]: with tens of thousands of connections
+/// allowed, large header blocks are an easy way to hold memory.
+async fn cap_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::response::IntoResponse;
+    let max = crate::http::MAX_HEADER_BYTES;
+    let total: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if total > max {
+        return ApiError::HeadersTooLarge(max).into_response();
+    }
+    next.run(req).await
 }
 
 /// A worker node's HTTP surface: health checks only.

@@ -97,6 +97,38 @@ async fn bad_publishes_are_refused_and_store_nothing() {
         ),
         (deep, 400, "invalid_request", None),
         (big, 413, "payload_too_large", None),
+        // I-JSON (RFC 7493): what JavaScript and Python would read back as
+        // something else than was sent.
+        (
+            r#"{"type":"t","channels":["a:b"],"data":{"n":1e99999}}"#.into(),
+            400,
+            "invalid_request",
+            Some("data.n"),
+        ),
+        (
+            r#"{"type":"t","channels":["a:b"],"data":{"a":[1,{"m":-1e400}]}}"#.into(),
+            400,
+            "invalid_request",
+            Some("data.a[1].m"),
+        ),
+        (
+            r#"{"type":"t","channels":["a:b"],"data":{"tiny":1e-400}}"#.into(),
+            400,
+            "invalid_request",
+            Some("data.tiny"),
+        ),
+        (
+            r#"{"type":"t","channels":["a:b"],"data":{"s":"\ud800"}}"#.into(),
+            400,
+            "invalid_request",
+            Some("data.s"),
+        ),
+        (
+            r#"{"type":"t","channels":["a:b"],"data":{"s":"ok \udc00"}}"#.into(),
+            400,
+            "invalid_request",
+            Some("data.s"),
+        ),
     ];
     for (body, status, code, param) in cases {
         let r = s
@@ -167,4 +199,34 @@ async fn ping_needs_no_auth_and_readyz_checks_the_store() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "private, no-store");
     assert_eq!(s.http.get(s.url("/readyz")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused_in_the_envelope() {
+    let s = TestServer::start().await;
+    let (_, key) = s.tenant().await;
+    // 40 KB of headers: above the 32 KiB cap, inside hyper's buffer.
+    let big = "x".repeat(40_000);
+    let r = s
+        .post(&key, "/v1/messages")
+        .header("x-padding", &big)
+        .json(&checkin("venue:v", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 431, "headers_too_large").await;
+    // Several headers adding up count too.
+    let mut req = s.get(&key, "/v1/messages");
+    for i in 0..5 {
+        req = req.header(format!("x-pad-{i}"), "y".repeat(8_000));
+    }
+    assert_error(req.send().await.unwrap(), 431, "headers_too_large").await;
+    // 200 KB: hyper refuses before any handler; never a 200.
+    let r = s.get(&key, "/v1/messages").header("x-padding", "z".repeat(200_000)).send().await;
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 431);
+    }
+    // Ordinary requests are unaffected, and nothing was stored.
+    assert!(s.list_all(&key, "").await.is_empty());
+    s.publish(&key, checkin("venue:v", 1)).await;
 }
