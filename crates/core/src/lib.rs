@@ -21,6 +21,7 @@
 //! - [`timestamp`]: microsecond UTC timestamps and RFC 3339.
 //! - [`tier`]: key tiers.
 //! - [`pattern`]: type patterns (`order.*`) used by subscriptions.
+//! - [`profile`]: the reference platforms' profiles: event catalogs with payload schemas.
 //! - [`webhook`]: endpoint filters, delivery states, the retry schedule.
 //! - [`wire`]: webhook wire formats (body, headers, signatures).
 
@@ -33,6 +34,7 @@ pub mod ids;
 pub mod message;
 pub mod names;
 pub mod pattern;
+pub mod profile;
 pub mod tier;
 pub mod timestamp;
 pub mod webhook;
