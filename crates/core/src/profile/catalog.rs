@@ -102,7 +102,11 @@ pub enum CatalogError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
     #[error("{field} is {pointer:?}, not a JSON pointer into data: {reason}")]
-    BadPointer { field: String, pointer: String, reason: &'static str },
+    BadPointer {
+        field: String,
+        pointer: String,
+        reason: &'static str,
+    },
     #[error("dedup must name at least one field")]
     EmptyDedup,
     #[error("coalesce.window_ms must be greater than 0")]
@@ -122,10 +126,16 @@ impl Catalog {
         let profile = &catalog.profile;
         for (i, t) in catalog.types.iter().enumerate() {
             if !valid_type(&t.name) {
-                return Err(CatalogError::BadTypeName { profile: profile.clone(), name: t.name.clone() });
+                return Err(CatalogError::BadTypeName {
+                    profile: profile.clone(),
+                    name: t.name.clone(),
+                });
             }
             if catalog.types[..i].iter().any(|u| u.name == t.name) {
-                return Err(CatalogError::DuplicateType { profile: profile.clone(), name: t.name.clone() });
+                return Err(CatalogError::DuplicateType {
+                    profile: profile.clone(),
+                    name: t.name.clone(),
+                });
             }
             t.check_rules().map_err(|source| CatalogError::Rule {
                 profile: profile.clone(),
@@ -163,7 +173,8 @@ impl TypeDef {
             let kind_ok = !k.is_empty()
                 && k.len() <= 64
                 && k[0].is_ascii_lowercase()
-                && k.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'));
+                && k.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'));
             if !kind_ok {
                 return Err(RuleError::BadProjectKind(p.kind.clone()));
             }
@@ -183,7 +194,13 @@ impl TypeDef {
 
 /// RFC 6901 syntax, restricted to pointers below the root (`/id`, `/a~1b/0`).
 fn check_pointer(field: &str, pointer: &str) -> Result<(), RuleError> {
-    let bad = |reason| Err(RuleError::BadPointer { field: field.to_owned(), pointer: pointer.to_owned(), reason });
+    let bad = |reason| {
+        Err(RuleError::BadPointer {
+            field: field.to_owned(),
+            pointer: pointer.to_owned(),
+            reason,
+        })
+    };
     if !pointer.starts_with('/') {
         return bad("it must start with /");
     }
@@ -202,15 +219,17 @@ fn check_pointer(field: &str, pointer: &str) -> Result<(), RuleError> {
 /// A schema that cannot be used for validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchemaError {
-    #[error(
-        "$schema at {at} is {found}; only JSON Schema 2020-12 ({DIALECT_2020_12}) is accepted"
-    )]
+    #[error("$schema at {at} is {found}; only JSON Schema 2020-12 ({DIALECT_2020_12}) is accepted")]
     Dialect { at: String, found: String },
     #[error(
         "{keyword} at {at} is {reference:?}; only local references (starting with #) are accepted, \
          put the referenced schema under $defs"
     )]
-    NonLocalRef { keyword: &'static str, at: String, reference: String },
+    NonLocalRef {
+        keyword: &'static str,
+        at: String,
+        reference: String,
+    },
     #[error("schema is not valid JSON Schema 2020-12: at {at}: {message}")]
     Invalid { at: String, message: String },
 }
@@ -239,15 +258,31 @@ impl CompiledSchema {
     pub fn compile(schema: &Value) -> Result<CompiledSchema, SchemaError> {
         let mut at = String::new();
         check_schema_tree(schema, &mut at)?;
-        let validator = jsonschema::options().with_draft(Draft::Draft202012).build(schema).map_err(|e| {
-            let at = pointer_display(e.instance_path().as_str());
-            let message = match e.kind() {
-                ValidationErrorKind::Referencing(r) => format!("a $ref cannot be resolved: {r}"),
-                _ => e.to_string(),
-            };
-            SchemaError::Invalid { at, message }
-        })?;
-        Ok(CompiledSchema { validator, name: None })
+        let validator = jsonschema::options()
+            .with_draft(Draft::Draft202012)
+            .build(schema)
+            .map_err(|e| {
+                if let ValidationErrorKind::Referencing(r) = e.kind() {
+                    return match dangling_ref(schema, schema, &mut String::new()) {
+                        Some((at, reference)) => SchemaError::Invalid {
+                            at: pointer_display(&at),
+                            message: format!("$ref {reference:?} points to nothing in this schema"),
+                        },
+                        None => SchemaError::Invalid {
+                            at: "#".to_owned(),
+                            message: format!("a $ref cannot be resolved: {r}"),
+                        },
+                    };
+                }
+                SchemaError::Invalid {
+                    at: pointer_display(e.instance_path().as_str()),
+                    message: e.to_string(),
+                }
+            })?;
+        Ok(CompiledSchema {
+            validator,
+            name: None,
+        })
     }
 
     /// Names the type in messages about missing or disallowed fields.
@@ -283,7 +318,10 @@ impl CompiledSchema {
         let got = || describe(value);
         let (param, message) = match e.kind() {
             ValidationErrorKind::Required { property } => {
-                let prop = property.as_str().map(str::to_owned).unwrap_or_else(|| property.to_string());
+                let prop = property
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| property.to_string());
                 let param = push_key(param, &prop);
                 let message = format!("{param} is required{by}");
                 (param, message)
@@ -298,7 +336,11 @@ impl CompiledSchema {
                         expected.push(t);
                     }
                 }
-                let message = format!("{param} must be {}, got {}", expected_types(&expected), kind_of(value));
+                let message = format!(
+                    "{param} must be {}, got {}",
+                    expected_types(&expected),
+                    kind_of(value)
+                );
                 (param, message)
             }
             ValidationErrorKind::Enum { options } => {
@@ -379,10 +421,16 @@ impl CompiledSchema {
                         format!("{param} must not match the excluded shape")
                     }
                     ValidationErrorKind::OneOfMultipleValid { .. } => {
-                        format!("{param} matches more than one of the shapes {} allows", self.subject())
+                        format!(
+                            "{param} matches more than one of the shapes {} allows",
+                            self.subject()
+                        )
                     }
                     ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
-                        format!("{param} does not match any of the shapes {} allows", self.subject())
+                        format!(
+                            "{param} does not match any of the shapes {} allows",
+                            self.subject()
+                        )
                     }
                     ValidationErrorKind::PropertyNames { error } => {
                         format!("{param} has a field name that is not allowed: {error}")
@@ -410,15 +458,19 @@ fn most_specific<'a, 'b>(e: &'a ValidationError<'b>) -> (&'a ValidationError<'b>
     };
     let firsts: Vec<&ValidationError<'static>> = context.iter().filter_map(|branch| branch.first()).collect();
     let Some(best) = firsts.iter().copied().reduce(|best, cand| {
-        if depth(cand.instance_path().as_str()) > depth(best.instance_path().as_str()) { cand } else { best }
+        if depth(cand.instance_path().as_str()) > depth(best.instance_path().as_str()) {
+            cand
+        } else {
+            best
+        }
     }) else {
         return (e, Vec::new());
     };
     let here = e.instance_path().as_str();
     let all_types_here = firsts.len() == context.len()
-        && firsts
-            .iter()
-            .all(|f| f.instance_path().as_str() == here && matches!(f.kind(), ValidationErrorKind::Type { .. }));
+        && firsts.iter().all(|f| {
+            f.instance_path().as_str() == here && matches!(f.kind(), ValidationErrorKind::Type { .. })
+        });
     if all_types_here {
         let mut types = Vec::new();
         for f in &firsts {
@@ -464,7 +516,10 @@ fn render_path<'v>(pointer: &str, data: &'v Value) -> (String, Option<&'v Value>
 }
 
 fn push_key(mut path: String, key: &str) -> String {
-    let plain = !key.is_empty() && key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
     if plain {
         path.push('.');
         path.push_str(key);
@@ -492,7 +547,11 @@ fn describe(v: Option<&Value>) -> String {
     match v {
         Some(s @ (Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null)) => {
             let text = s.to_string();
-            if text.chars().count() <= 40 { text } else { kind_of(v).to_owned() }
+            if text.chars().count() <= 40 {
+                text
+            } else {
+                kind_of(v).to_owned()
+            }
         }
         _ => kind_of(v).to_owned(),
     }
@@ -500,7 +559,11 @@ fn describe(v: Option<&Value>) -> String {
 
 fn short(v: &Value) -> String {
     let text = v.to_string();
-    if text.chars().count() <= 60 { text } else { format!("{}…", text.chars().take(57).collect::<String>()) }
+    if text.chars().count() <= 60 {
+        text
+    } else {
+        format!("{}…", text.chars().take(57).collect::<String>())
+    }
 }
 
 fn expected_types(types: &[JsonType]) -> String {
@@ -552,7 +615,10 @@ fn check_schema_tree(node: &Value, at: &mut String) -> Result<(), SchemaError> {
             "const" | "enum" | "default" | "examples" => {}
             "$schema" => {
                 if value.as_str().map(|s| s.trim_end_matches('#')) != Some(DIALECT_2020_12) {
-                    return Err(SchemaError::Dialect { at: pointer_display(at), found: value.to_string() });
+                    return Err(SchemaError::Dialect {
+                        at: pointer_display(at),
+                        found: value.to_string(),
+                    });
                 }
             }
             "$ref" | "$dynamicRef" => match value.as_str() {
@@ -592,6 +658,46 @@ fn check_schema_tree(node: &Value, at: &mut String) -> Result<(), SchemaError> {
         at.truncate(len);
     }
     Ok(())
+}
+
+/// The first `$ref: "#/…"` whose target is not in `root` (only asked once compiling failed on a
+/// reference, to say where).
+fn dangling_ref(root: &Value, node: &Value, at: &mut String) -> Option<(String, String)> {
+    match node {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let len = at.len();
+                push_pointer(at, key);
+                if key == "$ref" {
+                    if let Some(reference) = value.as_str()
+                        && let Some(fragment) = reference.strip_prefix('#')
+                        && fragment.starts_with('/')
+                        && root.pointer(fragment).is_none()
+                    {
+                        return Some((at.clone(), reference.to_owned()));
+                    }
+                } else if !matches!(key.as_str(), "const" | "enum" | "default" | "examples")
+                    && let Some(found) = dangling_ref(root, value, at)
+                {
+                    return Some(found);
+                }
+                at.truncate(len);
+            }
+            None
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = at.len();
+                let _ = write!(at, "/{i}");
+                if let Some(found) = dangling_ref(root, item, at) {
+                    return Some(found);
+                }
+                at.truncate(len);
+            }
+            None
+        }
+        _ => None,
+    }
 }
 
 fn push_pointer(at: &mut String, token: &str) {

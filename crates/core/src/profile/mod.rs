@@ -27,7 +27,10 @@ pub fn builtin_catalog(profile: &str) -> Option<&'static Catalog> {
             .iter()
             .map(|(name, json)| {
                 let catalog = Catalog::parse(json).unwrap_or_else(|e| panic!("built-in catalog {name}: {e}"));
-                assert_eq!(catalog.profile, *name, "built-in catalog {name} names another profile");
+                assert_eq!(
+                    catalog.profile, *name,
+                    "built-in catalog {name} names another profile"
+                );
                 catalog
             })
             .collect()
