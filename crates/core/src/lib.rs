@@ -24,8 +24,8 @@
 //! - [`pattern`]: type patterns (`order.*`) used by subscriptions.
 //! - [`webhook`]: endpoint filters, delivery states, the retry schedule.
 //! - [`wire`]: the webhook wire-format trait, signing secrets and their schemes.
-//! - [`profile`]: one module per platform (its wire format, its catalog), and
-//!   the registry.
+//! - [`profile`]: one module per platform (its wire format, its event catalog
+//!   with payload schemas), and the registry.
 
 pub mod apikey;
 pub mod cidr;

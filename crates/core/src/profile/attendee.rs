@@ -25,6 +25,8 @@ pub static PROFILE: Profile = Profile {
     title: "Attendee webhooks (reference 004)",
     format: Some(&Attendee),
     enableable: true,
+    catalog_source: Some(include_str!("catalogs/attendee.json")),
+    catalog_cell: std::sync::OnceLock::new(),
 };
 
 pub const SIGNATURE_HEADER: &str = "x-signature";

@@ -24,6 +24,8 @@ pub static PROFILE: Profile = Profile {
     title: "Eventium (ticketing, organizers)",
     format: Some(&Eventium),
     enableable: true,
+    catalog_source: Some(include_str!("catalogs/eventium.json")),
+    catalog_cell: std::sync::OnceLock::new(),
 };
 
 pub const SIGNATURE_HEADER: &str = "x-eventium-signature";

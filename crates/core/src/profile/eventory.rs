@@ -10,4 +10,6 @@ pub static PROFILE: Profile = Profile {
     title: "Eventory Real-Time Notifications (ticket inventory monitor)",
     format: None,
     enableable: true,
+    catalog_source: Some(include_str!("catalogs/eventory.json")),
+    catalog_cell: std::sync::OnceLock::new(),
 };

@@ -7,16 +7,22 @@
 //! own `platforms/` module, registered there in one line. Tests iterate over
 //! [`REGISTRY`], so a new profile is tested the day it is registered.
 //!
-//! Adding a platform: write `profile/<name>.rs` with a `pub static PROFILE`,
-//! add one line to [`REGISTRY`].
+//! Adding a platform: write `profile/<name>.rs` with a `pub static PROFILE`
+//! (and `catalogs/<name>.json` + `catalogs/fixtures/<name>.json`), add one
+//! line to [`REGISTRY`]. [`catalog`] holds the catalog model and the
+//! compiled JSON Schemas.
 
 pub mod attendee;
+pub mod catalog;
 pub mod eventium;
 pub mod eventory;
 pub mod revento;
 pub mod revolution;
 pub mod standard;
 
+use std::sync::OnceLock;
+
+use self::catalog::Catalog;
 use crate::wire::WireFormat;
 
 /// One platform's pure contract.
@@ -29,6 +35,21 @@ pub struct Profile {
     pub format: Option<&'static dyn WireFormat>,
     /// Whether an organization enables it (`standard` is always on).
     pub enableable: bool,
+    /// Its event catalog (`catalogs/<name>.json`), if it has one.
+    pub catalog_source: Option<&'static str>,
+    pub catalog_cell: OnceLock<Catalog>,
+}
+
+impl Profile {
+    /// The built-in catalog, parsed on first use.
+    pub fn catalog(&self) -> Option<&Catalog> {
+        let src = self.catalog_source?;
+        Some(self.catalog_cell.get_or_init(|| {
+            let c = Catalog::parse(src).unwrap_or_else(|e| panic!("built-in catalog {}: {e}", self.name));
+            assert_eq!(c.profile, self.name, "built-in catalog {} names another profile", self.name);
+            c
+        }))
+    }
 }
 
 /// Every profile marquee serves. One line per platform.
@@ -44,6 +65,16 @@ pub static REGISTRY: &[&Profile] = &[
 /// A profile by name.
 pub fn get(name: &str) -> Option<&'static Profile> {
     REGISTRY.iter().copied().find(|p| p.name == name)
+}
+
+/// The built-in catalog of `profile`.
+pub fn builtin_catalog(profile: &str) -> Option<&'static Catalog> {
+    get(profile)?.catalog()
+}
+
+/// Profiles that ship a built-in catalog, in registry order.
+pub fn profiles_with_catalogs() -> Vec<&'static str> {
+    REGISTRY.iter().filter(|p| p.catalog_source.is_some()).map(|p| p.name).collect()
 }
 
 /// The names an organization can enable, in registry order.

@@ -32,6 +32,8 @@ pub static PROFILE: Profile = Profile {
     title: "Revento (conventions, applications, programs)",
     format: Some(&Revento),
     enableable: true,
+    catalog_source: Some(include_str!("catalogs/revento.json")),
+    catalog_cell: std::sync::OnceLock::new(),
 };
 
 pub const EVENT_HEADER: &str = "x-revento-event";

@@ -26,6 +26,8 @@ pub static PROFILE: Profile = Profile {
     title: "Revolution Event Stream (fan app)",
     format: Some(&Revolution),
     enableable: true,
+    catalog_source: Some(include_str!("catalogs/revolution.json")),
+    catalog_cell: std::sync::OnceLock::new(),
 };
 
 pub const SIGNATURE_HEADER: &str = "x-revolution-signature";
@@ -122,6 +124,13 @@ mod tests {
     }
 
     const VECTOR: &str = "sha256=ca2e17fd8af2527ec7d8be24fe9659ec18b018432904807b84102f4c6e59ad8d";
+
+    #[test]
+    fn event_types_are_the_catalog() {
+        let c = PROFILE.catalog().unwrap();
+        let names: Vec<&str> = c.types.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, EVENT_TYPES);
+    }
 
     #[test]
     fn body_shape() {

@@ -24,6 +24,8 @@ pub static PROFILE: Profile = Profile {
     title: "Standard Webhooks (marquee's native format)",
     format: Some(&Standard),
     enableable: false,
+    catalog_source: None,
+    catalog_cell: std::sync::OnceLock::new(),
 };
 
 /// The Standard Webhooks libraries' default tolerance.
