@@ -12,7 +12,9 @@
 //! the writer). Point lookups run inline on the async task — they take a few
 //! microseconds on a warm page cache — and scans run on the blocking pool.
 
+mod endpoints;
 mod key_cache;
+mod log;
 mod reader;
 mod rows;
 mod webhooks;
@@ -321,7 +323,7 @@ impl Store for SqliteStore {
 
     async fn publish(&self, req: PublishRequest) -> Result<PublishOutcome> {
         self.writer
-            .write_unguarded(move |ctx| writer::publish(ctx, req))
+            .write_unguarded(move |ctx| log::publish(ctx, req))
             .await
     }
 

@@ -1,8 +1,7 @@
-//! SQLite implementation of [`WebhookStore`], and the delivery-creation step
-//! of the publish job.
+//! SQLite implementation of [`WebhookStore`].
 //!
-//! Deliveries are inserted by the writer inside the same transaction as their
-//! message ([`insert_deliveries`], called from `writer::publish`), so a crash
+//! Deliveries are inserted by the log append inside the same transaction as
+//! their message (`sqlite/log.rs`), so a crash
 //! can never leave an acknowledged message without its deliveries. Claims and
 //! attempt results are ordinary write jobs and therefore ride the group
 //! commit: a batch of results costs one fsync.
@@ -30,7 +29,6 @@ mod deliveries;
 mod results;
 
 use deliveries::*;
-pub use deliveries::{PublishEndpoint, endpoints_for_publish, insert_deliveries};
 use results::*;
 
 pub(super) const EP_COLUMNS: &str = "id, org_id, url, description, types, channels, format, rate_limit, max_in_flight, \
