@@ -137,16 +137,29 @@ async fn v4_story(store: DynStore) {
         .await
         .unwrap();
     assert_eq!(changed.profiles, profiles(&["attendee", "revolution"]));
-    assert_eq!((changed.id.clone(), changed.name.clone()), (org.id.clone(), org.name.clone()));
+    assert_eq!(
+        (changed.id.clone(), changed.name.clone()),
+        (org.id.clone(), org.name.clone())
+    );
     assert_eq!(store.get_org(&org.id).await.unwrap(), Some(changed));
     let none = store.set_org_profiles(&org.id, &[]).await.unwrap();
     assert!(none.profiles.is_empty());
     assert!(matches!(
-        store.set_org_profiles(&OrgId::generate(), &profiles(&["eventium"])).await,
+        store
+            .set_org_profiles(&OrgId::generate(), &profiles(&["eventium"]))
+            .await,
         Err(StoreError::NotFound)
     ));
     let plain = store.create_org("plain", &[]).await.unwrap();
-    assert!(store.get_org(&plain.id).await.unwrap().unwrap().profiles.is_empty());
+    assert!(
+        store
+            .get_org(&plain.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .profiles
+            .is_empty()
+    );
 
     // Event types: upsert with a created flag, sorted lists, isolation.
     let schema = r#"{"type":"object","properties":{"gate":{"type":"string"}}}"#;
@@ -166,7 +179,12 @@ async fn v4_story(store: DynStore) {
         .unwrap();
     assert!(created);
     let (t2, created) = store
-        .put_event_type(&org.id, "gate_opened", "A gate opened (v2)", r#"{"type":"object"}"#)
+        .put_event_type(
+            &org.id,
+            "gate_opened",
+            "A gate opened (v2)",
+            r#"{"type":"object"}"#,
+        )
         .await
         .unwrap();
     assert!(!created, "the second put of a name updates it");
@@ -177,10 +195,16 @@ async fn v4_story(store: DynStore) {
         store.get_event_type(&org.id, "gate_opened").await.unwrap(),
         Some(t2.clone())
     );
-    assert_eq!(store.list_event_types(&org.id).await.unwrap(), vec![a.clone(), t2.clone()]);
+    assert_eq!(
+        store.list_event_types(&org.id).await.unwrap(),
+        vec![a.clone(), t2.clone()]
+    );
     // Another organization sees none of them, and its own type of the same
     // name is a different record.
-    assert_eq!(store.get_event_type(&plain.id, "gate_opened").await.unwrap(), None);
+    assert_eq!(
+        store.get_event_type(&plain.id, "gate_opened").await.unwrap(),
+        None
+    );
     assert!(store.list_event_types(&plain.id).await.unwrap().is_empty());
     assert!(!store.delete_event_type(&plain.id, "gate_opened").await.unwrap());
     let (mine, created) = store
@@ -188,7 +212,10 @@ async fn v4_story(store: DynStore) {
         .await
         .unwrap();
     assert!(created, "the same name in another organization is another type");
-    assert_eq!(store.get_event_type(&org.id, "gate_opened").await.unwrap(), Some(t2));
+    assert_eq!(
+        store.get_event_type(&org.id, "gate_opened").await.unwrap(),
+        Some(t2)
+    );
     assert_eq!(store.list_event_types(&plain.id).await.unwrap(), vec![mine]);
     assert!(matches!(
         store.put_event_type(&OrgId::generate(), "x", "", "{}").await,
@@ -224,7 +251,10 @@ async fn v4_story(store: DynStore) {
             .find(|c| c.record.id == rec.id)
             .map(|c| c.record.max_stream_connections)
     };
-    assert_eq!(by_prefix(store.keys_by_prefix(&k.public_prefix).await.unwrap()), Some(Some(2)));
+    assert_eq!(
+        by_prefix(store.keys_by_prefix(&k.public_prefix).await.unwrap()),
+        Some(Some(2))
+    );
     let raised = store.set_key_stream_limit(&rec.id, Some(50_000)).await.unwrap();
     assert_eq!(raised.max_stream_connections, Some(50_000));
     assert_eq!(
@@ -235,7 +265,10 @@ async fn v4_story(store: DynStore) {
     assert_eq!(big.max_stream_connections, Some(u32::MAX));
     let cleared = store.set_key_stream_limit(&rec.id, None).await.unwrap();
     assert_eq!(cleared.max_stream_connections, None);
-    assert_eq!(by_prefix(store.keys_by_prefix(&k.public_prefix).await.unwrap()), Some(None));
+    assert_eq!(
+        by_prefix(store.keys_by_prefix(&k.public_prefix).await.unwrap()),
+        Some(None)
+    );
     assert_eq!(store.list_keys(&org.id).await.unwrap(), vec![cleared]);
     assert!(matches!(
         store.set_key_stream_limit(&KeyId::generate(), Some(1)).await,
@@ -1294,8 +1327,10 @@ async fn sqlite_a_version_3_database_upgrades_to_4() {
     {
         let c = rusqlite::Connection::open(dir.path().join(marquee_store::sqlite::DB_FILE)).unwrap();
         c.execute_batch(include_str!("../src/sqlite/schema.sql")).unwrap();
-        c.execute_batch(include_str!("../src/sqlite/schema_v2.sql")).unwrap();
-        c.execute_batch(include_str!("../src/sqlite/schema_v3.sql")).unwrap();
+        c.execute_batch(include_str!("../src/sqlite/schema_v2.sql"))
+            .unwrap();
+        c.execute_batch(include_str!("../src/sqlite/schema_v3.sql"))
+            .unwrap();
         c.execute_batch(
             "INSERT INTO orgs (id, name, created_at) VALUES ('org_01HZZZZZZZZZZZZZZZZZZZZZZZ', 'old', 1);
              INSERT INTO api_keys (id, org_id, tier, name, public_prefix, digest, created_at)
@@ -1351,7 +1386,9 @@ async fn postgres_a_version_3_schema_upgrades_to_4() {
     };
     let schema = format!("mq_up4_{}", MessageId::generate().as_str()[4..].to_lowercase());
     {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         client
             .batch_execute(&format!(
@@ -1381,7 +1418,9 @@ async fn postgres_a_version_3_schema_upgrades_to_4() {
     );
     upgraded_to_4(&again).await;
     {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         let v: i32 = client
             .query_one(&format!("SELECT version FROM {schema}.schema_version"), &[])

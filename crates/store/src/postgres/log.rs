@@ -93,7 +93,12 @@ impl LogAppend {
     /// Appends one message to the organization's log: assigns its `seq` and
     /// buffers its message row, its channel rows and one delivery per
     /// matching enabled endpoint, written by [`LogAppend::finish`].
-    pub async fn append(&mut self, tx: &Transaction<'_>, org_id: &OrgId, m: NewMessage) -> Result<Arc<StoredMessage>> {
+    pub async fn append(
+        &mut self,
+        tx: &Transaction<'_>,
+        org_id: &OrgId,
+        m: NewMessage,
+    ) -> Result<Arc<StoredMessage>> {
         let org = org_id.as_str();
         self.load_endpoints(tx, org).await?;
         let seq = self.next_seq;
@@ -125,7 +130,10 @@ impl LogAppend {
     /// Writes the buffered rows and advances `log_head`. Returns the
     /// appended messages and the deliveries born leased (to hand over once
     /// the caller committed).
-    pub async fn finish(mut self, tx: &Transaction<'_>) -> Result<(Vec<Arc<StoredMessage>>, Vec<ClaimedDelivery>)> {
+    pub async fn finish(
+        mut self,
+        tx: &Transaction<'_>,
+    ) -> Result<(Vec<Arc<StoredMessage>>, Vec<ClaimedDelivery>)> {
         self.rows.flush(tx, self.received).await?;
         self.deliveries.flush(tx, self.received).await?;
         if self.next_seq != self.first_seq {
@@ -362,4 +370,3 @@ impl DeliveryRows {
             .collect()
     }
 }
-

@@ -25,8 +25,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use crate::{
-    ApiKeyRecord, CommitListener, EventTypeRecord, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org, PublishOutcome,
-    PublishRequest, Result, Store, StoreError,
+    ApiKeyRecord, CommitListener, EventTypeRecord, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org,
+    PublishOutcome, PublishRequest, Result, Store, StoreError,
 };
 
 const SCHEMA_V1: &str = include_str!("schema.sql");
@@ -194,7 +194,12 @@ impl Store for PgStore {
         let c = self.pool.get().await?;
         c.execute(
             "INSERT INTO orgs (id, name, created_at, profiles) VALUES ($1, $2, $3, $4)",
-            &[&org.id.as_str(), &org.name, &org.created_at.as_micros(), &org.profiles],
+            &[
+                &org.id.as_str(),
+                &org.name,
+                &org.created_at.as_micros(),
+                &org.profiles,
+            ],
         )
         .await?;
         Ok(org)
@@ -213,11 +218,14 @@ impl Store for PgStore {
 
     async fn list_orgs(&self) -> Result<Vec<Org>> {
         let c = self.pool.get().await?;
-        c.query(&format!("SELECT {} FROM orgs ORDER BY id", rows::ORG_COLUMNS), &[])
-            .await?
-            .iter()
-            .map(rows::org)
-            .collect()
+        c.query(
+            &format!("SELECT {} FROM orgs ORDER BY id", rows::ORG_COLUMNS),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(rows::org)
+        .collect()
     }
 
     async fn set_org_profiles(&self, id: &OrgId, profiles: &[String]) -> Result<Org> {

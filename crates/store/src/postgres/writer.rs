@@ -25,8 +25,8 @@ use tokio_postgres::Transaction;
 use super::log::{BornLeased, LogAppend};
 use super::rows;
 use crate::hooks::Hooks;
-use crate::webhooks::ClaimedDelivery;
 use crate::plan::Plan;
+use crate::webhooks::ClaimedDelivery;
 use crate::{IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
 
 pub struct Job {
@@ -232,7 +232,10 @@ async fn publish_one(
         let stored = log.append(tx, &req.org_id, m.clone()).await?;
         if let Some(idem) = &m.idempotency {
             log.remember_idempotency(org, idem, &[stored.seq], now);
-            group_keys.insert((org.to_owned(), idem.key.clone()), (idem.fingerprint, vec![stored.seq]));
+            group_keys.insert(
+                (org.to_owned(), idem.key.clone()),
+                (idem.fingerprint, vec![stored.seq]),
+            );
         }
         out.push((*stored).clone());
     }

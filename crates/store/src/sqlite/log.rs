@@ -243,4 +243,3 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
         replayed: replayed_all && req.request_idempotency.is_none(),
     })
 }
-

@@ -30,8 +30,8 @@ use marquee_core::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    ApiKeyRecord, CommitListener, EventTypeRecord, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org, PublishOutcome,
-    PublishRequest, Result, Store, StoreError,
+    ApiKeyRecord, CommitListener, EventTypeRecord, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org,
+    PublishOutcome, PublishRequest, Result, Store, StoreError,
 };
 use reader::ReaderPool;
 use writer::Writer;

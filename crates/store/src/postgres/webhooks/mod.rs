@@ -70,7 +70,6 @@ pub(super) const EP_COLUMNS: &str = "id, org_id, url, description, types, channe
 pub(super) const ATTEMPT_COLUMNS: &str = "id, delivery_id, org_id, endpoint_id, message_id, attempt_no, started_at, \
      duration_us, status_code, succeeded, error_kind, response_headers, response_body";
 
-
 pub(super) fn endpoint_row(r: &Row) -> Result<EndpointRecord> {
     let types: String = r.try_get(4)?;
     let channels: String = r.try_get(5)?;

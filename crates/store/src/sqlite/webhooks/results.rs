@@ -9,10 +9,10 @@ use marquee_core::webhook::ops;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::*;
-use crate::webhooks::*;
-use crate::webhooks::{disable_reason, failure_notice, ops_message};
 use crate::Result;
 use crate::sqlite::log;
+use crate::webhooks::*;
+use crate::webhooks::{disable_reason, failure_notice, ops_message};
 
 /// Adds settled deliveries to an endpoint's counters (what stats read).
 pub(super) fn bump_counters(conn: &Connection, endpoint: &str, delivered: i64, exhausted: i64) -> Result<()> {
