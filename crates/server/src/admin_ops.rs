@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::secrets::ServerSecrets;
+use crate::stream::ConnectionLimits;
 
 pub const MAX_NAME_LEN: usize = 200;
 
@@ -22,9 +23,57 @@ fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn create_org(store: &dyn Store, name: &str) -> Result<Org, ApiError> {
+/// Profiles an organization may enable (the lead will point this at the
+/// core profile registry).
+pub const ENABLEABLE_PROFILES: &[&str] = &["attendee", "eventium", "eventory", "revento", "revolution"];
+
+/// Checks profile names against [`ENABLEABLE_PROFILES`]; answers them
+/// sorted and without repeats.
+pub fn check_profiles(profiles: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::with_capacity(profiles.len());
+    for p in profiles {
+        if !ENABLEABLE_PROFILES.contains(&p.as_str()) {
+            return Err(ApiError::invalid_param(
+                "profiles",
+                format!(
+                    "unknown profile {p:?}: expected one of {}",
+                    ENABLEABLE_PROFILES.join(", ")
+                ),
+            ));
+        }
+        out.push(p.clone());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+pub async fn create_org(store: &dyn Store, name: &str, profiles: &[String]) -> Result<Org, ApiError> {
     check_name(name, "an organization")?;
-    Ok(store.create_org(name).await?)
+    let profiles = check_profiles(profiles)?;
+    Ok(store.create_org(name, &profiles).await?)
+}
+
+/// Replaces an organization's enabled profiles.
+pub async fn set_org_profiles(store: &dyn Store, id: &OrgId, profiles: &[String]) -> Result<Org, ApiError> {
+    let profiles = check_profiles(profiles)?;
+    store.set_org_profiles(id, &profiles).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound("No such organization.".into()),
+        other => other.into(),
+    })
+}
+
+/// Sets (or, with `None`, clears back to the tier default) a key's stream
+/// connection limit; running servers apply it to new connections.
+pub async fn set_key_stream_limit(
+    store: &dyn Store,
+    id: &KeyId,
+    limit: Option<u32>,
+) -> Result<ApiKeyRecord, ApiError> {
+    store.set_key_stream_limit(id, limit).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound("No such key.".into()),
+        other => other.into(),
+    })
 }
 
 /// Creates a key; the plaintext is returned once and never stored.
@@ -34,6 +83,7 @@ pub async fn create_key(
     org: &OrgId,
     tier: Tier,
     name: Option<String>,
+    max_stream_connections: Option<u32>,
 ) -> Result<(ApiKeyRecord, String), ApiError> {
     if let Some(n) = &name {
         check_name(n, "a key")?;
@@ -47,6 +97,7 @@ pub async fn create_key(
             name,
             public_prefix: new.public_prefix.clone(),
             digest: new.digest,
+            max_stream_connections,
         })
         .await
         .map_err(|e| match e {
@@ -61,11 +112,14 @@ pub fn org_json(o: &Org) -> Value {
         "object": "organization",
         "id": o.id.as_str(),
         "name": o.name,
+        "profiles": o.profiles,
         "created_at": o.created_at.to_rfc3339(),
     })
 }
 
-pub fn key_json(k: &ApiKeyRecord) -> Value {
+/// A key's JSON; `limits` are the per-tier stream connection defaults in
+/// force, for `stream_connection_limit` (the effective per-node limit).
+pub fn key_json(k: &ApiKeyRecord, limits: &ConnectionLimits) -> Value {
     json!({
         "object": "api_key",
         "id": k.id.as_str(),
@@ -75,5 +129,7 @@ pub fn key_json(k: &ApiKeyRecord) -> Value {
         "prefix": format!("{}{}", apikey::KEY_PREFIX, k.public_prefix),
         "created_at": k.created_at.to_rfc3339(),
         "revoked_at": k.revoked_at.map(|t| t.to_rfc3339()),
+        "max_stream_connections": k.max_stream_connections,
+        "stream_connection_limit": limits.effective(k.tier, k.max_stream_connections),
     })
 }

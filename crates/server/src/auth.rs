@@ -25,6 +25,8 @@ pub struct Caller {
     pub key_id: KeyId,
     pub org_id: OrgId,
     pub tier: Tier,
+    /// The key's own stream connection limit (`None`: its tier's default).
+    pub max_stream_connections: Option<u32>,
 }
 
 const MISSING: &str = "Missing or invalid API key: send it as x-api-key or Authorization: Bearer.";
@@ -66,6 +68,7 @@ pub async fn authenticate(state: &AppState, key: Option<&str>) -> Result<Caller,
         key_id: record.id,
         org_id: record.org_id,
         tier: record.tier,
+        max_stream_connections: record.max_stream_connections,
     })
 }
 

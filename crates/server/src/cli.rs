@@ -168,9 +168,24 @@ pub enum OrgCommand {
     /// Create an organization.
     Create {
         name: String,
+        /// Profiles to enable, comma-separated or repeated (attendee,
+        /// eventium, eventory, revento, revolution).
+        #[arg(long = "profile", value_name = "PROFILE", value_delimiter = ',')]
+        profiles: Vec<String>,
         #[command(flatten)]
         store: StoreArgs,
         /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace an organization's enabled profiles (none given: disable all).
+    SetProfiles {
+        org_id: String,
+        /// Profiles to enable, comma-separated or repeated.
+        #[arg(long = "profile", value_name = "PROFILE", value_delimiter = ',')]
+        profiles: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
         #[arg(long)]
         json: bool,
     },
@@ -193,8 +208,14 @@ pub enum KeyCommand {
         tier: String,
         #[arg(long)]
         name: Option<String>,
+        /// This key's concurrent stream connections per node (default: its
+        /// tier's, see `marquee serve --stream-max-connections-per-key`).
+        #[arg(long, value_name = "N")]
+        max_stream_connections: Option<u32>,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        limits: StreamLimitArgs,
         #[arg(long)]
         json: bool,
     },
@@ -204,6 +225,8 @@ pub enum KeyCommand {
         org: String,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        limits: StreamLimitArgs,
         #[arg(long)]
         json: bool,
     },
@@ -212,7 +235,50 @@ pub enum KeyCommand {
         key_id: String,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        limits: StreamLimitArgs,
         #[arg(long)]
         json: bool,
     },
+    /// Set a key's concurrent stream connections per node; `default` goes
+    /// back to its tier's. Running servers apply it to new connections.
+    SetLimit {
+        key_id: String,
+        /// A number of connections, or `default`.
+        #[arg(long, value_name = "N|default", value_parser = parse_key_limit)]
+        max_stream_connections: KeyLimit,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        limits: StreamLimitArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The per-tier stream connection defaults, read like `serve` reads them,
+/// so `stream_connection_limit` in the output is the one servers apply.
+#[derive(Args, Clone)]
+pub struct StreamLimitArgs {
+    /// Per-tier stream connection defaults, as for `marquee serve`.
+    #[arg(
+        long,
+        env = "MARQUEE_STREAM_MAX_CONNECTIONS_PER_KEY",
+        default_value = "free=0,pro=50000,enterprise=100000",
+        value_parser = crate::stream::ConnectionLimits::parse
+    )]
+    pub stream_max_connections_per_key: crate::stream::ConnectionLimits,
+}
+
+/// A key's stream connection limit: a number, or the tier default.
+#[derive(Clone, Copy)]
+pub struct KeyLimit(pub Option<u32>);
+
+fn parse_key_limit(s: &str) -> Result<KeyLimit, String> {
+    if s.eq_ignore_ascii_case("default") {
+        return Ok(KeyLimit(None));
+    }
+    s.parse::<u32>()
+        .map(|n| KeyLimit(Some(n)))
+        .map_err(|_| format!("{s:?}: expected a number of connections or `default`"))
 }

@@ -39,13 +39,14 @@ pub async fn setup(state: &AppState, addr: SocketAddr) -> Result<OrgId, ApiError
         );
         return Ok(org);
     }
-    let org = admin_ops::create_org(state.store.as_ref(), "Demo Venue Group").await?;
+    let org = admin_ops::create_org(state.store.as_ref(), "Demo Venue Group", &[]).await?;
     let (_, key) = admin_ops::create_key(
         state.store.as_ref(),
         &state.secrets,
         &org.id,
         Tier::Pro,
         Some("demo".into()),
+        None,
     )
     .await?;
     std::fs::write(&path, org.id.as_str()).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -86,6 +86,14 @@ fn api_err(e: ApiError) -> String {
     e.public_message()
 }
 
+fn profiles_text(profiles: &[String]) -> String {
+    if profiles.is_empty() {
+        String::new()
+    } else {
+        format!(", profiles: {}", profiles.join(", "))
+    }
+}
+
 fn print(json_out: bool, v: &Value, human: impl FnOnce() -> String) {
     if json_out {
         println!("{v}");
@@ -96,14 +104,44 @@ fn print(json_out: bool, v: &Value, human: impl FnOnce() -> String) {
 
 async fn org(cmd: OrgCommand) -> Result<(), String> {
     match cmd {
-        OrgCommand::Create { name, store, json } => {
+        OrgCommand::Create {
+            name,
+            profiles,
+            store,
+            json,
+        } => {
+            admin_ops::check_profiles(&profiles).map_err(api_err)?;
             let (store, _) = open(&store).await?;
-            let org = admin_ops::create_org(store.as_ref(), &name)
+            let org = admin_ops::create_org(store.as_ref(), &name, &profiles)
                 .await
                 .map_err(api_err)?;
             let v = admin_ops::org_json(&org);
             print(json, &v, || {
-                format!("created organization {} ({})", org.id, org.name)
+                format!(
+                    "created organization {} ({}){}",
+                    org.id,
+                    org.name,
+                    profiles_text(&org.profiles)
+                )
+            });
+        }
+        OrgCommand::SetProfiles {
+            org_id,
+            profiles,
+            store,
+            json,
+        } => {
+            let id: OrgId = org_id
+                .parse()
+                .map_err(|_| format!("{org_id:?} is not an organization id (org_…)"))?;
+            admin_ops::check_profiles(&profiles).map_err(api_err)?;
+            let (store, _) = open(&store).await?;
+            let org = admin_ops::set_org_profiles(store.as_ref(), &id, &profiles)
+                .await
+                .map_err(api_err)?;
+            let v = admin_ops::org_json(&org);
+            print(json, &v, || {
+                format!("organization {}{}", org.id, profiles_text(&org.profiles))
             });
         }
         OrgCommand::List { store, json } => {
@@ -128,7 +166,9 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
             org,
             tier,
             name,
+            max_stream_connections,
             store,
+            limits,
             json,
         } => {
             let org: OrgId = org
@@ -138,10 +178,12 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
                 .parse()
                 .map_err(|e: marquee_core::tier::UnknownTier| e.to_string())?;
             let (store, secrets) = open(&store).await?;
-            let (record, plaintext) = admin_ops::create_key(store.as_ref(), &secrets, &org, tier, name)
-                .await
-                .map_err(api_err)?;
-            let mut v = admin_ops::key_json(&record);
+            let (record, plaintext) =
+                admin_ops::create_key(store.as_ref(), &secrets, &org, tier, name, max_stream_connections)
+                    .await
+                    .map_err(api_err)?;
+            let limits = limits.stream_max_connections_per_key;
+            let mut v = admin_ops::key_json(&record, &limits);
             v["key"] = json!(plaintext);
             print(json, &v, || {
                 format!(
@@ -150,13 +192,19 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
                 )
             });
         }
-        KeyCommand::List { org, store, json } => {
+        KeyCommand::List {
+            org,
+            store,
+            limits,
+            json,
+        } => {
             let org: OrgId = org
                 .parse()
                 .map_err(|_| format!("{org:?} is not an organization id (org_…)"))?;
             let (store, _) = open(&store).await?;
             let keys = store.list_keys(&org).await.map_err(|e| e.to_string())?;
-            let data: Vec<Value> = keys.iter().map(admin_ops::key_json).collect();
+            let limits = limits.stream_max_connections_per_key;
+            let data: Vec<Value> = keys.iter().map(|k| admin_ops::key_json(k, &limits)).collect();
             let v = json!({"object": "list", "data": data});
             print(json, &v, || {
                 keys.iter()
@@ -177,7 +225,12 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
                     .join("\n")
             });
         }
-        KeyCommand::Revoke { key_id, store, json } => {
+        KeyCommand::Revoke {
+            key_id,
+            store,
+            limits,
+            json,
+        } => {
             let id: KeyId = key_id
                 .parse()
                 .map_err(|_| format!("{key_id:?} is not a key id (key_…)"))?;
@@ -186,8 +239,37 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
                 marquee_store::StoreError::NotFound => format!("no key {id}"),
                 other => other.to_string(),
             })?;
-            let v = admin_ops::key_json(&record);
+            let v = admin_ops::key_json(&record, &limits.stream_max_connections_per_key);
             print(json, &v, || format!("revoked key {}", record.id));
+        }
+        KeyCommand::SetLimit {
+            key_id,
+            max_stream_connections,
+            store,
+            limits,
+            json,
+        } => {
+            let id: KeyId = key_id
+                .parse()
+                .map_err(|_| format!("{key_id:?} is not a key id (key_…)"))?;
+            let (store, _) = open(&store).await?;
+            let record = admin_ops::set_key_stream_limit(store.as_ref(), &id, max_stream_connections.0)
+                .await
+                .map_err(api_err)?;
+            let limits = limits.stream_max_connections_per_key;
+            let v = admin_ops::key_json(&record, &limits);
+            print(json, &v, || {
+                format!(
+                    "key {}: {} stream connections per node{}",
+                    record.id,
+                    limits.effective(record.tier, record.max_stream_connections),
+                    if record.max_stream_connections.is_some() {
+                        ""
+                    } else {
+                        " (the tier default)"
+                    }
+                )
+            });
         }
     }
     Ok(())

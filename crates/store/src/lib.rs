@@ -52,7 +52,29 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Org {
     pub id: OrgId,
     pub name: String,
+    /// Enabled profiles, sorted and unique (names are validated by the
+    /// server, not the store).
+    pub profiles: Vec<String>,
     pub created_at: Timestamp,
+}
+
+/// An event type an organization defined. `schema` is JSON text, stored as
+/// given (compiled and validated by the server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTypeRecord {
+    pub name: String,
+    pub description: String,
+    pub schema: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Profiles as stored: sorted, without repeats.
+pub fn normalize_profiles(profiles: &[String]) -> Vec<String> {
+    let mut v = profiles.to_vec();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// An API key's stored, non-secret record.
@@ -65,6 +87,9 @@ pub struct ApiKeyRecord {
     pub public_prefix: String,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// Concurrent stream connections allowed per node; `None`: the tier's
+    /// default (server configuration).
+    pub max_stream_connections: Option<u32>,
 }
 
 /// A key row as needed to authenticate: the record plus its digest.
@@ -83,6 +108,8 @@ pub struct NewApiKey {
     pub name: Option<String>,
     pub public_prefix: String,
     pub digest: KeyDigest,
+    /// See [`ApiKeyRecord::max_stream_connections`].
+    pub max_stream_connections: Option<u32>,
 }
 
 /// One publish request: one message or a batch, committed all-or-nothing.
@@ -137,15 +164,39 @@ pub trait Store: webhooks::WebhookStore + Send + Sync + 'static {
     /// Cheap liveness check of the backing database.
     async fn ping(&self) -> Result<()>;
 
-    async fn create_org(&self, name: &str) -> Result<Org>;
+    /// Creates an organization with these enabled profiles (stored sorted
+    /// and unique).
+    async fn create_org(&self, name: &str, profiles: &[String]) -> Result<Org>;
     async fn get_org(&self, id: &OrgId) -> Result<Option<Org>>;
     async fn list_orgs(&self) -> Result<Vec<Org>>;
+    /// Replaces an organization's enabled profiles; `NotFound` if missing.
+    async fn set_org_profiles(&self, id: &OrgId, profiles: &[String]) -> Result<Org>;
+
+    /// Creates or replaces an organization's event type; answers the record
+    /// and whether it was created (`false`: an existing one was updated,
+    /// keeping its `created_at`). `NotFound` if the organization is missing.
+    async fn put_event_type(
+        &self,
+        org: &OrgId,
+        name: &str,
+        description: &str,
+        schema: &str,
+    ) -> Result<(EventTypeRecord, bool)>;
+    async fn get_event_type(&self, org: &OrgId, name: &str) -> Result<Option<EventTypeRecord>>;
+    /// The organization's event types, sorted by name.
+    async fn list_event_types(&self, org: &OrgId) -> Result<Vec<EventTypeRecord>>;
+    /// Deletes an event type; false if the organization had none by that name.
+    async fn delete_event_type(&self, org: &OrgId, name: &str) -> Result<bool>;
 
     async fn create_key(&self, key: NewApiKey) -> Result<ApiKeyRecord>;
     async fn list_keys(&self, org: &OrgId) -> Result<Vec<ApiKeyRecord>>;
     async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>>;
     /// Marks a key revoked; returns the record, or `NotFound`.
     async fn revoke_key(&self, id: &KeyId) -> Result<ApiKeyRecord>;
+    /// Sets (`None`: clears back to the tier default) a key's stream
+    /// connection limit; `NotFound` if missing. Visible to
+    /// [`Store::keys_by_prefix`] at once, in every process.
+    async fn set_key_stream_limit(&self, id: &KeyId, limit: Option<u32>) -> Result<ApiKeyRecord>;
     /// Every key (revoked or not) with this public prefix.
     async fn keys_by_prefix(&self, prefix: &str) -> Result<Vec<KeyCandidate>>;
 

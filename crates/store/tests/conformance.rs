@@ -66,7 +66,7 @@ async fn all(store: &DynStore, org: &OrgId, mut q: MessageQuery) -> Vec<StoredMe
 /// a rare type in a big channel answers short pages with `scanned_to`, and
 /// following them still finds every match.
 async fn filter_scan_is_bounded(store: DynStore) {
-    let org = store.create_org("scan").await.unwrap();
+    let org = store.create_org("scan", &[]).await.unwrap();
     let first = publish(&store, &org.id, vec![msg("rare", &["venue:big"], 0, None)]).await;
     for chunk in 0..11 {
         let batch = (0..1000)
@@ -119,11 +119,168 @@ async fn filter_scan_is_bounded(store: DynStore) {
     assert!(page.has_more && page.scanned_to.is_none());
 }
 
+/// Schema v4: organization profiles, organization-defined event types and
+/// per-key stream connection limits.
+async fn v4_story(store: DynStore) {
+    // Profiles are stored sorted and unique, and can be replaced.
+    let profiles = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let org = store
+        .create_org("festival", &profiles(&["revento", "eventium", "revento"]))
+        .await
+        .unwrap();
+    assert_eq!(org.profiles, profiles(&["eventium", "revento"]));
+    assert_eq!(store.get_org(&org.id).await.unwrap(), Some(org.clone()));
+    let listed = store.list_orgs().await.unwrap();
+    assert_eq!(listed.iter().find(|o| o.id == org.id), Some(&org));
+    let changed = store
+        .set_org_profiles(&org.id, &profiles(&["revolution", "attendee"]))
+        .await
+        .unwrap();
+    assert_eq!(changed.profiles, profiles(&["attendee", "revolution"]));
+    assert_eq!(
+        (changed.id.clone(), changed.name.clone()),
+        (org.id.clone(), org.name.clone())
+    );
+    assert_eq!(store.get_org(&org.id).await.unwrap(), Some(changed));
+    let none = store.set_org_profiles(&org.id, &[]).await.unwrap();
+    assert!(none.profiles.is_empty());
+    assert!(matches!(
+        store
+            .set_org_profiles(&OrgId::generate(), &profiles(&["eventium"]))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let plain = store.create_org("plain", &[]).await.unwrap();
+    assert!(
+        store
+            .get_org(&plain.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .profiles
+            .is_empty()
+    );
+
+    // Event types: upsert with a created flag, sorted lists, isolation.
+    let schema = r#"{"type":"object","properties":{"gate":{"type":"string"}}}"#;
+    let (t, created) = store
+        .put_event_type(&org.id, "gate_opened", "A gate opened", schema)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(
+        (t.name.as_str(), t.description.as_str(), t.schema.as_str()),
+        ("gate_opened", "A gate opened", schema)
+    );
+    assert_eq!(t.created_at, t.updated_at);
+    let (a, created) = store
+        .put_event_type(&org.id, "attendee_checked_in", "", "{}")
+        .await
+        .unwrap();
+    assert!(created);
+    let (t2, created) = store
+        .put_event_type(
+            &org.id,
+            "gate_opened",
+            "A gate opened (v2)",
+            r#"{"type":"object"}"#,
+        )
+        .await
+        .unwrap();
+    assert!(!created, "the second put of a name updates it");
+    assert_eq!(t2.created_at, t.created_at, "an update keeps created_at");
+    assert!(t2.updated_at >= t.updated_at);
+    assert_eq!(t2.description, "A gate opened (v2)");
+    assert_eq!(
+        store.get_event_type(&org.id, "gate_opened").await.unwrap(),
+        Some(t2.clone())
+    );
+    assert_eq!(
+        store.list_event_types(&org.id).await.unwrap(),
+        vec![a.clone(), t2.clone()]
+    );
+    // Another organization sees none of them, and its own type of the same
+    // name is a different record.
+    assert_eq!(
+        store.get_event_type(&plain.id, "gate_opened").await.unwrap(),
+        None
+    );
+    assert!(store.list_event_types(&plain.id).await.unwrap().is_empty());
+    assert!(!store.delete_event_type(&plain.id, "gate_opened").await.unwrap());
+    let (mine, created) = store
+        .put_event_type(&plain.id, "gate_opened", "theirs", "{}")
+        .await
+        .unwrap();
+    assert!(created, "the same name in another organization is another type");
+    assert_eq!(
+        store.get_event_type(&org.id, "gate_opened").await.unwrap(),
+        Some(t2)
+    );
+    assert_eq!(store.list_event_types(&plain.id).await.unwrap(), vec![mine]);
+    assert!(matches!(
+        store.put_event_type(&OrgId::generate(), "x", "", "{}").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.delete_event_type(&org.id, "gate_opened").await.unwrap());
+    assert!(!store.delete_event_type(&org.id, "gate_opened").await.unwrap());
+    assert_eq!(store.get_event_type(&org.id, "gate_opened").await.unwrap(), None);
+    assert_eq!(store.list_event_types(&org.id).await.unwrap(), vec![a]);
+    assert_eq!(store.list_event_types(&plain.id).await.unwrap().len(), 1);
+
+    // Per-key stream connection limits round-trip, also through the
+    // authentication lookup (a cache must not keep the old value).
+    let pepper = Pepper::new(b"p4".to_vec());
+    let k = apikey::generate(&pepper);
+    let rec = store
+        .create_key(NewApiKey {
+            id: KeyId::generate(),
+            org_id: org.id.clone(),
+            tier: Tier::Pro,
+            name: None,
+            public_prefix: k.public_prefix.clone(),
+            digest: k.digest.clone(),
+            max_stream_connections: Some(2),
+        })
+        .await
+        .unwrap();
+    assert_eq!(rec.max_stream_connections, Some(2));
+    assert_eq!(store.get_key(&rec.id).await.unwrap(), Some(rec.clone()));
+    let by_prefix = |found: Vec<marquee_store::KeyCandidate>| {
+        found
+            .into_iter()
+            .find(|c| c.record.id == rec.id)
+            .map(|c| c.record.max_stream_connections)
+    };
+    assert_eq!(
+        by_prefix(store.keys_by_prefix(&k.public_prefix).await.unwrap()),
+        Some(Some(2))
+    );
+    let raised = store.set_key_stream_limit(&rec.id, Some(50_000)).await.unwrap();
+    assert_eq!(raised.max_stream_connections, Some(50_000));
+    assert_eq!(
+        by_prefix(store.keys_by_prefix(&k.public_prefix).await.unwrap()),
+        Some(Some(50_000))
+    );
+    let big = store.set_key_stream_limit(&rec.id, Some(u32::MAX)).await.unwrap();
+    assert_eq!(big.max_stream_connections, Some(u32::MAX));
+    let cleared = store.set_key_stream_limit(&rec.id, None).await.unwrap();
+    assert_eq!(cleared.max_stream_connections, None);
+    assert_eq!(
+        by_prefix(store.keys_by_prefix(&k.public_prefix).await.unwrap()),
+        Some(None)
+    );
+    assert_eq!(store.list_keys(&org.id).await.unwrap(), vec![cleared]);
+    assert!(matches!(
+        store.set_key_stream_limit(&KeyId::generate(), Some(1)).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 /// The story every backend must pass.
 async fn story(store: DynStore) {
     // Organizations and keys.
-    let org = store.create_org("a").await.unwrap();
-    let other = store.create_org("b").await.unwrap();
+    let org = store.create_org("a", &[]).await.unwrap();
+    let other = store.create_org("b", &[]).await.unwrap();
     assert_eq!(store.get_org(&org.id).await.unwrap(), Some(org.clone()));
     assert!(store.list_orgs().await.unwrap().len() >= 2);
     let pepper = Pepper::new(b"p".to_vec());
@@ -136,6 +293,7 @@ async fn story(store: DynStore) {
             name: Some("door".into()),
             public_prefix: k.public_prefix.clone(),
             digest: k.digest.clone(),
+            max_stream_connections: None,
         })
         .await
         .unwrap();
@@ -165,6 +323,7 @@ async fn story(store: DynStore) {
             name: None,
             public_prefix: "abcd".into(),
             digest: k.digest.clone(),
+            max_stream_connections: None,
         })
         .await;
     assert!(
@@ -310,6 +469,7 @@ async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
     story(store.clone()).await;
+    v4_story(store.clone()).await;
     filter_scan_is_bounded(store).await;
 }
 
@@ -318,7 +478,7 @@ async fn sqlite_keeps_its_sequence_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let last = {
         let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-        let org = store.create_org("a").await.unwrap();
+        let org = store.create_org("a", &[]).await.unwrap();
         let ms = publish(
             &store,
             &org.id,
@@ -332,7 +492,7 @@ async fn sqlite_keeps_its_sequence_across_reopen() {
         ms[4].seq
     };
     let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    let org = store.create_org("b").await.unwrap();
+    let org = store.create_org("b", &[]).await.unwrap();
     let m = publish(&store, &org.id, vec![msg("t", &["a:b"], 9, None)]).await;
     assert!(m[0].seq > last, "an emptied log does not restart its sequence");
 }
@@ -367,6 +527,7 @@ async fn postgres_store_conforms() {
     };
     let store: DynStore = Arc::new(store);
     story(store.clone()).await;
+    v4_story(store.clone()).await;
     filter_scan_is_bounded(store).await;
     drop_schema(&url, &schema).await;
 }
@@ -384,7 +545,7 @@ async fn postgres_interleaved_commits_never_skip_a_cursor() {
         .unwrap();
     let a: DynStore = Arc::new(a);
     let b: DynStore = Arc::new(b);
-    let org = a.create_org("o").await.unwrap().id;
+    let org = a.create_org("o", &[]).await.unwrap().id;
     // A slow transaction: holds the log lock for 300 ms before node B's
     // publishes may proceed.
     let mut cfg: tokio_postgres::Config = url.parse().unwrap();
@@ -554,8 +715,8 @@ mod webhook_story {
                 }
             }));
         }
-        let org = store.create_org("hooks").await.unwrap();
-        let other = store.create_org("other").await.unwrap();
+        let org = store.create_org("hooks", &[]).await.unwrap();
+        let other = store.create_org("other", &[]).await.unwrap();
         // Endpoints: create, read, list, update; scoped to their organization.
         let fans = endpoint(&org.id, "fan_*", false);
         let orders = endpoint(&org.id, "order.*", true);
@@ -861,7 +1022,7 @@ mod webhook_story {
     /// released leases are claimable at once; without a handoff nothing is
     /// born leased.
     pub async fn handoff(store: DynStore) {
-        let org = store.create_org("handoff").await.unwrap();
+        let org = store.create_org("handoff", &[]).await.unwrap();
         let fans = endpoint(&org.id, "fan_*", false);
         let queue = endpoint(&org.id, "fan_*", true);
         store.create_endpoint(fans.clone()).await.unwrap();
@@ -998,7 +1159,7 @@ async fn postgres_two_nodes_claim_each_delivery_once() {
         .unwrap();
     let a: DynStore = Arc::new(a);
     let b: DynStore = Arc::new(b);
-    let org = a.create_org("o").await.unwrap().id;
+    let org = a.create_org("o", &[]).await.unwrap().id;
     let mk = |ordered: bool| EndpointRecord {
         id: EndpointId::generate(),
         org_id: org.clone(),
@@ -1095,7 +1256,7 @@ async fn postgres_two_nodes_claim_each_delivery_once() {
 /// under it is a conflict and the same body replays; after, the key is free
 /// again. `age` moves the organization's records 24 h (and a second) back.
 async fn idempotency_keys_expire(store: DynStore, age: impl AsyncFnOnce()) {
-    let org = store.create_org("expiry").await.unwrap();
+    let org = store.create_org("expiry", &[]).await.unwrap();
     let first = publish(&store, &org.id, vec![msg("t", &["a:b"], 1, Some("k-1"))]).await;
     let replay = publish(&store, &org.id, vec![msg("t", &["a:b"], 1, Some("k-1"))]).await;
     assert_eq!(replay[0].seq, first[0].seq, "same key, same body: replayed");
@@ -1154,5 +1315,119 @@ async fn postgres_idempotency_keys_expire_after_24_hours() {
             .unwrap();
     })
     .await;
+    drop_schema(&url, &schema).await;
+}
+
+/// A version-3 SQLite database (built from the v1–v3 migrations, with an
+/// organization and a key) is upgraded to v4 on open: no profiles, no key
+/// limit, and event types work.
+#[tokio::test]
+async fn sqlite_a_version_3_database_upgrades_to_4() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join(marquee_store::sqlite::DB_FILE)).unwrap();
+        c.execute_batch(include_str!("../src/sqlite/schema.sql")).unwrap();
+        c.execute_batch(include_str!("../src/sqlite/schema_v2.sql"))
+            .unwrap();
+        c.execute_batch(include_str!("../src/sqlite/schema_v3.sql"))
+            .unwrap();
+        c.execute_batch(
+            "INSERT INTO orgs (id, name, created_at) VALUES ('org_01HZZZZZZZZZZZZZZZZZZZZZZZ', 'old', 1);
+             INSERT INTO api_keys (id, org_id, tier, name, public_prefix, digest, created_at)
+               VALUES ('key_01HZZZZZZZZZZZZZZZZZZZZZZZ', 'org_01HZZZZZZZZZZZZZZZZZZZZZZZ', 'pro', NULL, 'abcd', x'00', 1);
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    upgraded_to_4(&store).await;
+    drop(store);
+    let c = rusqlite::Connection::open(dir.path().join(marquee_store::sqlite::DB_FILE)).unwrap();
+    let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(v, 4);
+    drop(c);
+    // Opening a v4 database again migrates nothing (and does not fail).
+    let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    upgraded_to_4(&store).await;
+}
+
+/// What a database upgraded from v3 must answer (the old org and key).
+async fn upgraded_to_4(store: &DynStore) {
+    let org = OrgId::from_trusted("org_01HZZZZZZZZZZZZZZZZZZZZZZZ".into());
+    let key = KeyId::from_trusted("key_01HZZZZZZZZZZZZZZZZZZZZZZZ".into());
+    let o = store.get_org(&org).await.unwrap().expect("the old organization");
+    assert_eq!(o.name, "old");
+    assert!(o.profiles.is_empty());
+    let k = store.get_key(&key).await.unwrap().expect("the old key");
+    assert_eq!(k.max_stream_connections, None);
+    let found = store.keys_by_prefix("abcd").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].digest, vec![0u8]);
+    store
+        .set_org_profiles(&org, &["eventium".to_string()])
+        .await
+        .unwrap();
+    store.set_key_stream_limit(&key, Some(3)).await.unwrap();
+    store.put_event_type(&org, "t", "", "{}").await.unwrap();
+    assert_eq!(store.list_event_types(&org).await.unwrap().len(), 1);
+    // Back to the upgraded state, so this can be asserted again.
+    store.set_key_stream_limit(&key, None).await.unwrap();
+    store.set_org_profiles(&org, &[]).await.unwrap();
+    assert!(store.delete_event_type(&org, "t").await.unwrap());
+}
+
+/// The same upgrade on PostgreSQL: a schema at version 3 (built from the
+/// v1–v3 migrations) is migrated to 4 by the next node that connects.
+#[tokio::test]
+async fn postgres_a_version_3_schema_upgrades_to_4() {
+    let Ok(url) = std::env::var("MARQUEE_TEST_DATABASE_URL") else {
+        eprintln!("skipping PostgreSQL upgrade test: MARQUEE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let schema = format!("mq_up4_{}", MessageId::generate().as_str()[4..].to_lowercase());
+    {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema}; SET search_path = {schema}; {} {} {}
+                 CREATE TABLE schema_version (version INT NOT NULL);
+                 INSERT INTO schema_version (version) VALUES (3);
+                 INSERT INTO orgs (id, name, created_at) VALUES ('org_01HZZZZZZZZZZZZZZZZZZZZZZZ', 'old', 1);
+                 INSERT INTO api_keys (id, org_id, tier, name, public_prefix, digest, created_at)
+                   VALUES ('key_01HZZZZZZZZZZZZZZZZZZZZZZZ', 'org_01HZZZZZZZZZZZZZZZZZZZZZZZ', 'pro', NULL, 'abcd', '\\x00', 1);",
+                include_str!("../src/postgres/schema.sql"),
+                include_str!("../src/postgres/schema_v2.sql"),
+                include_str!("../src/postgres/schema_v3.sql"),
+            ))
+            .await
+            .unwrap();
+    }
+    let store = marquee_store::postgres::PgStore::connect(&url, Some(&schema))
+        .await
+        .unwrap();
+    let store: DynStore = Arc::new(store);
+    upgraded_to_4(&store).await;
+    drop(store);
+    let again: DynStore = Arc::new(
+        marquee_store::postgres::PgStore::connect(&url, Some(&schema))
+            .await
+            .unwrap(),
+    );
+    upgraded_to_4(&again).await;
+    {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let v: i32 = client
+            .query_one(&format!("SELECT version FROM {schema}.schema_version"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, 4);
+    }
     drop_schema(&url, &schema).await;
 }

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -41,11 +41,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stream", get(crate::stream::ws::handler))
         .route("/v1/stream/sse", get(crate::stream::sse::handler))
         .route("/admin/v1/orgs", post(admin::create_org).get(admin::list_orgs))
-        .route("/admin/v1/orgs/{id}", get(admin::get_org))
+        .route("/admin/v1/orgs/{id}", get(admin::get_org).patch(admin::patch_org))
         .route(
             "/admin/v1/orgs/{id}/keys",
             post(admin::create_key).get(admin::list_keys),
         )
+        .route("/admin/v1/keys/{id}", patch(admin::patch_key))
         .route("/admin/v1/keys/{id}/revoke", post(admin::revoke_key))
         .merge(crate::platforms::router())
         .fallback(not_found)

@@ -43,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use marquee_core::Tier;
 use marquee_core::ids::KeyId;
 use tokio::sync::oneshot;
 
@@ -81,7 +82,9 @@ pub struct StreamConfig {
     /// bus ring size per topic).
     pub queue_frames: usize,
     pub max_subscriptions: usize,
-    pub max_connections_per_key: usize,
+    /// Concurrent stream connections per key on this node, by tier; a key's
+    /// own `max_stream_connections` overrides its tier's number.
+    pub connections_per_key: ConnectionLimits,
     /// Largest inbound WebSocket message; larger closes with 1009.
     pub max_inbound_bytes: usize,
     /// Inbound client frames per second per connection (burst: 2×).
@@ -100,11 +103,92 @@ impl Default for StreamConfig {
             queue_bytes: 1024 * 1024,
             queue_frames: 4096,
             max_subscriptions: 100,
-            max_connections_per_key: 1000,
+            connections_per_key: ConnectionLimits::default(),
             max_inbound_bytes: 4096,
             inbound_frames_per_sec: 20,
             read_buffer_bytes: 2048,
         }
+    }
+}
+
+/// Concurrent stream connections per key on one node, by tier. Counted per
+/// node: behind a load balancer with N nodes a key may hold up to N × its
+/// limit cluster-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub free: u32,
+    pub pro: u32,
+    pub enterprise: u32,
+}
+
+impl Default for ConnectionLimits {
+    /// Free keys cannot stream; a pro key must carry a stadium's worth of
+    /// fans on one node (one shared app key, 30,000 seats).
+    fn default() -> Self {
+        ConnectionLimits {
+            free: 0,
+            pro: 50_000,
+            enterprise: 100_000,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The same limit for every tier.
+    pub fn uniform(n: u32) -> Self {
+        ConnectionLimits {
+            free: n,
+            pro: n,
+            enterprise: n,
+        }
+    }
+
+    pub fn for_tier(&self, tier: Tier) -> u32 {
+        match tier {
+            Tier::Free => self.free,
+            Tier::Pro => self.pro,
+            Tier::Enterprise => self.enterprise,
+        }
+    }
+
+    /// The limit in force for a key: its own, else its tier's; 0 for a tier
+    /// that cannot stream at all.
+    pub fn effective(&self, tier: Tier, key_limit: Option<u32>) -> u32 {
+        if !tier.can_stream() {
+            return 0;
+        }
+        key_limit.unwrap_or_else(|| self.for_tier(tier))
+    }
+
+    /// `pro=50000,enterprise=100000` (tiers not named keep the default), or
+    /// a bare number for pro and enterprise.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut out = ConnectionLimits::default();
+        let s = s.trim();
+        if let Ok(n) = s.parse::<u32>() {
+            out.pro = n;
+            out.enterprise = n;
+            return Ok(out);
+        }
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (tier, n) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected TIER=N, e.g. pro=50000,enterprise=100000"))?;
+            let tier: Tier = tier
+                .trim()
+                .parse()
+                .map_err(|e: marquee_core::tier::UnknownTier| e.to_string())?;
+            let n: u32 = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: the limit must be a whole number of connections"))?;
+            match tier {
+                Tier::Free => out.free = n,
+                Tier::Pro => out.pro = n,
+                Tier::Enterprise => out.enterprise = n,
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -126,9 +210,18 @@ pub struct StreamArgs {
     /// Subscriptions per connection.
     #[arg(long, env = "MARQUEE_STREAM_MAX_SUBSCRIPTIONS", default_value_t = 100)]
     pub stream_max_subscriptions: usize,
-    /// Concurrent stream connections per API key.
-    #[arg(long, env = "MARQUEE_STREAM_MAX_CONNECTIONS_PER_KEY", default_value_t = 1000)]
-    pub stream_max_connections_per_key: usize,
+    /// Concurrent stream connections per API key on each node, by tier:
+    /// e.g. `pro=50000,enterprise=100000` (tiers not named keep their
+    /// default: free 0, pro 50000, enterprise 100000; free keys cannot
+    /// stream). A bare number sets pro and enterprise. A key's own limit
+    /// (`marquee key set-limit`) overrides its tier's.
+    #[arg(
+        long,
+        env = "MARQUEE_STREAM_MAX_CONNECTIONS_PER_KEY",
+        default_value = "free=0,pro=50000,enterprise=100000",
+        value_parser = ConnectionLimits::parse
+    )]
+    pub stream_max_connections_per_key: ConnectionLimits,
     /// Largest inbound WebSocket message in bytes (larger closes with 1009).
     #[arg(long, env = "MARQUEE_STREAM_MAX_INBOUND_BYTES", default_value_t = 4096)]
     pub stream_max_inbound_bytes: usize,
@@ -152,7 +245,7 @@ impl StreamArgs {
             queue_bytes: self.stream_queue_bytes,
             queue_frames: self.stream_queue_frames,
             max_subscriptions: self.stream_max_subscriptions,
-            max_connections_per_key: self.stream_max_connections_per_key,
+            connections_per_key: self.stream_max_connections_per_key,
             max_inbound_bytes: self.stream_max_inbound_bytes,
             inbound_frames_per_sec: self.stream_inbound_frames_per_sec,
             read_buffer_bytes: self.stream_read_buffer_bytes.max(256),
@@ -226,16 +319,16 @@ impl StreamHub {
         revoked
     }
 
-    /// Counts a new connection for `key` (up to the per-key limit) and
-    /// registers its shutdown signal.
-    pub fn acquire(self: &Arc<Self>, key: &KeyId) -> Result<ConnectionGuard, AdmitError> {
+    /// Counts a new connection for `key` (up to `limit`, the key's limit on
+    /// this node) and registers its shutdown signal.
+    pub fn acquire(self: &Arc<Self>, key: &KeyId, limit: u32) -> Result<ConnectionGuard, AdmitError> {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(AdmitError::ShuttingDown);
         }
         {
             let mut conns = self.connections.lock().map_err(|_| AdmitError::ShuttingDown)?;
             let n = conns.entry(key.clone()).or_insert(0);
-            if *n >= self.config.max_connections_per_key {
+            if *n >= limit as usize {
                 return Err(AdmitError::TooManyConnections);
             }
             *n += 1;

@@ -70,9 +70,14 @@ pub async fn authorize(
     Ok(caller)
 }
 
-/// Takes one of the key's connection slots.
+/// Takes one of the key's connection slots on this node (its own
+/// `max_stream_connections`, else its tier's default).
 pub fn admit(hub: &std::sync::Arc<StreamHub>, caller: &Caller) -> Result<ConnectionGuard, ApiError> {
-    hub.acquire(&caller.key_id).map_err(|e| match e {
+    let limit = hub
+        .config
+        .connections_per_key
+        .effective(caller.tier, caller.max_stream_connections);
+    hub.acquire(&caller.key_id, limit).map_err(|e| match e {
         AdmitError::TooManyConnections => ApiError::RateLimited { retry_after_secs: 1 },
         AdmitError::ShuttingDown => {
             ApiError::Unavailable("The server is shutting down; reconnect shortly.".into())

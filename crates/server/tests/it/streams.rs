@@ -425,7 +425,10 @@ async fn silent_peer_is_closed_and_pings_are_sent() {
 
 #[tokio::test]
 async fn connections_per_key_are_limited() {
-    let s = TestServer::start_with(|c| c.streams.max_connections_per_key = 2).await;
+    let s = TestServer::start_with(|c| {
+        c.streams.connections_per_key = marquee_server::stream::ConnectionLimits::uniform(2)
+    })
+    .await;
     let (_, key) = s.tenant().await;
     let a = connect(&s, &key).await;
     let _b = connect(&s, &key).await;

@@ -8,6 +8,7 @@
 //! the connection's `search_path` schema, which is how tests isolate
 //! themselves (`PgStore::connect(url, Some(schema))`).
 
+mod log;
 mod rows;
 mod webhooks;
 mod writer;
@@ -24,8 +25,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use crate::{
-    ApiKeyRecord, CommitListener, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org, PublishOutcome,
-    PublishRequest, Result, Store, StoreError,
+    ApiKeyRecord, CommitListener, EventTypeRecord, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org,
+    PublishOutcome, PublishRequest, Result, Store, StoreError,
 };
 
 const SCHEMA_V1: &str = include_str!("schema.sql");
@@ -33,7 +34,9 @@ const SCHEMA_V1: &str = include_str!("schema.sql");
 const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 /// Version 3: per-endpoint delivery counters (filled from existing rows).
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
-const SCHEMA_VERSION: i32 = 3;
+/// Version 4: organization profiles, event types, per-key stream limits.
+const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+const SCHEMA_VERSION: i32 = 4;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -156,6 +159,9 @@ async fn migrate(pool: &Pool) -> Result<()> {
     if v < 3 {
         tx.batch_execute(SCHEMA_V3).await?;
     }
+    if v < 4 {
+        tx.batch_execute(SCHEMA_V4).await?;
+    }
     if v == 0 {
         tx.execute(
             "INSERT INTO schema_version (version) VALUES ($1)",
@@ -178,16 +184,22 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn create_org(&self, name: &str) -> Result<Org> {
+    async fn create_org(&self, name: &str, profiles: &[String]) -> Result<Org> {
         let org = Org {
             id: OrgId::generate(),
             name: name.to_owned(),
+            profiles: crate::normalize_profiles(profiles),
             created_at: Timestamp::now(),
         };
         let c = self.pool.get().await?;
         c.execute(
-            "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)",
-            &[&org.id.as_str(), &org.name, &org.created_at.as_micros()],
+            "INSERT INTO orgs (id, name, created_at, profiles) VALUES ($1, $2, $3, $4)",
+            &[
+                &org.id.as_str(),
+                &org.name,
+                &org.created_at.as_micros(),
+                &org.profiles,
+            ],
         )
         .await?;
         Ok(org)
@@ -196,7 +208,7 @@ impl Store for PgStore {
     async fn get_org(&self, id: &OrgId) -> Result<Option<Org>> {
         let c = self.pool.get().await?;
         c.query_opt(
-            "SELECT id, name, created_at FROM orgs WHERE id = $1",
+            &format!("SELECT {} FROM orgs WHERE id = $1", rows::ORG_COLUMNS),
             &[&id.as_str()],
         )
         .await?
@@ -206,11 +218,99 @@ impl Store for PgStore {
 
     async fn list_orgs(&self) -> Result<Vec<Org>> {
         let c = self.pool.get().await?;
-        c.query("SELECT id, name, created_at FROM orgs ORDER BY id", &[])
+        c.query(
+            &format!("SELECT {} FROM orgs ORDER BY id", rows::ORG_COLUMNS),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(rows::org)
+        .collect()
+    }
+
+    async fn set_org_profiles(&self, id: &OrgId, profiles: &[String]) -> Result<Org> {
+        let profiles = crate::normalize_profiles(profiles);
+        let c = self.pool.get().await?;
+        c.query_opt(
+            &format!(
+                "UPDATE orgs SET profiles = $2 WHERE id = $1 RETURNING {}",
+                rows::ORG_COLUMNS
+            ),
+            &[&id.as_str(), &profiles],
+        )
+        .await?
+        .map(|r| rows::org(&r))
+        .transpose()?
+        .ok_or(StoreError::NotFound)
+    }
+
+    async fn put_event_type(
+        &self,
+        org: &OrgId,
+        name: &str,
+        description: &str,
+        schema: &str,
+    ) -> Result<(EventTypeRecord, bool)> {
+        let c = self.pool.get().await?;
+        let now = Timestamp::now().as_micros();
+        // `xmax = 0` holds for a row this statement inserted (an updated
+        // row carries the updating transaction's id).
+        let row = c
+            .query_opt(
+                &format!(
+                    "INSERT INTO event_types (org_id, name, description, schema, created_at, updated_at)
+                     SELECT $1, $2, $3, $4, $5, $5 WHERE EXISTS (SELECT 1 FROM orgs WHERE id = $1)
+                     ON CONFLICT (org_id, name) DO UPDATE
+                       SET description = EXCLUDED.description, schema = EXCLUDED.schema,
+                           updated_at = GREATEST(EXCLUDED.updated_at, event_types.updated_at)
+                     RETURNING {}, (xmax = 0) AS created",
+                    rows::EVENT_TYPE_COLUMNS
+                ),
+                &[&org.as_str(), &name, &description, &schema, &now],
+            )
             .await?
-            .iter()
-            .map(rows::org)
-            .collect()
+            .ok_or(StoreError::NotFound)?;
+        Ok((rows::event_type(&row)?, row.try_get(5)?))
+    }
+
+    async fn get_event_type(&self, org: &OrgId, name: &str) -> Result<Option<EventTypeRecord>> {
+        let c = self.pool.get().await?;
+        c.query_opt(
+            &format!(
+                "SELECT {} FROM event_types WHERE org_id = $1 AND name = $2",
+                rows::EVENT_TYPE_COLUMNS
+            ),
+            &[&org.as_str(), &name],
+        )
+        .await?
+        .map(|r| rows::event_type(&r))
+        .transpose()
+    }
+
+    async fn list_event_types(&self, org: &OrgId) -> Result<Vec<EventTypeRecord>> {
+        let c = self.pool.get().await?;
+        c.query(
+            &format!(
+                "SELECT {} FROM event_types WHERE org_id = $1 ORDER BY name",
+                rows::EVENT_TYPE_COLUMNS
+            ),
+            &[&org.as_str()],
+        )
+        .await?
+        .iter()
+        .map(rows::event_type)
+        .collect()
+    }
+
+    async fn delete_event_type(&self, org: &OrgId, name: &str) -> Result<bool> {
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(
+                "DELETE FROM event_types WHERE org_id = $1 AND name = $2",
+                &[&org.as_str(), &name],
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     async fn create_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
@@ -222,12 +322,13 @@ impl Store for PgStore {
             public_prefix: key.public_prefix.clone(),
             created_at: Timestamp::now(),
             revoked_at: None,
+            max_stream_connections: key.max_stream_connections,
         };
         let c = self.pool.get().await?;
         let n = c
             .execute(
-                "INSERT INTO api_keys (id, org_id, tier, name, public_prefix, digest, created_at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM orgs WHERE id = $2)",
+                "INSERT INTO api_keys (id, org_id, tier, name, public_prefix, digest, created_at, max_stream_connections)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM orgs WHERE id = $2)",
                 &[
                     &record.id.as_str(),
                     &record.org_id.as_str(),
@@ -236,6 +337,7 @@ impl Store for PgStore {
                     &record.public_prefix,
                     &&key.digest.0[..],
                     &record.created_at.as_micros(),
+                    &record.max_stream_connections.map(i64::from),
                 ],
             )
             .await?;
@@ -282,6 +384,23 @@ impl Store for PgStore {
         self.get_key(id).await?.ok_or(StoreError::NotFound)
     }
 
+    async fn set_key_stream_limit(&self, id: &KeyId, limit: Option<u32>) -> Result<ApiKeyRecord> {
+        // No key cache on PostgreSQL: every node reads the new limit on the
+        // key's next request.
+        let c = self.pool.get().await?;
+        c.query_opt(
+            &format!(
+                "UPDATE api_keys SET max_stream_connections = $2 WHERE id = $1 RETURNING {}",
+                rows::KEY_COLUMNS
+            ),
+            &[&id.as_str(), &limit.map(i64::from)],
+        )
+        .await?
+        .map(|r| rows::key(&r))
+        .transpose()?
+        .ok_or(StoreError::NotFound)
+    }
+
     async fn keys_by_prefix(&self, prefix: &str) -> Result<Vec<KeyCandidate>> {
         // No cache: a revocation through any node is refused by every node on
         // the next request, because every request reads the shared row.
@@ -298,7 +417,7 @@ impl Store for PgStore {
         .map(|r| {
             Ok(KeyCandidate {
                 record: rows::key(r)?,
-                digest: r.try_get(7)?,
+                digest: r.try_get(8)?,
             })
         })
         .collect()

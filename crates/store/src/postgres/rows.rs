@@ -7,9 +7,12 @@ use marquee_core::timestamp::Timestamp;
 use serde_json::value::RawValue;
 use tokio_postgres::Row;
 
-use crate::{ApiKeyRecord, Org, Result, StoreError};
+use crate::{ApiKeyRecord, EventTypeRecord, Org, Result, StoreError};
 
-pub const KEY_COLUMNS: &str = "id, org_id, tier, name, public_prefix, created_at, revoked_at";
+pub const KEY_COLUMNS: &str =
+    "id, org_id, tier, name, public_prefix, created_at, revoked_at, max_stream_connections";
+pub const ORG_COLUMNS: &str = "id, name, created_at, profiles";
+pub const EVENT_TYPE_COLUMNS: &str = "name, description, schema, created_at, updated_at";
 pub const MESSAGE_COLUMNS: &str = "seq, id, org_id, type, channels, data, occurred_at, received_at";
 
 pub fn org(r: &Row) -> Result<Org> {
@@ -17,6 +20,17 @@ pub fn org(r: &Row) -> Result<Org> {
         id: OrgId::from_trusted(r.try_get(0)?),
         name: r.try_get(1)?,
         created_at: Timestamp::from_micros(r.try_get(2)?),
+        profiles: r.try_get(3)?,
+    })
+}
+
+pub fn event_type(r: &Row) -> Result<EventTypeRecord> {
+    Ok(EventTypeRecord {
+        name: r.try_get(0)?,
+        description: r.try_get(1)?,
+        schema: r.try_get(2)?,
+        created_at: Timestamp::from_micros(r.try_get(3)?),
+        updated_at: Timestamp::from_micros(r.try_get(4)?),
     })
 }
 
@@ -32,6 +46,9 @@ pub fn key(r: &Row) -> Result<ApiKeyRecord> {
         public_prefix: r.try_get(4)?,
         created_at: Timestamp::from_micros(r.try_get(5)?),
         revoked_at: r.try_get::<_, Option<i64>>(6)?.map(Timestamp::from_micros),
+        max_stream_connections: r
+            .try_get::<_, Option<i64>>(7)?
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
     })
 }
 

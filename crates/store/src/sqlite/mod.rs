@@ -12,7 +12,9 @@
 //! the writer). Point lookups run inline on the async task — they take a few
 //! microseconds on a warm page cache — and scans run on the blocking pool.
 
+mod endpoints;
 mod key_cache;
+mod log;
 mod reader;
 mod rows;
 mod webhooks;
@@ -28,8 +30,8 @@ use marquee_core::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    ApiKeyRecord, CommitListener, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org, PublishOutcome,
-    PublishRequest, Result, Store, StoreError,
+    ApiKeyRecord, CommitListener, EventTypeRecord, KeyCandidate, MessagePage, MessageQuery, NewApiKey, Org,
+    PublishOutcome, PublishRequest, Result, Store, StoreError,
 };
 use reader::ReaderPool;
 use writer::Writer;
@@ -39,7 +41,9 @@ const SCHEMA: &str = include_str!("schema.sql");
 const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 /// Version 3: per-endpoint delivery counters (filled from existing rows).
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
-const SCHEMA_VERSION: i64 = 3;
+/// Version 4: organization profiles, event types, per-key stream limits.
+const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+const SCHEMA_VERSION: i64 = 4;
 pub const DB_FILE: &str = "marquee.db";
 
 impl From<rusqlite::Error> for StoreError {
@@ -149,8 +153,13 @@ fn migrate(conn: &Connection) -> Result<()> {
     if version < SCHEMA_VERSION {
         let v1 = if version < 1 { SCHEMA } else { "" };
         let v2 = if version < 2 { SCHEMA_V2 } else { "" };
+        let v3 = if version < 3 { SCHEMA_V3 } else { "" };
+        // v4 adds columns: ALTER TABLE is not idempotent, so it runs only
+        // on a database below version 4 (the whole upgrade is one
+        // transaction, so it never half-applies).
+        let v4 = if version < 4 { SCHEMA_V4 } else { "" };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {v1} {v2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
     Ok(())
@@ -164,18 +173,24 @@ impl Store for SqliteStore {
         self.writer.ping().await
     }
 
-    async fn create_org(&self, name: &str) -> Result<Org> {
+    async fn create_org(&self, name: &str, profiles: &[String]) -> Result<Org> {
         let org = Org {
             id: OrgId::generate(),
             name: name.to_owned(),
+            profiles: crate::normalize_profiles(profiles),
             created_at: Timestamp::now(),
         };
         let o = org.clone();
         self.writer
             .write(move |ctx| {
                 ctx.conn.execute(
-                    "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)",
-                    params![o.id.as_str(), o.name, o.created_at.as_micros()],
+                    "INSERT INTO orgs (id, name, created_at, profiles) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        o.id.as_str(),
+                        o.name,
+                        o.created_at.as_micros(),
+                        rows::profiles_text(&o.profiles)
+                    ],
                 )?;
                 Ok(())
             })
@@ -186,7 +201,7 @@ impl Store for SqliteStore {
     async fn get_org(&self, id: &OrgId) -> Result<Option<Org>> {
         let id = id.as_str().to_owned();
         self.readers.with(move |c| {
-            c.prepare_cached("SELECT id, name, created_at FROM orgs WHERE id = ?1")?
+            c.prepare_cached(&format!("SELECT {} FROM orgs WHERE id = ?1", rows::ORG_COLUMNS))?
                 .query_row([id], rows::org)
                 .optional()
                 .map_err(Into::into)
@@ -195,12 +210,131 @@ impl Store for SqliteStore {
 
     async fn list_orgs(&self) -> Result<Vec<Org>> {
         self.readers.with(|c| {
-            let mut st = c.prepare_cached("SELECT id, name, created_at FROM orgs ORDER BY id")?;
+            let mut st = c.prepare_cached(&format!("SELECT {} FROM orgs ORDER BY id", rows::ORG_COLUMNS))?;
             let v = st
                 .query_map([], rows::org)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(v)
         })
+    }
+
+    async fn set_org_profiles(&self, id: &OrgId, profiles: &[String]) -> Result<Org> {
+        let id = id.as_str().to_owned();
+        let text = rows::profiles_text(&crate::normalize_profiles(profiles));
+        self.writer
+            .write(move |ctx| {
+                ctx.conn
+                    .query_row(
+                        &format!(
+                            "UPDATE orgs SET profiles = ?2 WHERE id = ?1 RETURNING {}",
+                            rows::ORG_COLUMNS
+                        ),
+                        params![id, text],
+                        rows::org,
+                    )
+                    .optional()?
+                    .ok_or(StoreError::NotFound)
+            })
+            .await
+    }
+
+    async fn put_event_type(
+        &self,
+        org: &OrgId,
+        name: &str,
+        description: &str,
+        schema: &str,
+    ) -> Result<(EventTypeRecord, bool)> {
+        let (org, name, description, schema) = (
+            org.as_str().to_owned(),
+            name.to_owned(),
+            description.to_owned(),
+            schema.to_owned(),
+        );
+        self.writer
+            .write(move |ctx| {
+                let exists: Option<i64> = ctx
+                    .conn
+                    .query_row("SELECT 1 FROM orgs WHERE id = ?1", [&org], |r| r.get(0))
+                    .optional()?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                let now = Timestamp::now().as_micros();
+                let created_at: Option<i64> = ctx
+                    .conn
+                    .query_row(
+                        "SELECT created_at FROM event_types WHERE org_id = ?1 AND name = ?2",
+                        params![org, name],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match created_at {
+                    Some(_) => {
+                        ctx.conn.execute(
+                            "UPDATE event_types SET description = ?3, schema = ?4, updated_at = ?5
+                             WHERE org_id = ?1 AND name = ?2",
+                            params![org, name, description, schema, now],
+                        )?;
+                    }
+                    None => {
+                        ctx.conn.execute(
+                            "INSERT INTO event_types (org_id, name, description, schema, created_at, updated_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                            params![org, name, description, schema, now],
+                        )?;
+                    }
+                }
+                let record = EventTypeRecord {
+                    created_at: Timestamp::from_micros(created_at.unwrap_or(now)),
+                    updated_at: Timestamp::from_micros(now),
+                    name,
+                    description,
+                    schema,
+                };
+                Ok((record, created_at.is_none()))
+            })
+            .await
+    }
+
+    async fn get_event_type(&self, org: &OrgId, name: &str) -> Result<Option<EventTypeRecord>> {
+        let (org, name) = (org.as_str().to_owned(), name.to_owned());
+        self.readers.with(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {} FROM event_types WHERE org_id = ?1 AND name = ?2",
+                rows::EVENT_TYPE_COLUMNS
+            ))?
+            .query_row([org, name], rows::event_type)
+            .optional()
+            .map_err(Into::into)
+        })
+    }
+
+    async fn list_event_types(&self, org: &OrgId) -> Result<Vec<EventTypeRecord>> {
+        let org = org.as_str().to_owned();
+        self.readers.with(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {} FROM event_types WHERE org_id = ?1 ORDER BY name",
+                rows::EVENT_TYPE_COLUMNS
+            ))?;
+            let v = st
+                .query_map([org], rows::event_type)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(v)
+        })
+    }
+
+    async fn delete_event_type(&self, org: &OrgId, name: &str) -> Result<bool> {
+        let (org, name) = (org.as_str().to_owned(), name.to_owned());
+        self.writer
+            .write(move |ctx| {
+                let n = ctx.conn.execute(
+                    "DELETE FROM event_types WHERE org_id = ?1 AND name = ?2",
+                    params![org, name],
+                )?;
+                Ok(n > 0)
+            })
+            .await
     }
 
     async fn create_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
@@ -212,6 +346,7 @@ impl Store for SqliteStore {
             public_prefix: key.public_prefix.clone(),
             created_at: Timestamp::now(),
             revoked_at: None,
+            max_stream_connections: key.max_stream_connections,
         };
         let r = record.clone();
         self.writer
@@ -226,8 +361,8 @@ impl Store for SqliteStore {
                     return Err(StoreError::NotFound);
                 }
                 ctx.conn.execute(
-                    "INSERT INTO api_keys (id, org_id, tier, name, public_prefix, digest, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO api_keys (id, org_id, tier, name, public_prefix, digest, created_at, max_stream_connections)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         r.id.as_str(),
                         r.org_id.as_str(),
@@ -235,7 +370,8 @@ impl Store for SqliteStore {
                         r.name,
                         r.public_prefix,
                         &key.digest.0[..],
-                        r.created_at.as_micros()
+                        r.created_at.as_micros(),
+                        r.max_stream_connections.map(i64::from)
                     ],
                 )?;
                 Ok(())
@@ -295,6 +431,30 @@ impl Store for SqliteStore {
         record
     }
 
+    async fn set_key_stream_limit(&self, id: &KeyId, limit: Option<u32>) -> Result<ApiKeyRecord> {
+        let id_s = id.as_str().to_owned();
+        let record = self
+            .writer
+            .write(move |ctx| {
+                ctx.conn
+                    .query_row(
+                        &format!(
+                            "UPDATE api_keys SET max_stream_connections = ?2 WHERE id = ?1 RETURNING {}",
+                            rows::KEY_COLUMNS
+                        ),
+                        params![id_s, limit.map(i64::from)],
+                        rows::key,
+                    )
+                    .optional()?
+                    .ok_or(StoreError::NotFound)
+            })
+            .await;
+        // Every process's key cache (this server's, when the CLI made the
+        // change) drops its rows: the next lookup reads the new limit.
+        self.keys.bump();
+        record
+    }
+
     async fn keys_by_prefix(&self, prefix: &str) -> Result<Vec<KeyCandidate>> {
         let token = match self.keys.get(prefix) {
             Ok(hit) => return Ok(hit),
@@ -309,7 +469,7 @@ impl Store for SqliteStore {
                 .query_map([prefix], |row| {
                     Ok(KeyCandidate {
                         record: rows::key(row)?,
-                        digest: row.get(7)?,
+                        digest: row.get(8)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -321,7 +481,7 @@ impl Store for SqliteStore {
 
     async fn publish(&self, req: PublishRequest) -> Result<PublishOutcome> {
         self.writer
-            .write_unguarded(move |ctx| writer::publish(ctx, req))
+            .write_unguarded(move |ctx| log::publish(ctx, req))
             .await
     }
 

@@ -7,9 +7,12 @@ use marquee_core::timestamp::Timestamp;
 use rusqlite::Row;
 use serde_json::value::RawValue;
 
-use crate::{ApiKeyRecord, Org};
+use crate::{ApiKeyRecord, EventTypeRecord, Org};
 
-pub const KEY_COLUMNS: &str = "id, org_id, tier, name, public_prefix, created_at, revoked_at";
+pub const KEY_COLUMNS: &str =
+    "id, org_id, tier, name, public_prefix, created_at, revoked_at, max_stream_connections";
+pub const ORG_COLUMNS: &str = "id, name, created_at, profiles";
+pub const EVENT_TYPE_COLUMNS: &str = "name, description, schema, created_at, updated_at";
 pub const MESSAGE_COLUMNS: &str = "seq, id, org_id, type, channels, data, occurred_at, received_at";
 
 fn conv_err(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
@@ -21,7 +24,23 @@ pub fn org(row: &Row<'_>) -> rusqlite::Result<Org> {
         id: OrgId::from_trusted(row.get(0)?),
         name: row.get(1)?,
         created_at: Timestamp::from_micros(row.get(2)?),
+        profiles: serde_json::from_str(&row.get::<_, String>(3)?).map_err(conv_err)?,
     })
+}
+
+pub fn event_type(row: &Row<'_>) -> rusqlite::Result<EventTypeRecord> {
+    Ok(EventTypeRecord {
+        name: row.get(0)?,
+        description: row.get(1)?,
+        schema: row.get(2)?,
+        created_at: Timestamp::from_micros(row.get(3)?),
+        updated_at: Timestamp::from_micros(row.get(4)?),
+    })
+}
+
+/// Profiles as stored: a JSON array of names.
+pub fn profiles_text(profiles: &[String]) -> String {
+    serde_json::to_string(profiles).unwrap_or_else(|_| "[]".into())
 }
 
 pub fn key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
@@ -34,6 +53,9 @@ pub fn key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         public_prefix: row.get(4)?,
         created_at: Timestamp::from_micros(row.get(5)?),
         revoked_at: row.get::<_, Option<i64>>(6)?.map(Timestamp::from_micros),
+        max_stream_connections: row
+            .get::<_, Option<i64>>(7)?
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
     })
 }
 

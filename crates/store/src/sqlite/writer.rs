@@ -1,4 +1,6 @@
-//! The single writer thread and the write jobs it runs (group commit).
+//! The single writer thread and the context its write jobs run in (group
+//! commit). The log append itself is in `log.rs`; this module imports
+//! neither it nor the webhook jobs, which both build on [`Ctx`].
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -6,25 +8,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use marquee_core::ids::{AttemptId, EndpointId};
-use marquee_core::message::{Idempotency, StoredMessage};
+use marquee_core::message::StoredMessage;
 use marquee_core::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::rows;
-use super::webhooks::PublishEndpoint;
+use super::endpoints::{PublishEndpoint, endpoints_for_publish};
 use crate::hooks::Hooks;
-use crate::plan::Plan;
 use crate::webhooks::ClaimedDelivery;
-use crate::{IDEMPOTENCY_TTL_MICROS, PublishOutcome, PublishRequest, Result, StoreError};
+use crate::{IDEMPOTENCY_TTL_MICROS, Result, StoreError};
 
 /// What a write job sees: the connection inside the open transaction and the
 /// writer's sequence state.
 pub struct Ctx<'a> {
     pub conn: &'a Connection,
-    next_seq: &'a mut u64,
-    last_received: &'a mut i64,
-    committed: &'a mut Vec<Arc<StoredMessage>>,
+    /// The next `seq` to assign (only `log.rs` assigns them).
+    pub next_seq: &'a mut u64,
+    /// The newest `received_at` assigned (non-decreasing in `seq`).
+    pub last_received: &'a mut i64,
+    /// Messages made durable by this group, announced after the commit.
+    pub committed: &'a mut Vec<Arc<StoredMessage>>,
     /// Set when an unguarded job failed after writing: the group rolls back.
     poisoned: bool,
     /// Enabled endpoints per organization for the publish job. Every
@@ -47,7 +50,7 @@ impl Ctx<'_> {
         if let Some(e) = self.endpoint_cache.get(org) {
             return Ok(e.clone());
         }
-        let e = Arc::new(super::webhooks::endpoints_for_publish(self.conn, org)?);
+        let e = Arc::new(endpoints_for_publish(self.conn, org)?);
         if self.endpoint_cache.len() > 10_000 {
             self.endpoint_cache.clear();
         }
@@ -303,160 +306,6 @@ fn run(
         }
     }
     tracing::debug!("sqlite writer stopped");
-}
-
-fn find_idempotent(
-    conn: &Connection,
-    org: &str,
-    idem: &Idempotency,
-    now: i64,
-) -> Result<Option<Vec<StoredMessage>>> {
-    let row: Option<(Vec<u8>, String, i64)> = conn
-        .prepare_cached(
-            "SELECT fingerprint, seqs, created_at FROM idempotency WHERE org_id = ?1 AND key = ?2",
-        )?
-        .query_row(params![org, idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let Some((fp, seqs, created)) = row else {
-        return Ok(None);
-    };
-    if created < now - IDEMPOTENCY_TTL_MICROS {
-        return Ok(None);
-    }
-    if fp != idem.fingerprint {
-        return Err(StoreError::Conflict(
-            "this idempotency key was already used with a different request".into(),
-        ));
-    }
-    let mut out = Vec::new();
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {} FROM messages WHERE seq = ?1",
-        rows::MESSAGE_COLUMNS
-    ))?;
-    for s in seqs.split(',').filter(|s| !s.is_empty()) {
-        let seq: i64 = s
-            .parse()
-            .map_err(|_| StoreError::Internal("corrupt idempotency record".into()))?;
-        match st.query_row([seq], rows::message).optional()? {
-            Some(m) => out.push(m),
-            // The original was pruned by retention: the key no longer applies.
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(out))
-}
-
-fn remember_idempotent(
-    conn: &Connection,
-    org: &str,
-    idem: &Idempotency,
-    seqs: &[u64],
-    now: i64,
-) -> Result<()> {
-    let list = seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO idempotency (org_id, key, fingerprint, seqs, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![org, idem.key, &idem.fingerprint[..], list, now])?;
-    Ok(())
-}
-
-/// The publish job: idempotency checks, then one insert per message.
-pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome> {
-    let org = req.org_id.as_str();
-    let now = Timestamp::now().as_micros();
-    if let Some(idem) = &req.request_idempotency
-        && let Some(messages) = find_idempotent(ctx.conn, org, idem, now)?
-    {
-        return Ok(PublishOutcome {
-            messages,
-            replayed: true,
-        });
-    }
-    // Phase 1: every idempotency decision before the first write, so the
-    // job never fails half-way (it runs without a savepoint).
-    let repeats = crate::plan::repeated_keys(&req.messages)?;
-    let mut plans: Vec<Plan> = Vec::with_capacity(req.messages.len());
-    for (m, repeat) in req.messages.iter().zip(repeats) {
-        plans.push(match (repeat, &m.idempotency) {
-            (Some(j), _) => Plan::SameAs(j),
-            (None, None) => Plan::Insert,
-            (None, Some(idem)) => {
-                match find_idempotent(ctx.conn, org, idem, now)?.and_then(|mut v| v.pop()) {
-                    Some(e) => Plan::Replay(e),
-                    None => Plan::Insert,
-                }
-            }
-        });
-    }
-    let replayed_all = crate::plan::all_replayed(&plans);
-    // The organization's enabled endpoints: deliveries are created in this
-    // same transaction, so an acknowledged message never lacks them.
-    let endpoints = ctx.endpoints_for(org)?;
-    // Phase 2: inserts.
-    let received = now.max(*ctx.last_received);
-    *ctx.last_received = received;
-    let mut out: Vec<StoredMessage> = Vec::with_capacity(req.messages.len());
-    let mut insert_msg = ctx.conn.prepare_cached(
-        "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    let mut insert_ch = ctx.conn.prepare_cached(
-        "INSERT OR IGNORE INTO message_channels (org_id, channel, seq) VALUES (?1, ?2, ?3)",
-    )?;
-    for (m, plan) in req.messages.into_iter().zip(plans) {
-        match plan {
-            Plan::Insert => {}
-            Plan::Replay(e) => {
-                out.push(e);
-                continue;
-            }
-            Plan::SameAs(j) => {
-                let e = out[j].clone();
-                out.push(e);
-                continue;
-            }
-        }
-        let seq = *ctx.next_seq;
-        *ctx.next_seq += 1;
-        insert_msg.execute(params![
-            seq as i64,
-            m.id.as_str(),
-            org,
-            m.event_type.as_str(),
-            rows::join_channels(&m.channels),
-            m.data.get(),
-            m.occurred_at.as_micros(),
-            received
-        ])?;
-        for c in &m.channels {
-            insert_ch.execute(params![org, c.as_str(), seq as i64])?;
-        }
-        if let Some(idem) = &m.idempotency {
-            remember_idempotent(ctx.conn, org, idem, &[seq], now)?;
-        }
-        let stored = Arc::new(StoredMessage {
-            seq,
-            id: m.id,
-            org_id: req.org_id.clone(),
-            event_type: m.event_type,
-            channels: m.channels,
-            data: m.data,
-            occurred_at: m.occurred_at,
-            received_at: Timestamp::from_micros(received),
-        });
-        super::webhooks::insert_deliveries(ctx, &endpoints, &stored)?;
-        out.push((*stored).clone());
-        ctx.committed.push(stored);
-    }
-    if let Some(idem) = &req.request_idempotency {
-        let seqs: Vec<u64> = out.iter().map(|m| m.seq).collect();
-        remember_idempotent(ctx.conn, org, idem, &seqs, now)?;
-    }
-    Ok(PublishOutcome {
-        messages: out,
-        replayed: replayed_all && req.request_idempotency.is_none(),
-    })
 }
 
 /// Deletes up to `limit` messages received before `before`, oldest first.

@@ -1,186 +1,19 @@
-//! Deliveries: created in the publish transaction (one `unnest` insert per
-//! group, born leased when a handoff is set), re-queued by resend and
-//! replay, and claimed with `FOR UPDATE SKIP LOCKED` under leases.
+//! Deliveries: re-queued by resend and replay, and claimed with `FOR UPDATE
+//! SKIP LOCKED` under leases (they are created by the log append,
+//! `postgres/log.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use marquee_core::ids::{DeliveryId, EndpointId};
+use marquee_core::ids::DeliveryId;
 use marquee_core::message::StoredMessage;
-use marquee_core::names::Channel;
 use marquee_core::timestamp::Timestamp;
-use marquee_core::webhook::EndpointFilter;
 use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 
 use super::*;
+use crate::postgres::log::endpoints_for_publish;
 use crate::{Result, StoreError};
-
-/// An enabled endpoint as the publish path needs it.
-pub struct PublishEndpoint {
-    id: String,
-    filter: EndpointFilter,
-    ordered: bool,
-}
-
-/// The organization's enabled endpoints, read once per publish request.
-pub async fn endpoints_for_publish(tx: &Transaction<'_>, org: &str) -> Result<Vec<PublishEndpoint>> {
-    // Typed queries are one round trip (no separate prepare): this runs under
-    // the log lock on the publish path.
-    tx.query_typed(
-        "SELECT id, types, channels, ordered FROM endpoints WHERE org_id = $1 AND enabled",
-        &[(&org, Type::TEXT)],
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        let types: String = r.try_get(1)?;
-        let channels: String = r.try_get(2)?;
-        Ok(PublishEndpoint {
-            id: r.try_get(0)?,
-            filter: EndpointFilter::from_texts(&types, &channels),
-            ordered: r.try_get(3)?,
-        })
-    })
-    .collect()
-}
-
-/// Inserts one pending delivery per matching endpoint for a message being
-/// committed (inside the publish transaction), in one statement.
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_deliveries(
-    tx: &Transaction<'_>,
-    endpoints: &[PublishEndpoint],
-    org: &str,
-    seq: u64,
-    message_id: &str,
-    event_type: &str,
-    channels: &[Channel],
-    now: i64,
-) -> Result<()> {
-    let eps: Vec<&str> = endpoints
-        .iter()
-        .filter(|e| e.filter.matches(event_type, channels))
-        .map(|e| e.id.as_str())
-        .collect();
-    if eps.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<String> = eps
-        .iter()
-        .map(|_| DeliveryId::generate().as_str().to_owned())
-        .collect();
-    tx.query_typed(
-        "INSERT INTO deliveries (id, org_id, endpoint_id, seq, message_id, state, next_at, created_at, updated_at)
-         SELECT d, $1, e, $2, $3, 'pending', $4, $4, $4 FROM unnest($5::text[], $6::text[]) AS u(d, e)
-         ON CONFLICT DO NOTHING",
-        &[
-            (&org, Type::TEXT),
-            (&(seq as i64), Type::INT8),
-            (&message_id, Type::TEXT),
-            (&now, Type::INT8),
-            (&ids, Type::TEXT_ARRAY),
-            (&eps, Type::TEXT_ARRAY),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// The deliveries of a whole publish group, inserted in one statement.
-#[derive(Default)]
-pub struct DeliveryRows {
-    ids: Vec<String>,
-    orgs: Vec<String>,
-    endpoints: Vec<String>,
-    seqs: Vec<i64>,
-    message_ids: Vec<String>,
-    leases: Vec<Option<i64>>,
-    /// With a delivery handoff: the lease new deliveries are born with.
-    pub lease_until: Option<i64>,
-    /// Endpoints whose new deliveries are not born leased (saturated).
-    pub no_lease: std::collections::HashSet<String>,
-    /// (delivery, endpoint, seq) of the deliveries born leased.
-    handed: Vec<(DeliveryId, EndpointId, u64)>,
-}
-
-impl DeliveryRows {
-    /// Adds one pending delivery per matching endpoint of a message.
-    pub fn add(
-        &mut self,
-        endpoints: &[PublishEndpoint],
-        org: &str,
-        seq: u64,
-        message_id: &str,
-        event_type: &str,
-        channels: &[Channel],
-    ) {
-        for e in endpoints
-            .iter()
-            .filter(|e| e.filter.matches(event_type, channels))
-        {
-            let id = DeliveryId::generate();
-            let lease = self
-                .lease_until
-                .filter(|_| !e.ordered && !self.no_lease.contains(&e.id));
-            if lease.is_some() {
-                self.handed
-                    .push((id.clone(), EndpointId::from_trusted(e.id.clone()), seq));
-            }
-            self.ids.push(id.as_str().to_owned());
-            self.orgs.push(org.to_owned());
-            self.endpoints.push(e.id.clone());
-            self.seqs.push(seq as i64);
-            self.message_ids.push(message_id.to_owned());
-            self.leases.push(lease);
-        }
-    }
-
-    pub async fn flush(&self, tx: &Transaction<'_>, now: i64) -> Result<()> {
-        if self.ids.is_empty() {
-            return Ok(());
-        }
-        // Every row is new (its seq was just assigned): none is skipped.
-        tx.query_typed(
-            "INSERT INTO deliveries
-                 (id, org_id, endpoint_id, seq, message_id, state, next_at, claimed_until, created_at, updated_at)
-             SELECT d, o, e, s, m, 'pending', $6, l, $6, $6
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $7::int8[])
-               AS u(d, o, e, s, m, l)
-             ON CONFLICT DO NOTHING",
-            &[
-                (&self.ids, Type::TEXT_ARRAY),
-                (&self.orgs, Type::TEXT_ARRAY),
-                (&self.endpoints, Type::TEXT_ARRAY),
-                (&self.seqs, Type::INT8_ARRAY),
-                (&self.message_ids, Type::TEXT_ARRAY),
-                (&now, Type::INT8),
-                (&self.leases, Type::INT8_ARRAY),
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// The born-leased deliveries with their committed messages (`committed`
-    /// is in seq order).
-    pub fn handed(&mut self, committed: &[Arc<StoredMessage>]) -> Vec<ClaimedDelivery> {
-        std::mem::take(&mut self.handed)
-            .into_iter()
-            .filter_map(|(id, endpoint_id, seq)| {
-                let i = committed.binary_search_by_key(&seq, |m| m.seq).ok()?;
-                Some(ClaimedDelivery {
-                    id,
-                    endpoint_id,
-                    attempts: 0,
-                    attempt_count: 0,
-                    message: committed[i].clone(),
-                    lease_until: Timestamp::from_micros(self.lease_until.unwrap_or(0)),
-                })
-            })
-            .collect()
-    }
-}
 
 /// Queues (or re-queues) deliveries, each `(endpoint, seq, message id)`,
 /// in one statement: a re-queued one restarts its schedule.

@@ -2,10 +2,10 @@
 //! sharing one database. Semantics follow the SQLite reference
 //! (`sqlite/webhooks.rs`); what differs is how several nodes share the work.
 //!
-//! - **Deliveries are born in the publish commit.** The publish task calls
-//!   [`endpoints_for_publish`] and [`DeliveryRows`] inside its
-//!   transaction (which holds the log lock), so an acknowledged message
-//!   always has its deliveries.
+//! - **Deliveries are born in the publish commit.** The log append
+//!   (`postgres/log.rs`) buffers them with their message inside the
+//!   publish transaction (which holds the log lock), so an acknowledged
+//!   message always has its deliveries.
 //! - **Claims** are single statements: `UPDATE … FROM (SELECT … FOR UPDATE
 //!   SKIP LOCKED)` setting `claimed_until = lease_until`. A row another node
 //!   is claiming at that instant is skipped, and a row another node claimed
@@ -22,7 +22,7 @@
 //!   is a single-node notion (at start-up nothing of a previous process is in
 //!   flight); here another live node may hold them, so it is a no-op
 //!   answering 0. `release_leases` gives back deliveries this node was
-//!   handed at publish (born leased, see `DeliveryRows`) but will not attempt
+//!   handed at publish (born leased, see `postgres/log.rs`) but will not attempt
 //!   now. A node that dies loses its leases when they expire (the
 //!   dispatcher's lease, 120 s) and any node claims the rows again.
 //! - **Attempt results** are recorded in one transaction per batch: the
@@ -53,6 +53,7 @@ use marquee_core::webhook::EndpointFilter;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Transaction};
 
+use super::log::LOG_LOCK;
 use super::{PgStore, rows};
 use crate::webhooks::*;
 use crate::{Result, StoreError};
@@ -61,7 +62,6 @@ mod deliveries;
 mod results;
 
 use deliveries::*;
-pub use deliveries::{DeliveryRows, PublishEndpoint, endpoints_for_publish};
 use results::*;
 
 pub(super) const EP_COLUMNS: &str = "id, org_id, url, description, types, channels, format, rate_limit, max_in_flight, \
@@ -69,9 +69,6 @@ pub(super) const EP_COLUMNS: &str = "id, org_id, url, description, types, channe
 
 pub(super) const ATTEMPT_COLUMNS: &str = "id, delivery_id, org_id, endpoint_id, message_id, attempt_no, started_at, \
      duration_us, status_code, succeeded, error_kind, response_headers, response_body";
-
-pub(super) const LOG_LOCK: &str =
-    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/marquee-log'))";
 
 pub(super) fn endpoint_row(r: &Row) -> Result<EndpointRecord> {
     let types: String = r.try_get(4)?;

@@ -15,84 +15,24 @@ use tokio_postgres::types::Type;
 
 use super::*;
 use crate::Result;
+use crate::postgres::log::LogAppend;
 use crate::webhooks::{disable_reason, failure_notice, ops_message};
 
-/// Appends operational messages to the log inside `tx`: takes the log lock,
-/// assigns seqs from `log_head` and creates their deliveries, like the
-/// publish task. Returns what to announce after the commit.
+/// Appends operational messages to the log inside `tx` through the one log
+/// append (which takes the log lock, assigns seqs from `log_head` and
+/// creates their deliveries). Returns what to announce after the commit.
 pub(super) async fn append_ops(
     tx: &Transaction<'_>,
     ops_out: Vec<(OrgId, NewMessage)>,
 ) -> Result<Vec<Arc<StoredMessage>>> {
-    let mut out = Vec::with_capacity(ops_out.len());
     if ops_out.is_empty() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
-    tx.execute(LOG_LOCK, &[]).await?;
-    let head = tx
-        .query_one("SELECT seq, received_at FROM log_head WHERE id = 1", &[])
-        .await?;
-    let mut seq = head.try_get::<_, i64>(0)?;
-    let received = Timestamp::now().as_micros().max(head.try_get::<_, i64>(1)?);
-    let mut endpoints: HashMap<OrgId, Vec<PublishEndpoint>> = HashMap::new();
+    let mut log = LogAppend::begin(tx, None).await?;
     for (org, m) in ops_out {
-        seq += 1;
-        let channels: Vec<&str> = m.channels.iter().map(|c| c.as_str()).collect();
-        tx.execute(
-            "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &seq,
-                &m.id.as_str(),
-                &org.as_str(),
-                &m.event_type.as_str(),
-                &channels.join(" "),
-                &m.data.get(),
-                &m.occurred_at.as_micros(),
-                &received,
-            ],
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO message_channels (org_id, channel, seq)
-             SELECT $1, c, $3 FROM unnest($2::text[]) AS c ON CONFLICT DO NOTHING",
-            &[&org.as_str(), &channels, &seq],
-        )
-        .await?;
-        if !endpoints.contains_key(&org) {
-            let eps = endpoints_for_publish(tx, org.as_str()).await?;
-            endpoints.insert(org.clone(), eps);
-        }
-        if let Some(eps) = endpoints.get(&org) {
-            insert_deliveries(
-                tx,
-                eps,
-                org.as_str(),
-                seq as u64,
-                m.id.as_str(),
-                m.event_type.as_str(),
-                &m.channels,
-                received,
-            )
-            .await?;
-        }
-        out.push(Arc::new(StoredMessage {
-            seq: seq as u64,
-            id: m.id,
-            org_id: org,
-            event_type: m.event_type,
-            channels: m.channels,
-            data: m.data,
-            occurred_at: m.occurred_at,
-            received_at: Timestamp::from_micros(received),
-        }));
+        log.append(tx, &org, m).await?;
     }
-    tx.execute(
-        "UPDATE log_head SET seq = $1, received_at = $2 WHERE id = 1",
-        &[&seq, &received],
-    )
-    .await?;
-    Ok(out)
+    Ok(log.finish(tx).await?.0)
 }
 
 /// Failure state of one endpoint during a recording batch.

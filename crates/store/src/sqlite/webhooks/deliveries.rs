@@ -1,93 +1,18 @@
-//! Deliveries: created inside the publish job (born leased when a handoff
-//! is set), re-queued by resend and replay, and claimed under leases.
+//! Deliveries: re-queued by resend and replay, and claimed under leases
+//! (they are created by the log append, `sqlite/log.rs`).
 
 use std::sync::Arc;
 
-use marquee_core::ids::{DeliveryId, EndpointId, MessageId, OrgId};
-use marquee_core::message::StoredMessage;
+use marquee_core::ids::{DeliveryId, MessageId, OrgId};
 use marquee_core::names::Channel;
 use marquee_core::timestamp::Timestamp;
-use marquee_core::webhook::EndpointFilter;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::value::RawValue;
 
 use super::*;
+use crate::sqlite::endpoints::endpoints_for_publish;
 use crate::webhooks::*;
 use crate::{Result, StoreError};
-
-/// An enabled endpoint as the publish job needs it.
-pub struct PublishEndpoint {
-    id: EndpointId,
-    filter: EndpointFilter,
-    ordered: bool,
-}
-
-/// The organization's enabled endpoints, read once per publish job.
-pub fn endpoints_for_publish(conn: &Connection, org: &str) -> Result<Vec<PublishEndpoint>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, types, channels, ordered FROM endpoints WHERE org_id = ?1 AND enabled = 1",
-    )?;
-    let v = st
-        .query_map([org], |r| {
-            let types: String = r.get(1)?;
-            let channels: String = r.get(2)?;
-            Ok(PublishEndpoint {
-                id: EndpointId::from_trusted(r.get(0)?),
-                filter: EndpointFilter::from_texts(&types, &channels),
-                ordered: r.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(v)
-}
-
-/// Inserts one pending delivery per matching endpoint for a message being
-/// committed (inside the publish transaction). With a delivery handoff the
-/// deliveries of unordered endpoints are born leased and queued for it.
-pub fn insert_deliveries(
-    ctx: &mut writer::Ctx<'_>,
-    endpoints: &[PublishEndpoint],
-    m: &Arc<StoredMessage>,
-) -> Result<()> {
-    if endpoints.is_empty() {
-        return Ok(());
-    }
-    let mut ins = ctx.conn.prepare_cached(
-        "INSERT OR IGNORE INTO deliveries
-             (id, org_id, endpoint_id, seq, message_id, state, next_at, claimed_until, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?6, ?6)",
-    )?;
-    let now = m.received_at.as_micros();
-    for ep in endpoints {
-        if !ep.filter.matches(m.event_type.as_str(), &m.channels) {
-            continue;
-        }
-        let id = DeliveryId::generate();
-        let lease = ctx
-            .lease_until
-            .filter(|_| !ep.ordered && !ctx.no_lease.contains(&ep.id));
-        let n = ins.execute(params![
-            id.as_str(),
-            m.org_id.as_str(),
-            ep.id.as_str(),
-            m.seq as i64,
-            m.id.as_str(),
-            now,
-            lease
-        ])?;
-        if n > 0 && lease.is_some() {
-            ctx.handed.push(ClaimedDelivery {
-                id,
-                endpoint_id: ep.id.clone(),
-                attempts: 0,
-                attempt_count: 0,
-                message: m.clone(),
-                lease_until: Timestamp::from_micros(lease.unwrap_or(0)),
-            });
-        }
-    }
-    Ok(())
-}
 
 /// Queues (or re-queues) the delivery of message `seq` to `endpoint`.
 pub(super) fn upsert_delivery(

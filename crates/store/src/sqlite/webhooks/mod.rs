@@ -1,8 +1,7 @@
-//! SQLite implementation of [`WebhookStore`], and the delivery-creation step
-//! of the publish job.
+//! SQLite implementation of [`WebhookStore`].
 //!
-//! Deliveries are inserted by the writer inside the same transaction as their
-//! message ([`insert_deliveries`], called from `writer::publish`), so a crash
+//! Deliveries are inserted by the log append inside the same transaction as
+//! their message (`sqlite/log.rs`), so a crash
 //! can never leave an acknowledged message without its deliveries. Claims and
 //! attempt results are ordinary write jobs and therefore ride the group
 //! commit: a batch of results costs one fsync.
@@ -30,7 +29,6 @@ mod deliveries;
 mod results;
 
 use deliveries::*;
-pub use deliveries::{PublishEndpoint, endpoints_for_publish, insert_deliveries};
 use results::*;
 
 pub(super) const EP_COLUMNS: &str = "id, org_id, url, description, types, channels, format, rate_limit, max_in_flight, \
@@ -519,7 +517,7 @@ mod tests {
     async fn publish_creates_deliveries_that_claim_once_and_settle() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
-        let org = store.create_org("o").await.unwrap();
+        let org = store.create_org("o", &[]).await.unwrap();
         let ep = endpoint(&org.id, "fan_*");
         store.create_endpoint(ep.clone()).await.unwrap();
         store
@@ -588,12 +586,17 @@ mod tests {
         assert!(store.release_all_leases().await.unwrap() == 0);
         assert!(store.claim_deliveries(req, now, lease).await.unwrap().is_empty());
         drop(store);
-        // A version-2 database (no counters yet) gets them filled from its
-        // delivery rows when it is opened.
+        // A version-2 database (no counters yet, nor anything of v4) gets
+        // them filled from its delivery rows when it is opened.
         {
             let c = Connection::open(dir.path().join(super::super::DB_FILE)).unwrap();
-            c.execute_batch("DROP TABLE endpoint_counters; PRAGMA user_version = 2;")
-                .unwrap();
+            c.execute_batch(
+                "DROP TABLE endpoint_counters; DROP TABLE event_types;
+                 ALTER TABLE orgs DROP COLUMN profiles;
+                 ALTER TABLE api_keys DROP COLUMN max_stream_connections;
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
         }
         let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
         let stats = store
@@ -617,7 +620,7 @@ mod tests {
         let _store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
         let c = Connection::open(dir.path().join(super::super::DB_FILE)).unwrap();
         let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(v, 3);
+        assert_eq!(v, super::super::SCHEMA_VERSION);
         let n: i64 = c
             .query_row("SELECT COUNT(*) FROM endpoints", [], |r| r.get(0))
             .unwrap();

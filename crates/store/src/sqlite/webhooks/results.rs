@@ -9,9 +9,10 @@ use marquee_core::webhook::ops;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::*;
+use crate::Result;
+use crate::sqlite::log;
 use crate::webhooks::*;
 use crate::webhooks::{disable_reason, failure_notice, ops_message};
-use crate::{PublishRequest, Result};
 
 /// Adds settled deliveries to an endpoint's counters (what stats read).
 pub(super) fn bump_counters(conn: &Connection, endpoint: &str, delivered: i64, exhausted: i64) -> Result<()> {
@@ -209,15 +210,11 @@ pub(super) fn record(
         minute.execute(params![ep, m, ok, failed])?;
     }
     drop(minute);
-    for (org_id, m) in ops_out {
-        writer::publish(
-            ctx,
-            PublishRequest {
-                org_id,
-                messages: vec![m],
-                request_idempotency: None,
-            },
-        )?;
+    if !ops_out.is_empty() {
+        let received = log::received_now(ctx);
+        for (org_id, m) in ops_out {
+            log::append(ctx, &org_id, m, received)?;
+        }
     }
     Ok(summary)
 }
