@@ -111,7 +111,11 @@ fn read_string(b: &[u8], mut i: usize, want_text: bool) -> Result<(String, usize
                     if (0xD800..0xDC00).contains(&cp) {
                         // A high surrogate must be followed by \u + a low one.
                         let next = b.get(i + 6..i + 8) == Some(b"\\u");
-                        let low = if next { hex4(&b[(i + 8).min(b.len())..]) } else { None };
+                        let low = if next {
+                            hex4(&b[(i + 8).min(b.len())..])
+                        } else {
+                            None
+                        };
                         match low {
                             Some(l) if (0xDC00..0xE000).contains(&l) => {
                                 if want_text {
@@ -226,7 +230,10 @@ pub fn check(text: &str, max_depth: usize) -> Result<(), Violation> {
                 }
                 let tok = &text[start..i];
                 if !number_in_range(tok) {
-                    return Err(fail(&stack, Problem::NumberOutOfRange(tok.chars().take(40).collect())));
+                    return Err(fail(
+                        &stack,
+                        Problem::NumberOutOfRange(tok.chars().take(40).collect()),
+                    ));
                 }
             }
             _ => i += 1,
@@ -270,19 +277,34 @@ mod tests {
             problem(r#"{"tiny":1e-400}"#),
             Some(("tiny".into(), Problem::NumberOutOfRange("1e-400".into())))
         );
-        assert_eq!(problem(r#"{"s":"\ud800"}"#), Some(("s".into(), Problem::LoneSurrogate)));
-        assert_eq!(problem(r#"{"s":"\udc00x"}"#), Some(("s".into(), Problem::LoneSurrogate)));
+        assert_eq!(
+            problem(r#"{"s":"\ud800"}"#),
+            Some(("s".into(), Problem::LoneSurrogate))
+        );
+        assert_eq!(
+            problem(r#"{"s":"\udc00x"}"#),
+            Some(("s".into(), Problem::LoneSurrogate))
+        );
         assert_eq!(
             problem(r#"{"s":"\ud800\u0041"}"#),
             Some(("s".into(), Problem::LoneSurrogate))
         );
-        assert_eq!(problem(r#"{"\ud800":1}"#), Some(("<key>".into(), Problem::LoneSurrogate)));
+        assert_eq!(
+            problem(r#"{"\ud800":1}"#),
+            Some(("<key>".into(), Problem::LoneSurrogate))
+        );
         assert_eq!(
             problem(r#"{"a":[{"x":1},{"y":[1e999]}]}"#),
             Some(("a[1].y[0]".into(), Problem::NumberOutOfRange("1e999".into())))
         );
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(64), "]".repeat(64));
-        assert!(matches!(check(&deep, 64), Err(Violation { problem: Problem::TooDeep(64), .. })));
+        assert!(matches!(
+            check(&deep, 64),
+            Err(Violation {
+                problem: Problem::TooDeep(64),
+                ..
+            })
+        ));
         let ok = format!("{{\"a\":{}{}}}", "[".repeat(63), "]".repeat(63));
         assert_eq!(check(&ok, 64), Ok(()));
         // Brackets inside strings are not nesting.

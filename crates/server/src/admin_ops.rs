@@ -25,19 +25,17 @@ fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
 
 /// Profiles an organization may enable (the lead will point this at the
 /// core profile registry).
-pub const ENABLEABLE_PROFILES: &[&str] = &["attendee", "eventium", "eventory", "revento", "revolution"];
-
-/// Checks profile names against [`ENABLEABLE_PROFILES`]; answers them
-/// sorted and without repeats.
+/// Checks profile names against the enableable profiles of the registry
+/// (`marquee_core::profile`); answers them sorted and without repeats.
 pub fn check_profiles(profiles: &[String]) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::with_capacity(profiles.len());
     for p in profiles {
-        if !ENABLEABLE_PROFILES.contains(&p.as_str()) {
+        if !marquee_core::profile::enableable().any(|e| e == p) {
             return Err(ApiError::invalid_param(
                 "profiles",
                 format!(
                     "unknown profile {p:?}: expected one of {}",
-                    ENABLEABLE_PROFILES.join(", ")
+                    marquee_core::profile::enableable().collect::<Vec<_>>().join(", ")
                 ),
             ));
         }

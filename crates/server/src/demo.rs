@@ -66,7 +66,14 @@ async fn publish(state: &AppState, org: &OrgId, ty: &str, channels: &[String], d
         occurred_at: None,
         idempotency_key: None,
     };
-    let result = match state.ingest.validate(body, "", None) {
+    let rules = match state.ingest.catalogs.org(&state.store, org).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "demo: loading the catalog failed");
+            return;
+        }
+    };
+    let result = match state.ingest.validate(body, "", None, &rules) {
         Ok(m) => state
             .store
             .publish(PublishRequest {

@@ -1,10 +1,11 @@
 //! The publish path's validation: raw request JSON → validated
 //! [`NewMessage`]s.
 //!
-//! This is the one place per-type ingest rules plug in. Today it checks names,
-//! sizes and timestamps; [`IngestRules`] is where per-type schema validation,
-//! dedup keys and debounce/coalescing (Revento's capacity events) attach,
-//! because every message passes here before it reaches the store.
+//! This is the one place per-type ingest rules plug in. It checks names,
+//! sizes, I-JSON and timestamps, and the payload against its type's schema
+//! (the organization's catalog); [`IngestRules`] is where dedup keys and
+//! debounce/coalescing (Revento's capacity events) attach next, because every
+//! message passes here before it reaches the store.
 
 use marquee_core::ids::MessageId;
 use marquee_core::message::{self, Idempotency, MAX_CHANNELS, MAX_IDEMPOTENCY_KEY_LEN, NewMessage};
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::catalog::OrgRules;
 use crate::error::ApiError;
 
 /// The body of `POST /v1/messages` (and each item of a batch).
@@ -41,9 +43,12 @@ pub const MAX_BATCH: usize = 1_000;
 /// parsers, so they are refused at the door.
 pub const MAX_DEPTH: usize = 64;
 
-/// Per-type rules applied to every message before it is stored.
-#[derive(Debug, Default)]
-pub struct IngestRules {}
+/// Per-type rules applied to every message before it is stored: today the
+/// payload schemas of the organization's catalog ([`crate::catalog`]).
+#[derive(Default)]
+pub struct IngestRules {
+    pub catalogs: crate::catalog::Catalogs,
+}
 
 impl IngestRules {
     /// Validates one message; `at` names it in errors (`messages[3].`).
@@ -52,6 +57,7 @@ impl IngestRules {
         body: PublishBody,
         at: &str,
         header_key: Option<&str>,
+        rules: &OrgRules,
     ) -> Result<NewMessage, ApiError> {
         let event_type: EventType =
             body.event_type
@@ -76,6 +82,14 @@ impl IngestRules {
         if let Err(v) = marquee_core::ijson::check(body.data.get(), MAX_DEPTH) {
             let (param, msg) = v.describe(&format!("{at}data"));
             return Err(ApiError::invalid_param(param, msg));
+        }
+        if let Some(schema) = rules.schema(event_type.as_str()) {
+            // Only typed messages pay for a parse into a tree.
+            let tree: serde_json::Value = serde_json::from_str(body.data.get())
+                .map_err(|e| ApiError::invalid_param(format!("{at}data"), e.to_string()))?;
+            if let Err(v) = schema.validate(&tree) {
+                return Err(ApiError::invalid_param(format!("{at}{}", v.param), v.message));
+            }
         }
         let occurred_at = match &body.occurred_at {
             Some(s) => Timestamp::parse_rfc3339(s)

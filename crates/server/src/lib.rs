@@ -11,6 +11,7 @@
 //!   parsing and the one error envelope).
 //! - [`auth`], [`ratelimit`]: API keys, the admin token, per-key limits.
 //! - [`ingest`]: validation on the publish path, where per-type rules plug in.
+//! - [`catalog`]: each organization's known event types and compiled schemas.
 //! - [`admin_ops`]: organization/key operations shared by CLI and admin API.
 //! - [`secrets`]: the server secret and the key pepper.
 //! - [`retention`]: background pruning.
@@ -22,14 +23,15 @@
 pub mod admin_ops;
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod http;
-pub mod platforms;
 pub mod ingest;
+pub mod platforms;
 pub mod ratelimit;
 pub mod retention;
 pub mod secrets;

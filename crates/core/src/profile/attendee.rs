@@ -101,7 +101,9 @@ impl WireFormat for Attendee {
         if parts.len() != 2 || parts[0].is_empty() || parts[1].is_empty() {
             return Err(malformed("not <timestamp>/<signature>"));
         }
-        let ts: i128 = parts[0].parse().map_err(|_| malformed("the timestamp is not nanoseconds"))?;
+        let ts: i128 = parts[0]
+            .parse()
+            .map_err(|_| malformed("the timestamp is not nanoseconds"))?;
         let now_ns = i128::from(now.as_micros()) * 1000;
         let window = i128::from(TOLERANCE_SECS) * 1_000_000_000;
         if !ct_eq(parts[1].as_bytes(), sign(secret, parts[0], req.body).as_bytes()) {
@@ -138,7 +140,10 @@ mod tests {
         for bad in ["", "/", "1/", "/ab", "1/2/3", "x/ab"] {
             let h = [("X-Signature", bad)];
             let req = Received { headers: &h, body };
-            assert!(matches!(Attendee.verify(&s, &req, at), Err(VerifyError::Malformed { .. })), "{bad}");
+            assert!(
+                matches!(Attendee.verify(&s, &req, at), Err(VerifyError::Malformed { .. })),
+                "{bad}"
+            );
         }
     }
 }

@@ -58,7 +58,10 @@ fn parse(header: &str) -> Result<(i64, Vec<&str>), VerifyError> {
     let mut t = None;
     let mut v1 = Vec::new();
     for item in header.split(',') {
-        let (k, v) = item.trim().split_once('=').ok_or(malformed("an item is not key=value"))?;
+        let (k, v) = item
+            .trim()
+            .split_once('=')
+            .ok_or(malformed("an item is not key=value"))?;
         match k {
             "t" => t = Some(v.parse::<i64>().map_err(|_| malformed("t is not Unix seconds"))?),
             "v1" => v1.push(v),
@@ -150,12 +153,18 @@ mod tests {
             let req = Received { headers: &h, body };
             assert_eq!(Eventium.verify(&s, &req, at), Ok(()), "{header}");
             let late = Timestamp::from_micros((1716490281 + 301) * 1_000_000);
-            assert!(matches!(Eventium.verify(&s, &req, late), Err(VerifyError::Stale { .. })));
+            assert!(matches!(
+                Eventium.verify(&s, &req, late),
+                Err(VerifyError::Stale { .. })
+            ));
         }
         for bad in ["", "t=1", "v1=ab", "t=x,v1=ab", "garbage"] {
             let h = [("X-Eventium-Signature", bad)];
             let req = Received { headers: &h, body };
-            assert!(matches!(Eventium.verify(&s, &req, at), Err(VerifyError::Malformed { .. })), "{bad}");
+            assert!(
+                matches!(Eventium.verify(&s, &req, at), Err(VerifyError::Malformed { .. })),
+                "{bad}"
+            );
         }
     }
 }

@@ -46,7 +46,11 @@ impl Profile {
         let src = self.catalog_source?;
         Some(self.catalog_cell.get_or_init(|| {
             let c = Catalog::parse(src).unwrap_or_else(|e| panic!("built-in catalog {}: {e}", self.name));
-            assert_eq!(c.profile, self.name, "built-in catalog {} names another profile", self.name);
+            assert_eq!(
+                c.profile, self.name,
+                "built-in catalog {} names another profile",
+                self.name
+            );
             c
         }))
     }
@@ -74,7 +78,11 @@ pub fn builtin_catalog(profile: &str) -> Option<&'static Catalog> {
 
 /// Profiles that ship a built-in catalog, in registry order.
 pub fn profiles_with_catalogs() -> Vec<&'static str> {
-    REGISTRY.iter().filter(|p| p.catalog_source.is_some()).map(|p| p.name).collect()
+    REGISTRY
+        .iter()
+        .filter(|p| p.catalog_source.is_some())
+        .map(|p| p.name)
+        .collect()
 }
 
 /// The names an organization can enable, in registry order.
@@ -111,7 +119,14 @@ mod tests {
         now: Timestamp,
     ) -> Result<(), VerifyError> {
         let headers: Vec<(&str, &str)> = req.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        f.verify(s, &Received { headers: &headers, body }, now)
+        f.verify(
+            s,
+            &Received {
+                headers: &headers,
+                body,
+            },
+            now,
+        )
     }
 
     #[test]
@@ -124,7 +139,13 @@ mod tests {
             assert_eq!(f.as_str().parse::<Format>().unwrap(), f);
             assert_eq!(get(f.as_str()).unwrap().format.unwrap().name(), f.as_str());
         }
-        assert!("nope".parse::<Format>().unwrap_err().supported.contains("eventium"));
+        assert!(
+            "nope"
+                .parse::<Format>()
+                .unwrap_err()
+                .supported
+                .contains("eventium")
+        );
         assert_eq!(Format::default().as_str(), "standard");
     }
 
@@ -141,23 +162,45 @@ mod tests {
             assert_eq!(old_ok, f.multi_signature(), "{}: rotation overlap", f.name());
             // A stranger's secret, a tampered body, a missing signature.
             let stranger = scheme.generate();
-            assert_eq!(verify(f, &stranger, &req, &req.body, now), Err(VerifyError::Mismatch), "{}", f.name());
+            assert_eq!(
+                verify(f, &stranger, &req, &req.body, now),
+                Err(VerifyError::Mismatch),
+                "{}",
+                f.name()
+            );
             let mut tampered = req.body.clone();
             tampered[3] ^= 1;
-            assert_eq!(verify(f, &new, &req, &tampered, now), Err(VerifyError::Mismatch), "{}", f.name());
+            assert_eq!(
+                verify(f, &new, &req, &tampered, now),
+                Err(VerifyError::Mismatch),
+                "{}",
+                f.name()
+            );
             let unsigned = render(f, now, &[]);
-            assert!(verify(f, &new, &unsigned, &unsigned.body, now).is_err(), "{}", f.name());
+            assert!(
+                verify(f, &new, &unsigned, &unsigned.body, now).is_err(),
+                "{}",
+                f.name()
+            );
             // The body never depends on the attempt's time; headers carry it.
             let later = Timestamp::from_micros(now.as_micros() + 61_000_000);
             let retry = render(f, later, &[&new]);
             assert_eq!(retry.body, req.body, "{}: a retry sends the same body", f.name());
-            assert_eq!(verify(f, &new, &retry, &retry.body, later), Ok(()), "{}", f.name());
+            assert_eq!(
+                verify(f, &new, &retry, &retry.body, later),
+                Ok(()),
+                "{}",
+                f.name()
+            );
             // A stale signature is refused where the format signs a time.
             match f.tolerance_secs() {
                 Some(t) => {
                     let far = Timestamp::from_micros(now.as_micros() + (t + 1) * 1_000_000);
                     assert!(
-                        matches!(verify(f, &new, &req, &req.body, far), Err(VerifyError::Stale { .. })),
+                        matches!(
+                            verify(f, &new, &req, &req.body, far),
+                            Err(VerifyError::Stale { .. })
+                        ),
                         "{}",
                         f.name()
                     );
@@ -165,7 +208,11 @@ mod tests {
                 }
                 None => assert_eq!(verify(f, &new, &req, &req.body, later), Ok(())),
             }
-            assert!(req.headers.iter().any(|(k, v)| *k == "content-type" && v == "application/json"));
+            assert!(
+                req.headers
+                    .iter()
+                    .any(|(k, v)| *k == "content-type" && v == "application/json")
+            );
             for (k, _) in &req.headers {
                 assert_eq!(*k, k.to_ascii_lowercase(), "header names are lower case");
             }
@@ -179,18 +226,44 @@ mod tests {
     fn verify_never_panics_on_garbage_headers() {
         let now = Timestamp::now();
         let junk = [
-            "", "=", ",", "/", "//", "t=", "v1=", "t=99999999999999999999999,v1=00", "sha256=", "é/é",
-            "-1/ab", "0/ab",
+            "",
+            "=",
+            ",",
+            "/",
+            "//",
+            "t=",
+            "v1=",
+            "t=99999999999999999999999,v1=00",
+            "sha256=",
+            "é/é",
+            "-1/ab",
+            "0/ab",
         ];
         for f in Format::all().map(Format::wire) {
             let s = f.secret_scheme().generate();
             for j in junk {
                 let names = [
-                    "webhook-id", "webhook-timestamp", "webhook-signature", "x-eventium-signature",
-                    "x-revolution-signature", "x-revento-timestamp", "x-revento-signature", "x-signature",
+                    "webhook-id",
+                    "webhook-timestamp",
+                    "webhook-signature",
+                    "x-eventium-signature",
+                    "x-revolution-signature",
+                    "x-revento-timestamp",
+                    "x-revento-signature",
+                    "x-signature",
                 ];
                 let headers: Vec<(&str, &str)> = names.iter().map(|n| (*n, j)).collect();
-                assert!(f.verify(&s, &Received { headers: &headers, body: b"{}" }, now).is_err());
+                assert!(
+                    f.verify(
+                        &s,
+                        &Received {
+                            headers: &headers,
+                            body: b"{}"
+                        },
+                        now
+                    )
+                    .is_err()
+                );
             }
         }
     }

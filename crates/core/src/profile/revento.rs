@@ -57,11 +57,20 @@ struct Body<'a> {
 
 /// The UUID v4 that stands for a marquee delivery id.
 pub fn delivery_uuid(delivery_id: &str) -> String {
-    let mut b: [u8; 16] = Sha256::digest(delivery_id.as_bytes())[..16].try_into().expect("16 bytes");
+    let mut b: [u8; 16] = Sha256::digest(delivery_id.as_bytes())[..16]
+        .try_into()
+        .expect("16 bytes");
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex(&b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 pub fn sign(secret: &SigningSecret, ts: i64, body: &[u8]) -> String {
@@ -152,7 +161,10 @@ mod tests {
         let s = SigningSecret::from_text("whsec_test_revento", None);
         let want = "sha256=b000694d15fce859ac34607c6e8379397df8edacfeecff85b973f01f6bf6ebf9";
         assert_eq!(sign(&s, 1778336551, body), want);
-        let h = [("X-Revento-Timestamp", "1778336551"), ("X-Revento-Signature", want)];
+        let h = [
+            ("X-Revento-Timestamp", "1778336551"),
+            ("X-Revento-Signature", want),
+        ];
         let req = Received { headers: &h, body };
         let at = Timestamp::from_micros(1778336551 * 1_000_000);
         assert_eq!(Revento.verify(&s, &req, at), Ok(()));

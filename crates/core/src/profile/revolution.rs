@@ -119,7 +119,10 @@ mod tests {
         let s = SigningSecret::from_text("whsec_xxxx", None);
         assert_eq!(sign(&s, body), VECTOR);
         let headers = [("X-Revolution-Signature", VECTOR)];
-        let req = Received { headers: &headers, body };
+        let req = Received {
+            headers: &headers,
+            body,
+        };
         assert_eq!(Revolution.verify(&s, &req, Timestamp::now()), Ok(()));
     }
 

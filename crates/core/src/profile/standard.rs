@@ -105,7 +105,11 @@ impl WireFormat for Standard {
 
     fn headers(&self, r: &Render<'_>, body: &[u8]) -> Vec<(&'static str, String)> {
         let ts = r.at.as_secs();
-        let sigs: Vec<String> = r.secrets.iter().map(|s| sign(s, r.delivery_id, ts, body)).collect();
+        let sigs: Vec<String> = r
+            .secrets
+            .iter()
+            .map(|s| sign(s, r.delivery_id, ts, body))
+            .collect();
         vec![
             ("content-type", "application/json".into()),
             ("webhook-id", r.delivery_id.to_owned()),
@@ -116,14 +120,14 @@ impl WireFormat for Standard {
 
     fn verify(&self, secret: &SigningSecret, req: &Received<'_>, now: Timestamp) -> Result<(), VerifyError> {
         let id = req.require("webhook-id")?;
-        let ts: i64 = req
-            .require("webhook-timestamp")?
-            .trim()
-            .parse()
-            .map_err(|_| VerifyError::Malformed {
-                header: "webhook-timestamp",
-                why: "not Unix seconds",
-            })?;
+        let ts: i64 =
+            req.require("webhook-timestamp")?
+                .trim()
+                .parse()
+                .map_err(|_| VerifyError::Malformed {
+                    header: "webhook-timestamp",
+                    why: "not Unix seconds",
+                })?;
         check_age(ts, now, TOLERANCE_SECS)?;
         if verify(secret, id, ts, req.body, req.require("webhook-signature")?) {
             Ok(())

@@ -164,7 +164,10 @@ impl Format {
 
     /// Every registered format, in registry order.
     pub fn all() -> impl Iterator<Item = Format> {
-        crate::profile::REGISTRY.iter().filter_map(|p| p.format).map(Format)
+        crate::profile::REGISTRY
+            .iter()
+            .filter_map(|p| p.format)
+            .map(Format)
     }
 }
 
@@ -197,9 +200,11 @@ impl fmt::Debug for Format {
 impl FromStr for Format {
     type Err = UnknownFormat;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Format::all().find(|f| f.as_str() == s).ok_or_else(|| UnknownFormat {
-            supported: Format::all().map(|f| f.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        Format::all()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| UnknownFormat {
+                supported: Format::all().map(|f| f.as_str()).collect::<Vec<_>>().join(", "),
+            })
     }
 }
 

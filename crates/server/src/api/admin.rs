@@ -92,6 +92,7 @@ pub async fn patch_org(
         ApiError::invalid_param("profiles", "profiles is required (a list of profile names)")
     })?;
     let org = admin_ops::set_org_profiles(state.store.as_ref(), &id, &profiles).await?;
+    state.ingest.catalogs.invalidate(&id);
     Ok(Json(admin_ops::org_json(&org)))
 }
 

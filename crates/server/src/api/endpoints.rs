@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use super::messages::parse_limit;
 use super::render;
 use crate::auth::Caller;
+use crate::catalog::OrgRules;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams, RawBody, parse_json};
 use crate::state::AppState;
@@ -114,8 +115,30 @@ fn check_url(url: &str, policy: AddressPolicy<'_>) -> ApiResult<String> {
     Ok(u.to_string())
 }
 
-fn check_types(types: &[String]) -> ApiResult<Vec<TypePattern>> {
-    crate::extract::parse_unique(types, "types", MAX_FILTERS)
+/// Parses type filters; for an organization with profiles enabled, each
+/// must name a type it knows (or a prefix of one), so a typo is an error
+/// rather than a filter that silently matches nothing.
+fn check_types(types: &[String], rules: &OrgRules) -> ApiResult<Vec<TypePattern>> {
+    let patterns: Vec<TypePattern> = crate::extract::parse_unique(types, "types", MAX_FILTERS)?;
+    if rules.profile_bound() {
+        for (i, p) in patterns.iter().enumerate() {
+            let known = match p {
+                TypePattern::Exact(t) => rules.knows(t),
+                TypePattern::Prefix(pre) => rules.names().any(|n| n.starts_with(pre.as_str())),
+            };
+            if !known {
+                return Err(ApiError::invalid_param(
+                    format!("types[{i}]"),
+                    format!(
+                        "{p} matches no event type of this organization (enabled profiles: {}); \
+                         check the spelling, or define the type with PUT /v1/event-types/{{type}}",
+                        rules.profiles.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(patterns)
 }
 
 fn check_channels(channels: &[String]) -> ApiResult<Vec<Channel>> {
@@ -281,8 +304,9 @@ pub async fn create_endpoint(
     b: CreateBody,
 ) -> ApiResult<(EndpointRecord, SigningSecret)> {
     let url = check_url(&b.url, state.webhooks.config().address_policy())?;
+    let rules = state.ingest.catalogs.org(&state.store, &caller.org_id).await?;
     let filter = EndpointFilter {
-        types: check_types(&b.types)?,
+        types: check_types(&b.types, &rules)?,
         channels: check_channels(&b.channels)?,
     };
     let format = check_format(b.format.as_deref())?;
@@ -392,6 +416,7 @@ fn apply_patch(
     rec: &mut EndpointRecord,
     b: &PatchBody,
     policy: AddressPolicy<'_>,
+    rules: &OrgRules,
 ) -> ApiResult<Option<SigningSecret>> {
     let mut reissued = None;
     if let Some(u) = &b.url {
@@ -401,7 +426,7 @@ fn apply_patch(
         rec.description = check_description(d.clone())?;
     }
     if let Some(t) = &b.types {
-        rec.filter.types = check_types(t)?;
+        rec.filter.types = check_types(t, rules)?;
     }
     if let Some(c) = &b.channels {
         rec.filter.channels = check_channels(c)?;
@@ -446,15 +471,19 @@ pub async fn patch(
 ) -> ApiResult<Response> {
     let id = endpoint_id(path)?;
     let policy = state.webhooks.config().address_policy();
+    let rules = state.ingest.catalogs.org(&state.store, &caller.org_id).await?;
     let mut reissued = None;
     let rec = update_with_retry(&state, &caller, &id, |rec| {
-        reissued = apply_patch(&state, rec, &b, policy)?;
+        reissued = apply_patch(&state, rec, &b, policy, &rules)?;
         Ok(())
     })
     .await?;
     state.webhooks.endpoint_changed(&caller.org_id, &id).await;
     let shown = reissued.map(|s| expose(rec.format, &s));
-    Ok(json_response(StatusCode::OK, &endpoint_json(&rec, shown.as_ref())))
+    Ok(json_response(
+        StatusCode::OK,
+        &endpoint_json(&rec, shown.as_ref()),
+    ))
 }
 
 pub async fn delete(

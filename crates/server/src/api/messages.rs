@@ -45,7 +45,8 @@ pub async fn publish(
     JsonBody(body): JsonBody<PublishBody>,
 ) -> ApiResult<Response> {
     let key = header_idempotency_key(&headers)?;
-    let msg = state.ingest.validate(body, "", key)?;
+    let rules = state.ingest.catalogs.org(&state.store, &caller.org_id).await?;
+    let msg = state.ingest.validate(body, "", key, &rules)?;
     let outcome = state
         .store
         .publish(PublishRequest {
@@ -87,9 +88,14 @@ pub async fn publish_batch(
         }),
         None => None,
     };
+    let rules = state.ingest.catalogs.org(&state.store, &caller.org_id).await?;
     let mut messages = Vec::with_capacity(n);
     for (i, item) in body.messages.into_iter().enumerate() {
-        messages.push(state.ingest.validate(item, &format!("messages[{i}]."), None)?);
+        messages.push(
+            state
+                .ingest
+                .validate(item, &format!("messages[{i}]."), None, &rules)?,
+        );
     }
     let outcome = state
         .store

@@ -2,6 +2,7 @@
 
 mod admin;
 pub(crate) mod endpoints;
+mod event_types;
 mod health;
 pub(crate) mod messages;
 pub(crate) mod render;
@@ -38,6 +39,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints/{id}/replay", post(endpoints::replay))
         .route("/v1/endpoints/{id}/test", post(endpoints::test))
         .route("/v1/endpoints/{id}/stats", get(endpoints::stats))
+        .route("/v1/event-types", get(event_types::list))
+        .route(
+            "/v1/event-types/{type}",
+            get(event_types::get)
+                .put(event_types::put)
+                .delete(event_types::delete),
+        )
         .route("/v1/stream", get(crate::stream::ws::handler))
         .route("/v1/stream/sse", get(crate::stream::sse::handler))
         .route("/admin/v1/orgs", post(admin::create_org).get(admin::list_orgs))

@@ -67,7 +67,10 @@ async fn create(
         if !EVENT_TYPES.contains(&e.as_str()) {
             return Err(ApiError::invalid_param(
                 format!("events[{i}]"),
-                format!("{e:?} is not a Revolution event type; one of: {}", EVENT_TYPES.join(", ")),
+                format!(
+                    "{e:?} is not a Revolution event type; one of: {}",
+                    EVENT_TYPES.join(", ")
+                ),
             ));
         }
     }
@@ -79,7 +82,10 @@ async fn create(
     let channels = match &b.venue_id {
         Some(v) => {
             let c = marquee_core::Channel::from_parts("venue", v).map_err(|_| {
-                ApiError::invalid_param("venueId", "venueId must be 1 to 128 letters, digits, '-', '_' or '.'")
+                ApiError::invalid_param(
+                    "venueId",
+                    "venueId must be 1 to 128 letters, digits, '-', '_' or '.'",
+                )
             })?;
             vec![c.as_str().to_owned()]
         }
@@ -119,14 +125,20 @@ async fn list(
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Response> {
     let mut after: Option<EndpointId> = match &q.after {
-        Some(a) => Some(a.parse().map_err(|_| ApiError::invalid_param("after", "after must be a webhook id"))?),
+        Some(a) => Some(
+            a.parse()
+                .map_err(|_| ApiError::invalid_param("after", "after must be a webhook id"))?,
+        ),
         None => None,
     };
     let mut data = Vec::new();
     let mut has_more = true;
     // Pages of all endpoints, keeping Revolution ones, until 100 are found.
     while has_more && data.len() < 100 {
-        let page = state.store.list_endpoints(&caller.org_id, after.as_ref(), 100).await?;
+        let page = state
+            .store
+            .list_endpoints(&caller.org_id, after.as_ref(), 100)
+            .await?;
         has_more = page.has_more;
         for e in &page.endpoints {
             after = Some(e.id.clone());
@@ -138,11 +150,19 @@ async fn list(
             break;
         }
     }
-    let next = if has_more { after.map(|a| a.to_string()) } else { None };
+    let next = if has_more {
+        after.map(|a| a.to_string())
+    } else {
+        None
+    };
     Ok(json_response(StatusCode::OK, &list_json(data, has_more, next)))
 }
 
-async fn load(state: &AppState, caller: &Caller, path: Result<Path<String>, PathRejection>) -> ApiResult<EndpointRecord> {
+async fn load(
+    state: &AppState,
+    caller: &Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<EndpointRecord> {
     let Path(id) = path.map_err(|_| not_found())?;
     let id: EndpointId = id.parse().map_err(|_| not_found())?;
     match state.store.get_endpoint(&caller.org_id, &id).await? {
@@ -170,5 +190,8 @@ async fn remove(
         return Err(not_found());
     }
     state.webhooks.endpoint_changed(&caller.org_id, &e.id).await;
-    Ok(json_response(StatusCode::OK, &json!({"id": e.id.as_str(), "deleted": true})))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"id": e.id.as_str(), "deleted": true}),
+    ))
 }

@@ -222,7 +222,11 @@ async fn oversized_headers_are_refused_in_the_envelope() {
     }
     assert_error(req.send().await.unwrap(), 431, "headers_too_large").await;
     // 200 KB: hyper refuses before any handler; never a 200.
-    let r = s.get(&key, "/v1/messages").header("x-padding", "z".repeat(200_000)).send().await;
+    let r = s
+        .get(&key, "/v1/messages")
+        .header("x-padding", "z".repeat(200_000))
+        .send()
+        .await;
     if let Ok(r) = r {
         assert_eq!(r.status().as_u16(), 431);
     }

@@ -96,7 +96,9 @@ fn check_envelope(format: &str, h: &Hit, msg: &Value, with_event: bool) {
     let v = &h.json;
     let msg_id = msg["id"].as_str().unwrap();
     let occurred = msg["occurred_at"].as_str().unwrap();
-    let occurred_us = marquee_core::Timestamp::parse_rfc3339(occurred).unwrap().as_micros();
+    let occurred_us = marquee_core::Timestamp::parse_rfc3339(occurred)
+        .unwrap()
+        .as_micros();
     assert_eq!(h.header("content-type"), "application/json", "{format}");
     match format {
         "standard" => {
@@ -107,7 +109,11 @@ fn check_envelope(format: &str, h: &Hit, msg: &Value, with_event: bool) {
             let keys = top_level_keys(&h.body);
             assert_eq!(keys, ["id", "type", "created", "payload"]);
             assert_eq!(v["id"], evt_id(msg_id).as_str());
-            assert_eq!(v["created"].as_i64().unwrap(), occurred_us / 1000, "created is Unix ms");
+            assert_eq!(
+                v["created"].as_i64().unwrap(),
+                occurred_us / 1000,
+                "created is Unix ms"
+            );
             assert_eq!(v["payload"], msg["data"]);
             assert!(h.header("x-revolution-signature").starts_with("sha256="));
         }
@@ -115,7 +121,11 @@ fn check_envelope(format: &str, h: &Hit, msg: &Value, with_event: bool) {
             let keys = top_level_keys(&h.body);
             assert_eq!(keys, ["id", "type", "created", "data"]);
             assert_eq!(v["id"], evt_id(msg_id).as_str());
-            assert_eq!(v["created"].as_i64().unwrap(), occurred_us / 1_000_000, "created is Unix s");
+            assert_eq!(
+                v["created"].as_i64().unwrap(),
+                occurred_us / 1_000_000,
+                "created is Unix s"
+            );
             assert_eq!(v["data"], msg["data"]);
             let sig = h.header("x-eventium-signature");
             assert!(sig.starts_with("t=") && sig.contains(",v1="), "{sig}");
@@ -137,7 +147,10 @@ fn check_envelope(format: &str, h: &Hit, msg: &Value, with_event: bool) {
             assert_eq!(h.header("x-revento-event"), msg["type"].as_str().unwrap());
             let uuid = h.header("x-revento-delivery-id");
             let b = uuid.as_bytes();
-            assert!(uuid.len() == 36 && b[14] == b'4' && matches!(b[19], b'8' | b'9' | b'a' | b'b'), "{uuid}");
+            assert!(
+                uuid.len() == 36 && b[14] == b'4' && matches!(b[19], b'8' | b'9' | b'a' | b'b'),
+                "{uuid}"
+            );
             let ts: i64 = h.header("x-revento-timestamp").parse().unwrap();
             assert!((ts - marquee_core::Timestamp::now().as_secs()).abs() < 60);
             assert!(h.header("x-revento-signature").starts_with("sha256="));
@@ -160,11 +173,17 @@ fn check_envelope(format: &str, h: &Hit, msg: &Value, with_event: bool) {
 
 /// A signature header value of `h`, for comparing attempts.
 fn signature_of(h: &Hit) -> String {
-    ["webhook-signature", "x-revolution-signature", "x-eventium-signature", "x-revento-signature", "x-signature"]
-        .iter()
-        .map(|n| h.header(n))
-        .collect::<Vec<_>>()
-        .join("|")
+    [
+        "webhook-signature",
+        "x-revolution-signature",
+        "x-eventium-signature",
+        "x-revento-signature",
+        "x-signature",
+    ]
+    .iter()
+    .map(|n| h.header(n))
+    .collect::<Vec<_>>()
+    .join("|")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -211,7 +230,11 @@ async fn every_format_delivers_verifiable_webhooks_and_resigns_retries() {
     let mut expect = Vec::new();
     for ((f, rx, ep), (with, without)) in cases.iter().zip(&published) {
         let hits = rx.wait_for(4, 20).await;
-        assert_eq!(hits.len(), 4, "{f:?}: two deliveries, each failed once then delivered");
+        assert_eq!(
+            hits.len(),
+            4,
+            "{f:?}: two deliveries, each failed once then delivered"
+        );
         for msg in [with, without] {
             let tries: Vec<&Hit> = hits.iter().filter(|h| body_id_matches(h, msg)).collect();
             assert_eq!(tries.len(), 2, "{f:?}: one retry per delivery");
@@ -220,7 +243,11 @@ async fn every_format_delivers_verifiable_webhooks_and_resigns_retries() {
             }
             assert_eq!(tries[0].body, tries[1].body, "{f:?}: a retry sends the same body");
             if f.wire().tolerance_secs().is_some() {
-                assert_ne!(signature_of(tries[0]), signature_of(tries[1]), "{f:?}: a retry is re-signed");
+                assert_ne!(
+                    signature_of(tries[0]),
+                    signature_of(tries[1]),
+                    "{f:?}: a retry is re-signed"
+                );
             }
             if f.as_str() == "revento" {
                 assert_eq!(
@@ -231,7 +258,8 @@ async fn every_format_delivers_verifiable_webhooks_and_resigns_retries() {
             }
         }
         if f.as_str() == "revento" {
-            let ids: std::collections::HashSet<&str> = hits.iter().map(|h| h.header("x-revento-delivery-id")).collect();
+            let ids: std::collections::HashSet<&str> =
+                hits.iter().map(|h| h.header("x-revento-delivery-id")).collect();
             assert_eq!(ids.len(), 2, "one delivery id per delivery");
         }
         for h in &hits {
@@ -251,7 +279,12 @@ async fn every_format_delivers_verifiable_webhooks_and_resigns_retries() {
     }
     if let Some(results) = node_verify(&captures).await {
         for ((c, r), want) in captures.iter().zip(&results).zip(&expect) {
-            assert_eq!(r["ok"].as_bool(), Some(*want), "{} verifier said {r} for {c}", c["format"]);
+            assert_eq!(
+                r["ok"].as_bool(),
+                Some(*want),
+                "{} verifier said {r} for {c}",
+                c["format"]
+            );
         }
     }
     s.stop().await;
@@ -277,7 +310,11 @@ async fn revolution_registration_api() {
     let hook: Value = r.json().await.unwrap();
     let mut keys: Vec<&str> = hook.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     keys.sort();
-    assert_eq!(keys, ["createdAt", "events", "id", "url", "venueId"], "the supplied secret is not echoed");
+    assert_eq!(
+        keys,
+        ["createdAt", "events", "id", "url", "venueId"],
+        "the supplied secret is not echoed"
+    );
     assert_eq!(hook["events"], json!(["fan_checkin", "drop_claimed"]));
     assert_eq!(hook["venueId"], "stubbs-austin");
     // Without a venue and a secret: all venues, a generated secret shown once.
@@ -313,23 +350,55 @@ async fn revolution_registration_api() {
     assert_eq!(native["channels"], json!(["venue:stubbs-austin"]));
     // Bad input: a type that is not Revolution's, a bad venue, a short secret.
     for (body, param) in [
-        (json!({"url": rx.url(), "events": ["fan_checkin", "order.completed"]}), "events[1]"),
+        (
+            json!({"url": rx.url(), "events": ["fan_checkin", "order.completed"]}),
+            "events[1]",
+        ),
         (json!({"url": rx.url(), "venueId": "no spaces"}), "venueId"),
         (json!({"url": rx.url(), "secret": "short"}), "secret"),
         (json!({"url": "not a url"}), "url"),
     ] {
-        let r = s.post(&key, "/api/v1/developers/webhooks").json(&body).send().await.unwrap();
+        let r = s
+            .post(&key, "/api/v1/developers/webhooks")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let e = assert_error(r, 400, "invalid_request").await;
         assert_eq!(e["error"]["param"], param, "{body}");
     }
-    assert_eq!(s.get_json(&key, "/api/v1/developers/webhooks").await["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        s.get_json(&key, "/api/v1/developers/webhooks").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     // Delete; another organization cannot see or delete it.
     let (_o2, other) = s.tenant().await;
-    let r = s.http.delete(s.url(&format!("/api/v1/developers/webhooks/{id}"))).header("x-api-key", &other).send().await.unwrap();
+    let r = s
+        .http
+        .delete(s.url(&format!("/api/v1/developers/webhooks/{id}")))
+        .header("x-api-key", &other)
+        .send()
+        .await
+        .unwrap();
     assert_error(r, 404, "not_found").await;
-    let r = s.http.delete(s.url(&format!("/api/v1/developers/webhooks/{id}"))).header("x-api-key", &key).send().await.unwrap();
+    let r = s
+        .http
+        .delete(s.url(&format!("/api/v1/developers/webhooks/{id}")))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(s.get_json(&key, "/api/v1/developers/webhooks").await["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.get_json(&key, "/api/v1/developers/webhooks").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     s.stop().await;
 }
 

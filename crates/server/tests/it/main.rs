@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod catalogs;
 mod cli;
 mod cluster;
 mod cluster_streams;

@@ -74,7 +74,11 @@ async fn kill_dash_nine_loses_no_acknowledged_delivery() {
                 if up.load(Ordering::SeqCst) {
                     // `data.n`, or `payload.n` in the revolution envelope.
                     let n = h.json["data"]["n"].as_u64().or(h.json["payload"]["n"].as_u64());
-                    *delivered.lock().unwrap().entry(n.unwrap_or(u64::MAX)).or_default() += 1;
+                    *delivered
+                        .lock()
+                        .unwrap()
+                        .entry(n.unwrap_or(u64::MAX))
+                        .or_default() += 1;
                     Reply::status(204)
                 } else {
                     Reply::status(503)

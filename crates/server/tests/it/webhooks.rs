@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use marquee_core::profile::standard::verify;
 use marquee_core::webhook::RetrySchedule;
 use marquee_core::wire::SigningSecret;
-use marquee_core::profile::standard::verify;
 use marquee_server::ServeConfig;
 use serde_json::{Value, json};
 

@@ -633,7 +633,9 @@ impl Dispatcher {
         if let Some(s) = slot {
             tokio::time::sleep_until(s).await;
         }
-        let r = self.send(&live, d.id.as_str(), d.attempt_count + 1, &d.message).await;
+        let r = self
+            .send(&live, d.id.as_str(), d.attempt_count + 1, &d.message)
+            .await;
         let (transition, next_at) = self.decide(&d, &r);
         let disable = (r.status == Some(410)).then(|| "the endpoint answered 410 Gone".to_owned());
         let outcome = AttemptOutcome {
@@ -668,7 +670,13 @@ impl Dispatcher {
 
     /// Renders `message` in the endpoint's wire format, signs it with the
     /// secrets in force now, and POSTs it (one attempt).
-    async fn send(&self, live: &Live, delivery: &str, attempt: u32, message: &StoredMessage) -> AttemptResult {
+    async fn send(
+        &self,
+        live: &Live,
+        delivery: &str,
+        attempt: u32,
+        message: &StoredMessage,
+    ) -> AttemptResult {
         let now = Timestamp::now();
         let secrets = live.signing_secrets(now);
         let req = live.format.wire().render(&Render {

@@ -1,0 +1,178 @@
+//! Which event types an organization knows, with their compiled schemas: the
+//! built-in catalogs of its enabled profiles plus the types it defined
+//! itself (`/v1/event-types`).
+//!
+//! Why a cache: the publish path needs this for every request, and neither
+//! an organization's profiles nor its own types change often. Built-in
+//! schemas are compiled once per process; an organization's view is loaded
+//! from the store on first use and kept for [`TTL`] (so a change made on
+//! another node or by the CLI applies within that), and dropped at once on
+//! the node that made the change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use marquee_core::ids::OrgId;
+use marquee_core::profile::catalog::{CompiledSchema, TypeDef};
+use marquee_store::DynStore;
+
+use crate::error::ApiResult;
+
+/// How long an organization's loaded view is trusted.
+pub const TTL: Duration = Duration::from_secs(5);
+/// Organizations whose view is cached at most (the cache is cleared past it).
+const MAX_CACHED: usize = 10_000;
+
+/// A built-in type of one profile.
+pub struct Builtin {
+    pub profile: &'static str,
+    pub def: &'static TypeDef,
+    pub schema: Arc<CompiledSchema>,
+}
+
+/// Every built-in type of every profile, by type name, compiled once.
+fn builtins() -> &'static HashMap<&'static str, Vec<Builtin>> {
+    static B: OnceLock<HashMap<&'static str, Vec<Builtin>>> = OnceLock::new();
+    B.get_or_init(|| {
+        let mut m: HashMap<&'static str, Vec<Builtin>> = HashMap::new();
+        for p in marquee_core::profile::REGISTRY {
+            let Some(c) = p.catalog() else { continue };
+            for def in &c.types {
+                let schema = def
+                    .compile()
+                    .unwrap_or_else(|e| panic!("built-in schema {}/{}: {e}", p.name, def.name));
+                m.entry(def.name.as_str()).or_default().push(Builtin {
+                    profile: p.name,
+                    def,
+                    schema: Arc::new(schema),
+                });
+            }
+        }
+        m
+    })
+}
+
+/// The built-in definition of `ty` among `profiles`, if any.
+pub fn builtin<'a>(profiles: &[String], ty: &str) -> Option<&'a Builtin> {
+    builtins()
+        .get(ty)?
+        .iter()
+        .find(|b| profiles.iter().any(|p| p == b.profile))
+}
+
+/// Every built-in type of the enabled `profiles`, in catalog order.
+pub fn builtins_of(profiles: &[String]) -> Vec<(&'static str, &'static TypeDef)> {
+    let mut out = Vec::new();
+    for p in marquee_core::profile::REGISTRY {
+        if !profiles.iter().any(|e| e == p.name) {
+            continue;
+        }
+        if let Some(c) = p.catalog() {
+            out.extend(c.types.iter().map(|d| (p.name, d)));
+        }
+    }
+    out
+}
+
+/// One organization's known types.
+pub struct OrgRules {
+    pub profiles: Vec<String>,
+    own: HashMap<String, Arc<CompiledSchema>>,
+    loaded: Instant,
+}
+
+impl OrgRules {
+    /// The schema `ty` is checked against at publish, if it has one.
+    pub fn schema(&self, ty: &str) -> Option<&CompiledSchema> {
+        if let Some(s) = self.own.get(ty) {
+            return Some(s);
+        }
+        builtin(&self.profiles, ty).map(|b| b.schema.as_ref())
+    }
+
+    /// Whether the organization has enabled any profile (then endpoint type
+    /// filters must name known types).
+    pub fn profile_bound(&self) -> bool {
+        !self.profiles.is_empty()
+    }
+
+    /// Whether `ty` is a type this organization knows: built-in, its own, or
+    /// one of marquee's operational types.
+    pub fn knows(&self, ty: &str) -> bool {
+        self.own.contains_key(ty) || builtin(&self.profiles, ty).is_some() || OPERATIONAL.contains(&ty)
+    }
+
+    /// Every known type name (for checking `order.*` patterns).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.own
+            .keys()
+            .map(String::as_str)
+            .chain(
+                builtins_of(&self.profiles)
+                    .into_iter()
+                    .map(|(_, d)| d.name.as_str()),
+            )
+            .chain(OPERATIONAL.iter().copied())
+    }
+}
+
+/// Types marquee itself publishes into an organization's log.
+pub const OPERATIONAL: &[&str] = &[
+    marquee_core::webhook::ops::ATTEMPT_FAILING,
+    marquee_core::webhook::ops::ATTEMPT_EXHAUSTED,
+    marquee_core::webhook::ops::ENDPOINT_DISABLED,
+    marquee_core::webhook::ops::ENDPOINT_RECOVERED,
+    marquee_core::webhook::ops::TEST,
+];
+
+#[derive(Default)]
+pub struct Catalogs {
+    cache: Mutex<HashMap<OrgId, Arc<OrgRules>>>,
+}
+
+impl Catalogs {
+    /// The organization's rules, from the cache or the store.
+    pub async fn org(&self, store: &DynStore, org: &OrgId) -> ApiResult<Arc<OrgRules>> {
+        if let Ok(c) = self.cache.lock()
+            && let Some(r) = c.get(org)
+            && r.loaded.elapsed() < TTL
+        {
+            return Ok(r.clone());
+        }
+        let profiles = store.get_org(org).await?.map(|o| o.profiles).unwrap_or_default();
+        let mut own = HashMap::new();
+        for t in store.list_event_types(org).await? {
+            let compiled = serde_json::from_str(&t.schema)
+                .map_err(|e| e.to_string())
+                .and_then(|v| CompiledSchema::compile(&v).map_err(|e| e.to_string()));
+            match compiled {
+                Ok(s) => {
+                    own.insert(t.name.clone(), Arc::new(s.named(t.name)));
+                }
+                Err(e) => {
+                    tracing::warn!(org = %org, event_type = %t.name, error = %e, "stored event type schema does not compile; not enforced")
+                }
+            }
+        }
+        let rules = Arc::new(OrgRules {
+            profiles,
+            own,
+            loaded: Instant::now(),
+        });
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= MAX_CACHED {
+                c.clear();
+            }
+            c.insert(org.clone(), rules.clone());
+        }
+        Ok(rules)
+    }
+
+    /// Drops the organization's cached view (after a change on this node).
+    pub fn invalidate(&self, org: &OrgId) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(org);
+        }
+    }
+}
