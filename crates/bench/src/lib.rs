@@ -230,7 +230,17 @@ pub fn cli_json(bin: &Path, data_dir: &Path, args: &[&str]) -> serde_json::Value
 
 /// Creates an org and an enterprise key on `data_dir`; returns the key.
 pub fn provision_key(bin: &Path, data_dir: &Path) -> String {
-    let org = cli_json(bin, data_dir, &["org", "create", "bench"]);
+    provision_key_with(bin, data_dir, &[])
+}
+
+/// Like [`provision_key`], for an organization with `profiles` enabled.
+pub fn provision_key_with(bin: &Path, data_dir: &Path, profiles: &[&str]) -> String {
+    let mut args = vec!["org", "create", "bench"];
+    let joined = profiles.join(",");
+    if !profiles.is_empty() {
+        args.extend(["--profile", joined.as_str()]);
+    }
+    let org = cli_json(bin, data_dir, &args);
     let org = org["id"].as_str().expect("org id").to_owned();
     let key = cli_json(
         bin,

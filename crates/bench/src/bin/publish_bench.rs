@@ -5,13 +5,20 @@
 //!
 //! `cargo build --release -p marquee-server -p marquee-bench &&
 //!  target/release/publish_bench --seconds 10`
+//!
+//! `--validation` (issue 9) runs instead, in one run: the same `fan_checkin`
+//! single publishes for an organization without profiles (no schema) and for
+//! one with the `revolution` profile (payload checked against the catalog's
+//! schema), interleaved A/B `--rounds` times, and reports the median ratio.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use marquee_bench::{Template, closed_loop, default_marquee_bin, fixed_rate, provision_key, start_server};
+use marquee_bench::{
+    Template, closed_loop, default_marquee_bin, fixed_rate, provision_key, provision_key_with, start_server,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -27,6 +34,12 @@ struct Args {
     /// Rate of the fixed-rate latency scenario.
     #[arg(long, default_value_t = 5000.0)]
     rate: f64,
+    /// Measure schema validation's cost instead (see the module docs).
+    #[arg(long)]
+    validation: bool,
+    /// A/B rounds of `--validation`.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn main() {
@@ -41,6 +54,9 @@ fn main() {
 
 async fn run(args: Args) {
     let bin = args.marquee_bin.clone().unwrap_or_else(default_marquee_bin);
+    if args.validation {
+        return validation(&args, &bin).await;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let key = provision_key(&bin, dir.path());
     let server = start_server(&bin, Some(dir.path()), &[], &[]).await;
@@ -108,4 +124,46 @@ fn row(name: &str, s: &marquee_bench::Stats, per_req: u64) {
         s.pct_ms(99.0),
         s.errors
     );
+}
+
+const CHECKIN: &[u8] = br#"{"type":"fan_checkin","channels":["venue:stubbs-austin","event:evt_928xA"],"data":{"fan_id":"fan_0xc3f","event_id":"evt_928xA","gate":"MAIN","ts":1745123456789}}"#;
+
+fn publish_tpl(key: &str) -> Template {
+    Template {
+        method: hyper::Method::POST,
+        path: "/v1/messages".into(),
+        headers: vec![
+            ("x-api-key".to_string(), key.to_owned()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ],
+        body: Bytes::from_static(CHECKIN),
+    }
+}
+
+async fn validation(args: &Args, bin: &std::path::Path) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = provision_key(bin, dir.path());
+    let typed = provision_key_with(bin, dir.path(), &["revolution"]);
+    let server = start_server(bin, Some(dir.path()), &[], &[]).await;
+    let d = Duration::from_secs(args.seconds);
+    println!(
+        "schema validation cost: fan_checkin single publishes, {} s per run, {} connections, {} A/B rounds",
+        args.seconds, args.conns, args.rounds
+    );
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        let off = closed_loop(server.addr, args.conns, d, publish_tpl(&plain)).await;
+        row("no profile (no schema)", &off, 1);
+        let on = closed_loop(server.addr, args.conns, d, publish_tpl(&typed)).await;
+        row("revolution profile (schema checked)", &on, 1);
+        assert_eq!(on.errors, 0, "validated publishes must succeed");
+        a.push(off.per_sec());
+        b.push(on.per_sec());
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ma, mb) = (med(&mut a), med(&mut b));
+    println!("median: {ma:.0}/s without, {mb:.0}/s with validation; ratio {:.3}", mb / ma);
 }
