@@ -77,7 +77,7 @@ struct Args {
     /// Nodes of the multi-node scenario.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// Scenarios to run (comma-separated subset of baseline,one,ten,latency).
+    /// Scenarios to run (comma-separated subset of baseline,one,ten,latency,formats).
     #[arg(long, value_delimiter = ',', default_value = "baseline,one,ten,latency")]
     only: Vec<String>,
 }
@@ -327,7 +327,60 @@ async fn run(args: Args) {
     if wants("latency") {
         latency(&args, server.addr, &key, &sink, d).await;
     }
+    if wants("formats") {
+        formats(&args, server.addr, &key, &url, &sink, d).await;
+    }
     drop(server);
+}
+
+/// Issue 9: end-to-end deliveries/s to one endpoint per wire format, beside
+/// `standard` measured first and last in the same run (their mean is the
+/// baseline, so drift during the run shows as their difference).
+async fn formats(args: &Args, server: SocketAddr, key: &str, url: &str, sink: &Sink, d: Duration) {
+    let order = ["standard", "revolution", "eventium", "revento", "attendee", "standard"];
+    let mut rates: Vec<(&str, f64)> = Vec::new();
+    for (i, f) in order.iter().enumerate() {
+        let channel = format!("venue:fmt-{i}");
+        let mut c = Conn::open(server).await.expect("connect");
+        let body = format!(
+            r#"{{"url":"{url}","channels":["{channel}"],"format":"{f}","max_in_flight":{}}}"#,
+            args.max_in_flight
+        );
+        let tpl = Template {
+            method: hyper::Method::POST,
+            path: "/v1/endpoints".into(),
+            headers: vec![
+                ("x-api-key".into(), key.into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: Bytes::from(body),
+        };
+        let (status, b) = c.send(tpl.build(&server.to_string())).await.expect("create endpoint");
+        assert_eq!(status, 201, "create endpoint: {}", String::from_utf8_lossy(&b));
+        let start = now_us();
+        let p = closed_loop(server, args.conns, d, publish_template(key, &channel)).await;
+        let complete = sink.wait_for(p.ok, Duration::from_secs(120)).await;
+        let got = sink.received.load(Ordering::SeqCst);
+        let span = (sink.last_us.load(Ordering::SeqCst).saturating_sub(start)) as f64 / 1e6;
+        let rate = got as f64 / span.max(1e-9);
+        println!(
+            "format {f:<10}: published {:.0}/s, delivered {got} of {} ({}) -> {rate:.0} msgs/s end to end",
+            p.per_sec(),
+            p.ok,
+            if complete { "all" } else { "INCOMPLETE" },
+        );
+        rates.push((f, rate));
+        sink.reset();
+    }
+    let base = (rates[0].1 + rates[rates.len() - 1].1) / 2.0;
+    println!(
+        "standard baseline {base:.0} msgs/s (first {:.0}, last {:.0})",
+        rates[0].1,
+        rates[rates.len() - 1].1
+    );
+    for (f, r) in &rates[1..rates.len() - 1] {
+        println!("  {f:<10} {r:>8.0} msgs/s = {:.2} x standard", r / base);
+    }
 }
 
 /// How long `GET /v1/endpoints/{id}/stats` takes on the endpoint that just
