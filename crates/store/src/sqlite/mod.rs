@@ -71,6 +71,8 @@ impl Default for SqliteOptions {
 }
 
 pub struct SqliteStore {
+    path: std::path::PathBuf,
+    fsync: bool,
     writer: Writer,
     readers: ReaderPool,
     keys: key_cache::KeyCache,
@@ -107,6 +109,8 @@ impl SqliteStore {
         let keys = key_cache::KeyCache::new(data_dir);
         keys.bump();
         Ok(SqliteStore {
+            path,
+            fsync: opts.fsync,
             writer,
             readers,
             keys,
@@ -156,8 +160,31 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Copies the whole WAL into the database and truncates it to zero bytes,
+/// waiting (the busy timeout) for a write in progress to finish.
+fn checkpoint_truncate(path: &Path, fsync: bool) -> Result<()> {
+    let conn = open_conn(path, fsync)?;
+    let (busy, frames, copied): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    if busy != 0 {
+        return Err(StoreError::Unavailable(format!(
+            "the WAL checkpoint was blocked ({copied} of {frames} frames copied)"
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) -> Result<()> {
+        let (path, fsync) = (self.path.clone(), self.fsync);
+        tokio::task::spawn_blocking(move || checkpoint_truncate(&path, fsync))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
     async fn ping(&self) -> Result<()> {
         self.readers
             .with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(Into::into))?;
