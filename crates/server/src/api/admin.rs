@@ -91,6 +91,9 @@ pub async fn list_keys(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
     let org = org_id(path)?;
+    if state.store.get_org(&org).await?.is_none() {
+        return Err(ApiError::NotFound("No such organization.".into()));
+    }
     let keys = state.store.list_keys(&org).await?;
     let data: Vec<Value> = keys.iter().map(admin_ops::key_json).collect();
     Ok(Json(
@@ -108,5 +111,6 @@ pub async fn revoke_key(
         .and_then(|Path(id)| id.parse().ok())
         .ok_or_else(|| ApiError::NotFound("No such key.".into()))?;
     let record = state.store.revoke_key(&id).await?;
+    tracing::info!(key_id = %record.id, org = %record.org_id, "API key revoked");
     Ok(Json(admin_ops::key_json(&record)))
 }
