@@ -213,7 +213,11 @@ async fn json_logs_and_a_clean_stop_leaves_an_empty_wal() {
     let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     assert!(wal_len() > 0, "the WAL is in use while serving");
     let log = stop(server).await;
-    assert_eq!(wal_len(), 0, "a clean stop checkpoints and truncates the WAL");
+    assert_eq!(
+        wal_len(),
+        0,
+        "a clean stop checkpoints and truncates the WAL:\n{log}"
+    );
     let mut requests = 0;
     for line in log.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
