@@ -22,6 +22,25 @@ pub mod ops {
     pub const ATTEMPT_FAILING: &str = "message.attempt.failing";
     /// The type of the signed ping sent by `POST /v1/endpoints/{id}/test`.
     pub const TEST: &str = "marquee.test";
+    /// A test ping's message id starts with this (`msg_test_<ULID>`): it is
+    /// never in the log, and no real message id can look like it.
+    pub const TEST_MESSAGE_PREFIX: &str = "msg_test_";
+    /// A test ping's delivery id (`webhook-id`) starts with this.
+    pub const TEST_DELIVERY_PREFIX: &str = "dlv_test_";
+
+    /// Fresh (message id, delivery id) of a test ping, each plainly marked.
+    pub fn test_ids() -> (crate::ids::MessageId, crate::ids::DeliveryId) {
+        let body = crate::ids::MessageId::generate().as_str()[4..].to_owned();
+        (
+            crate::ids::MessageId::from_trusted(format!("{TEST_MESSAGE_PREFIX}{body}")),
+            crate::ids::DeliveryId::from_trusted(format!("{TEST_DELIVERY_PREFIX}{body}")),
+        )
+    }
+
+    /// True for a test ping's message id.
+    pub fn is_test_message_id(id: &str) -> bool {
+        id.starts_with(TEST_MESSAGE_PREFIX)
+    }
 
     /// True for the types above: a failure delivering one of these never
     /// produces another operational message (no feedback loops).
@@ -372,6 +391,15 @@ mod tests {
             assert_eq!(s.as_str().parse::<DeliveryState>(), Ok(s));
         }
         assert!(ops::is_operational("endpoint.disabled") && !ops::is_operational("order.completed"));
+        let (m, d) = ops::test_ids();
+        assert!(ops::is_test_message_id(m.as_str()) && d.as_str().starts_with("dlv_test_"));
+        assert!(
+            m.as_str().parse::<crate::ids::MessageId>().is_err(),
+            "never a real message id"
+        );
+        assert!(!ops::is_test_message_id(
+            crate::ids::MessageId::generate().as_str()
+        ));
     }
 
     #[test]

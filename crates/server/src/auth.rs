@@ -29,6 +29,19 @@ pub struct Caller {
     pub max_stream_connections: Option<u32>,
 }
 
+tokio::task_local! {
+    /// The key id a request authenticated with, for its log line
+    /// (`api::log_request` sets the scope; [`authenticate`] fills it).
+    static REQUEST_KEY: std::sync::Arc<std::sync::OnceLock<KeyId>>;
+}
+
+/// Runs `fut` (a request) and answers which key id it authenticated with.
+pub async fn with_key_slot<F: std::future::Future>(fut: F) -> (F::Output, Option<KeyId>) {
+    let slot = std::sync::Arc::new(std::sync::OnceLock::new());
+    let out = REQUEST_KEY.scope(slot.clone(), fut).await;
+    (out, slot.get().cloned())
+}
+
 const MISSING: &str = "Missing or invalid API key: send it as x-api-key or Authorization: Bearer.";
 
 /// The key text from the headers, if any was sent.
@@ -64,6 +77,7 @@ pub async fn authenticate(state: &AppState, key: Option<&str>) -> Result<Caller,
         .limits
         .check(&record.id, record.tier)
         .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+    let _ = REQUEST_KEY.try_with(|slot| slot.set(record.id.clone()));
     Ok(Caller {
         key_id: record.id,
         org_id: record.org_id,

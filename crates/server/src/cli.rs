@@ -20,6 +20,16 @@ use crate::ratelimit::TierRates;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log output on stderr: text (coloured only on a terminal, never with
+    /// NO_COLOR set) or json (one object per line). The filter is MARQUEE_LOG.
+    #[arg(
+        long,
+        global = true,
+        env = "MARQUEE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Args, Clone)]
@@ -165,34 +175,43 @@ impl ServeArgs {
 
 #[derive(Subcommand)]
 pub enum OrgCommand {
-    /// Create an organization.
+    /// Create an organization (creates the data dir on first use).
     Create {
+        /// The organization's display name (1 to 200 characters). Names need
+        /// not be unique: a duplicate is created with a warning, or refused
+        /// with --unique.
         name: String,
         /// Profiles to enable, comma-separated or repeated (attendee,
         /// eventium, eventory, revento, revolution).
         #[arg(long = "profile", value_name = "PROFILE", value_delimiter = ',')]
         profiles: Vec<String>,
+        /// Refuse to create an organization whose name is already taken.
+        #[arg(long)]
+        unique: bool,
         #[command(flatten)]
         store: StoreArgs,
-        /// Print one JSON object.
+        /// Print one JSON object instead of a line of text.
         #[arg(long)]
         json: bool,
     },
     /// Replace an organization's enabled profiles (none given: disable all).
     SetProfiles {
+        /// The organization (org_…).
         org_id: String,
         /// Profiles to enable, comma-separated or repeated.
         #[arg(long = "profile", value_name = "PROFILE", value_delimiter = ',')]
         profiles: Vec<String>,
         #[command(flatten)]
         store: StoreArgs,
+        /// Print the organization as one JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// List organizations.
+    /// List organizations (id and name, one a line).
     List {
         #[command(flatten)]
         store: StoreArgs,
+        /// Print one JSON list object instead of lines of text.
         #[arg(long)]
         json: bool,
     },
@@ -202,10 +221,13 @@ pub enum OrgCommand {
 pub enum KeyCommand {
     /// Create an API key (shown once).
     Create {
+        /// The organization the key belongs to (org_…, from `org create` or `org list`).
         #[arg(long)]
         org: String,
+        /// free (REST only, 20 requests/s), pro (streams, 500/s) or enterprise (100000/s).
         #[arg(long, value_parser = ["free", "pro", "enterprise"])]
         tier: String,
+        /// A label for the key (e.g. the app that uses it), shown by `key list`.
         #[arg(long)]
         name: Option<String>,
         /// This key's concurrent stream connections per node (default: its
@@ -216,33 +238,39 @@ pub enum KeyCommand {
         store: StoreArgs,
         #[command(flatten)]
         limits: StreamLimitArgs,
+        /// Print one JSON object (with the key) instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// List an organization's keys (never their secrets).
+    /// List an organization's keys: id, tier, name, prefix, status (never the keys).
     List {
+        /// The organization whose keys to list (org_…).
         #[arg(long)]
         org: String,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         limits: StreamLimitArgs,
+        /// Print one JSON list object instead of lines of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a key; it stops working on the next request.
     Revoke {
+        /// The key's id (key_…, from `key list`), not the key itself.
         key_id: String,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         limits: StreamLimitArgs,
+        /// Print the revoked key's record as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Set a key's concurrent stream connections per node; `default` goes
     /// back to its tier's. Running servers apply it to new connections.
     SetLimit {
+        /// The key's id (key_…).
         key_id: String,
         /// A number of connections, or `default`.
         #[arg(long, value_name = "N|default", value_parser = parse_key_limit)]
@@ -251,6 +279,7 @@ pub enum KeyCommand {
         store: StoreArgs,
         #[command(flatten)]
         limits: StreamLimitArgs,
+        /// Print the key's record as one JSON object.
         #[arg(long)]
         json: bool,
     },

@@ -34,24 +34,65 @@ use tokio::sync::{Semaphore, watch};
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     pub max_connections: usize,
+    /// `--max-connections` was given (not the default): it is never lowered
+    /// to fit the open-files limit, only warned about.
+    pub max_connections_explicit: bool,
     pub header_read_timeout: Duration,
 }
+
+/// `--max-connections` when not given.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            max_connections: 50_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_explicit: false,
             header_read_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// What the open-files limit means for `--max-connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionCap {
+    /// The limit leaves room for this many connections: fine.
+    Fits,
+    /// The default did not fit: use this many instead (say so at info).
+    Lowered(usize),
+    /// An explicit value does not fit: keep it, warn with what to do; this
+    /// many would fit.
+    TooHigh(usize),
+}
+
+/// Connections the open-files `limit` leaves room for, beside the store,
+/// the webhook client and the listener (a quarter of the limit, at most
+/// 1,024 descriptors).
+pub fn connection_room(limit: u64) -> usize {
+    let reserve = (limit / 4).min(1_024);
+    usize::try_from(limit.saturating_sub(reserve))
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+pub fn connection_cap(limit: u64, config: &HttpConfig) -> ConnectionCap {
+    let room = connection_room(limit);
+    if config.max_connections <= room {
+        ConnectionCap::Fits
+    } else if config.max_connections_explicit {
+        ConnectionCap::TooHigh(room)
+    } else {
+        ConnectionCap::Lowered(room)
     }
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HttpArgs {
     /// Most HTTP connections open at once (upgraded WebSocket streams are
-    /// counted by the stream limits instead); more clients wait to be accepted.
-    #[arg(long, env = "MARQUEE_MAX_CONNECTIONS", default_value_t = HttpConfig::default().max_connections)]
-    pub max_connections: usize,
+    /// counted by the stream limits instead); more clients wait to be
+    /// accepted. Default 50000, lowered to what the open-files limit allows.
+    #[arg(long, env = "MARQUEE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// How long a client may take to send a request's headers (e.g. 10s).
     #[arg(long, env = "MARQUEE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
@@ -68,7 +109,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 impl HttpArgs {
     pub fn into_config(self) -> HttpConfig {
         HttpConfig {
-            max_connections: self.max_connections.max(1),
+            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
+            max_connections_explicit: self.max_connections.is_some(),
             header_read_timeout: self.header_read_timeout,
         }
     }
@@ -161,4 +203,28 @@ pub async fn serve(
     // Every connection holds a slot until it ends.
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_cap_follows_the_open_files_limit() {
+        let default = HttpConfig::default();
+        assert_eq!(connection_cap(1_048_576, &default), ConnectionCap::Fits);
+        assert_eq!(connection_cap(20_000, &default), ConnectionCap::Lowered(18_976));
+        assert_eq!(connection_cap(1_024, &default), ConnectionCap::Lowered(768));
+        let explicit = HttpConfig {
+            max_connections_explicit: true,
+            ..HttpConfig::default()
+        };
+        assert_eq!(connection_cap(20_000, &explicit), ConnectionCap::TooHigh(18_976));
+        let small = HttpConfig {
+            max_connections: 100,
+            max_connections_explicit: true,
+            ..HttpConfig::default()
+        };
+        assert_eq!(connection_cap(1_024, &small), ConnectionCap::Fits);
+    }
 }

@@ -19,6 +19,7 @@
 //! - [`demo`]: the `--demo` door-opening simulation.
 //! - [`webhooks`]: endpoints' delivery engine (dispatcher, signing, SSRF guard).
 //! - [`http`]: the HTTP listener (connection cap, header-read timeout).
+//! - [`logging`]: log output (`MARQUEE_LOG`, `--log-format`, colour).
 
 pub mod admin_ops;
 pub mod api;
@@ -32,6 +33,7 @@ pub mod extract;
 pub mod http;
 pub mod ingest;
 pub mod platforms;
+pub mod logging;
 pub mod ratelimit;
 pub mod retention;
 pub mod secrets;
@@ -133,10 +135,13 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ServeError> {
 /// Serves marquee on `listener` until `shutdown` resolves, then finishes the
 /// requests in flight and returns.
 pub async fn run(
-    config: ServeConfig,
+    mut config: ServeConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    if config.demo {
+        demo::allow_local_receivers(&mut config.webhooks);
+    }
     // One server per data dir: two would each assign sequence numbers. The
     // lock is held for the life of `run` and released by the OS on any exit,
     // kill -9 included. (The CLI does not publish and takes no lock.) This is
@@ -230,6 +235,10 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     while background.join_next().await.is_some() {}
+    // Leave no large write-ahead log behind (SQLite: checkpoint, truncate).
+    if let Err(e) = store.close().await {
+        tracing::warn!(error = %e, "closing the store");
+    }
     tracing::info!("marquee stopped");
     Ok(())
 }

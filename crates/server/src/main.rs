@@ -16,19 +16,10 @@ use serde_json::{Value, json};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MARQUEE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    marquee_server::logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args.into_config()).await,
         Command::Migrate { store } => open(&store).await.map(|_| println!("schema is up to date")),
@@ -46,26 +37,38 @@ async fn main() -> ExitCode {
 
 /// Every connection is a file descriptor, and many systems start processes
 /// with a soft limit of 1,024: raise it to the hard limit (as Go's runtime
-/// does), and say when `--max-connections` cannot be reached.
-fn raise_open_files_limit(max_connections: usize) {
+/// does). The default `--max-connections` is lowered to what that limit
+/// allows (said once, at info); an explicit one that does not fit is kept
+/// and warned about, with what to do.
+fn raise_open_files_limit(http: &mut marquee_server::http::HttpConfig) {
+    use marquee_server::http::{ConnectionCap, connection_cap};
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => {
-            tracing::info!(limit, "open files limit");
-            // Room for the store, the webhook client and the listener.
-            if limit < (max_connections as u64).saturating_add(1_024) {
-                tracing::warn!(
+        Ok(limit) => match connection_cap(limit, http) {
+            ConnectionCap::Fits => {
+                tracing::info!(limit, max_connections = http.max_connections, "open files limit");
+            }
+            ConnectionCap::Lowered(room) => {
+                http.max_connections = room;
+                tracing::info!(
                     limit,
-                    max_connections,
-                    "the open files limit is below --max-connections; raise the hard limit (ulimit -Hn) or lower --max-connections"
+                    max_connections = room,
+                    "open files limit: HTTP connections capped at {room} (to serve more, raise the hard limit, \
+                     e.g. `ulimit -Hn` or LimitNOFILE=, and set --max-connections)"
                 );
             }
-        }
+            ConnectionCap::TooHigh(room) => tracing::warn!(
+                limit,
+                max_connections = http.max_connections,
+                "--max-connections is above what the open files limit allows (about {room}); \
+                 raise the hard limit (`ulimit -Hn`, LimitNOFILE=) or lower --max-connections"
+            ),
+        },
         Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
     }
 }
 
-async fn serve(config: ServeConfig) -> Result<(), String> {
-    raise_open_files_limit(config.http.max_connections);
+async fn serve(mut config: ServeConfig) -> Result<(), String> {
+    raise_open_files_limit(&mut config.http);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -80,6 +83,30 @@ async fn open(args: &StoreArgs) -> Result<(DynStore, ServerSecrets), String> {
     marquee_server::open_backend(&config)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Opens a store that must already exist: commands that read, or change
+/// what is there, never create a data dir (a mistyped --data-dir says so
+/// instead of answering from a new, empty store).
+async fn open_existing(args: &StoreArgs) -> Result<(DynStore, ServerSecrets), String> {
+    if args.database_url.as_deref().is_none_or(str::is_empty) {
+        let db = args.data_dir.join(marquee_store::sqlite::DB_FILE);
+        if !args.data_dir.is_dir() {
+            return Err(format!(
+                "no data dir at {} (give --data-dir or MARQUEE_DATA_DIR; `marquee serve` or \
+                 `marquee org create` creates one)",
+                args.data_dir.display()
+            ));
+        }
+        if !db.is_file() {
+            return Err(format!(
+                "no marquee database in {} (no {}); `marquee serve` or `marquee org create` creates one",
+                args.data_dir.display(),
+                marquee_store::sqlite::DB_FILE
+            ));
+        }
+    }
+    open(args).await
 }
 
 fn api_err(e: ApiError) -> String {
@@ -98,7 +125,23 @@ fn print(json_out: bool, v: &Value, human: impl FnOnce() -> String) {
     if json_out {
         println!("{v}");
     } else {
-        println!("{}", human());
+        let text = human();
+        if !text.is_empty() {
+            println!("{text}");
+        }
+    }
+}
+
+fn parse_org(org: &str) -> Result<OrgId, String> {
+    org.parse()
+        .map_err(|_| format!("{org:?} is not an organization id (org_…)"))
+}
+
+/// The organization, or the same answer `key create` gives for a missing one.
+async fn existing_org(store: &DynStore, org: &OrgId) -> Result<(), String> {
+    match store.get_org(org).await.map_err(|e| e.to_string())? {
+        Some(_) => Ok(()),
+        None => Err(format!("No such organization: {org}.")),
     }
 }
 
@@ -107,22 +150,40 @@ async fn org(cmd: OrgCommand) -> Result<(), String> {
         OrgCommand::Create {
             name,
             profiles,
+            unique,
             store,
             json,
         } => {
             admin_ops::check_profiles(&profiles).map_err(api_err)?;
             let (store, _) = open(&store).await?;
+            let same: Vec<OrgId> = store
+                .list_orgs()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|o| o.name == name)
+                .map(|o| o.id)
+                .collect();
+            if let Some(first) = same.first() {
+                if unique {
+                    return Err(format!(
+                        "an organization named {name:?} already exists ({first}); nothing created"
+                    ));
+                }
+                eprintln!(
+                    "marquee: warning: an organization named {name:?} already exists ({}); creating another \
+                     (--unique refuses instead)",
+                    same.iter().map(OrgId::as_str).collect::<Vec<_>>().join(", ")
+                );
+            }
             let org = admin_ops::create_org(store.as_ref(), &name, &profiles)
                 .await
                 .map_err(api_err)?;
             let v = admin_ops::org_json(&org);
+            // Text: the id alone on stdout (`ORG=$(marquee org create NAME)`).
             print(json, &v, || {
-                format!(
-                    "created organization {} ({}){}",
-                    org.id,
-                    org.name,
-                    profiles_text(&org.profiles)
-                )
+                eprintln!("created organization {} ({}){}", org.id, org.name, profiles_text(&org.profiles));
+                org.id.to_string()
             });
         }
         OrgCommand::SetProfiles {
@@ -135,7 +196,7 @@ async fn org(cmd: OrgCommand) -> Result<(), String> {
                 .parse()
                 .map_err(|_| format!("{org_id:?} is not an organization id (org_…)"))?;
             admin_ops::check_profiles(&profiles).map_err(api_err)?;
-            let (store, _) = open(&store).await?;
+            let (store, _) = open_existing(&store).await?;
             let org = admin_ops::set_org_profiles(store.as_ref(), &id, &profiles)
                 .await
                 .map_err(api_err)?;
@@ -145,10 +206,13 @@ async fn org(cmd: OrgCommand) -> Result<(), String> {
             });
         }
         OrgCommand::List { store, json } => {
-            let (store, _) = open(&store).await?;
+            let (store, _) = open_existing(&store).await?;
             let orgs = store.list_orgs().await.map_err(|e| e.to_string())?;
             let data: Vec<Value> = orgs.iter().map(admin_ops::org_json).collect();
             let v = json!({"object": "list", "data": data});
+            if !json && orgs.is_empty() {
+                eprintln!("no organizations yet (create one with `marquee org create NAME`)");
+            }
             print(json, &v, || {
                 orgs.iter()
                     .map(|o| format!("{}\t{}", o.id, o.name))
@@ -171,13 +235,12 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
             limits,
             json,
         } => {
-            let org: OrgId = org
-                .parse()
-                .map_err(|_| format!("{org:?} is not an organization id (org_…)"))?;
+            let org = parse_org(&org)?;
             let tier = tier
                 .parse()
                 .map_err(|e: marquee_core::tier::UnknownTier| e.to_string())?;
-            let (store, secrets) = open(&store).await?;
+            let (store, secrets) = open_existing(&store).await?;
+            existing_org(&store, &org).await?;
             let (record, plaintext) =
                 admin_ops::create_key(store.as_ref(), &secrets, &org, tier, name, max_stream_connections)
                     .await
@@ -185,11 +248,13 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
             let limits = limits.stream_max_connections_per_key;
             let mut v = admin_ops::key_json(&record, &limits);
             v["key"] = json!(plaintext);
+            // Text: the key alone on stdout (`KEY=$(marquee key create …)`).
             print(json, &v, || {
-                format!(
-                    "created {} key {} for {}\n{}\n(the key is shown only this once)",
-                    record.tier, record.id, record.org_id, plaintext
-                )
+                eprintln!(
+                    "created {} key {} for {} (the key is shown only this once)",
+                    record.tier, record.id, record.org_id
+                );
+                plaintext.clone()
             });
         }
         KeyCommand::List {
@@ -198,21 +263,26 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
             limits,
             json,
         } => {
-            let org: OrgId = org
-                .parse()
-                .map_err(|_| format!("{org:?} is not an organization id (org_…)"))?;
-            let (store, _) = open(&store).await?;
+            let org = parse_org(&org)?;
+            let (store, _) = open_existing(&store).await?;
+            existing_org(&store, &org).await?;
             let keys = store.list_keys(&org).await.map_err(|e| e.to_string())?;
             let limits = limits.stream_max_connections_per_key;
             let data: Vec<Value> = keys.iter().map(|k| admin_ops::key_json(k, &limits)).collect();
             let v = json!({"object": "list", "data": data});
+            if !json && keys.is_empty() {
+                eprintln!(
+                    "{org} has no keys yet (create one with `marquee key create --org {org} --tier pro`)"
+                );
+            }
             print(json, &v, || {
                 keys.iter()
                     .map(|k| {
                         format!(
-                            "{}\t{}\tsk_live_{}…\t{}",
+                            "{}\t{}\t{}\tsk_live_{}…\t{}",
                             k.id,
                             k.tier,
+                            k.name.as_deref().unwrap_or("-"),
                             k.public_prefix,
                             if k.revoked_at.is_some() {
                                 "revoked"
@@ -234,7 +304,7 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
             let id: KeyId = key_id
                 .parse()
                 .map_err(|_| format!("{key_id:?} is not a key id (key_…)"))?;
-            let (store, _) = open(&store).await?;
+            let (store, _) = open_existing(&store).await?;
             let record = store.revoke_key(&id).await.map_err(|e| match e {
                 marquee_store::StoreError::NotFound => format!("no key {id}"),
                 other => other.to_string(),
@@ -252,7 +322,7 @@ async fn key(cmd: KeyCommand) -> Result<(), String> {
             let id: KeyId = key_id
                 .parse()
                 .map_err(|_| format!("{key_id:?} is not a key id (key_…)"))?;
-            let (store, _) = open(&store).await?;
+            let (store, _) = open_existing(&store).await?;
             let record = admin_ops::set_key_stream_limit(store.as_ref(), &id, max_stream_connections.0)
                 .await
                 .map_err(api_err)?;

@@ -128,11 +128,19 @@ pub struct PublishOutcome {
     pub replayed: bool,
 }
 
-/// A page query over an organization's log, in commit order.
+/// A page query over an organization's log, in commit order (or newest
+/// first with `descending`).
 #[derive(Debug, Clone, Default)]
 pub struct MessageQuery {
     /// Only messages committed after this sequence number.
     pub after_seq: Option<u64>,
+    /// Only messages committed before this sequence number.
+    pub before_seq: Option<u64>,
+    /// Newest first: the page holds the latest matches below `before_seq`
+    /// (and above `after_seq`), in descending `seq` order; a bounded scan's
+    /// `scanned_to` is then the lowest seq it examined (continue with
+    /// `before_seq` = it).
+    pub descending: bool,
     /// Only messages received at or after this time.
     pub since: Option<Timestamp>,
     pub event_type: Option<String>,
@@ -146,7 +154,8 @@ pub struct MessagePage {
     pub has_more: bool,
     /// Set when a filter that no index serves (a type within a channel)
     /// stopped after examining [`FILTER_SCAN_BUDGET`] entries without
-    /// filling the page: continue after this seq (`has_more` is true). A
+    /// filling the page: continue after this seq (before it, descending;
+    /// `has_more` is true). A
     /// rare type in a huge channel thus costs bounded work per request,
     /// and following the cursor still visits every message.
     pub scanned_to: Option<u64>,
@@ -219,6 +228,14 @@ pub trait Store: webhooks::WebhookStore + Send + Sync + 'static {
     /// wake-up). Listeners are called in registration order after every
     /// commit that made messages durable, with those messages in commit order.
     fn add_commit_listener(&self, listener: CommitListener);
+
+    /// A clean shutdown: nothing more will be written. SQLite checkpoints
+    /// its write-ahead log into the database and truncates it, so a stopped
+    /// server leaves no large `-wal` file behind. Reads and writes after it
+    /// still work.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -103,7 +103,9 @@ pub struct AttemptRecord {
     pub delivery_id: DeliveryId,
     pub org_id: OrgId,
     pub endpoint_id: EndpointId,
-    /// `None` for a test ping, which carries no logged message.
+    /// The message attempted; a test ping's is a `msg_test_…` id that is
+    /// never in the log (`ops::test_ids`); `None` on attempts logged before
+    /// test pings were marked.
     pub message_id: Option<MessageId>,
     pub attempt_no: u32,
     pub started_at: Timestamp,

@@ -182,7 +182,7 @@ fn now_ns() -> u64 {
 
 /// Minimal broadcast server: a text frame starting with `PUB <n> ` makes it
 /// broadcast the rest `n` times to every connection; any other text frame is
-/// answered `{"type":"subscribed"}`.
+/// answered `{"event":"subscribed"}`.
 async fn baseline_server(listen: SocketAddr) {
     let listener = TcpListener::bind(listen).await.expect("bind");
     let (tx, _) = broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(4096);
@@ -210,7 +210,7 @@ async fn baseline_server(listen: SocketAddr) {
                                 for _ in 0..n.parse::<usize>().unwrap_or(1) {
                                     let _ = tx.send(body.clone());
                                 }
-                            } else if ws.send(Message::text(r#"{"type":"subscribed"}"#)).await.is_err() {
+                            } else if ws.send(Message::text(r#"{"event":"subscribed"}"#)).await.is_err() {
                                 return;
                             }
                         }

@@ -145,6 +145,9 @@ pub async fn list_keys(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
     let org = org_id(path)?;
+    if state.store.get_org(&org).await?.is_none() {
+        return Err(ApiError::NotFound("No such organization.".into()));
+    }
     let keys = state.store.list_keys(&org).await?;
     let limits = &state.config.streams.connections_per_key;
     let data: Vec<Value> = keys.iter().map(|k| admin_ops::key_json(k, limits)).collect();
@@ -166,6 +169,7 @@ pub async fn revoke_key(
 ) -> ApiResult<Json<Value>> {
     let id = key_id(path)?;
     let record = state.store.revoke_key(&id).await?;
+    tracing::info!(key_id = %record.id, org = %record.org_id, "API key revoked");
     Ok(Json(admin_ops::key_json(
         &record,
         &state.config.streams.connections_per_key,

@@ -89,9 +89,10 @@ pub struct PatchBody {
     enabled: Option<bool>,
 }
 
-/// Validates an endpoint URL. An IP literal the server would refuse to
-/// connect to is refused here too; a hostname is only checked at connect
-/// time, against the addresses it resolves to then.
+/// Validates an endpoint URL. An IP literal or a `localhost` name the
+/// server would refuse to connect to is refused here too; any other
+/// hostname is only checked at connect time, against the addresses it
+/// resolves to then.
 fn check_url(url: &str, policy: AddressPolicy<'_>) -> ApiResult<String> {
     let bad = |m: &str| ApiError::invalid_param("url", m.to_owned());
     if url.len() > MAX_URL_LEN {
@@ -104,12 +105,20 @@ fn check_url(url: &str, policy: AddressPolicy<'_>) -> ApiResult<String> {
     if !u.username().is_empty() || u.password().is_some() {
         return Err(bad("url must not carry credentials"));
     }
-    if let Some(ip) = client::literal_ip(&u)
-        && !policy.permits(ip)
-    {
+    if let Err(b) = client::check_destination(&u, policy) {
+        let what = match &b.host {
+            Some(h) => format!("{h} always resolves to loopback (127.0.0.1, ::1)"),
+            None => b
+                .refused
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         return Err(bad(&format!(
             "url must not point at a loopback, private, link-local or otherwise non-public address \
-             ({ip}); this server does not deliver there"
+             ({what}); this server does not deliver there (a local receiver needs marquee started \
+             with --allow-private-endpoints, --allow-endpoint-cidr or --demo)"
         )));
     }
     Ok(u.to_string())
@@ -235,20 +244,33 @@ pub fn expose(format: Format, secret: &SigningSecret) -> ExposedSecret {
 
 pub fn attempt_json(a: &AttemptRecord) -> Value {
     let headers: Value = serde_json::from_str(&a.response_headers).unwrap_or_else(|_| json!({}));
+    // A test ping's message id is marked (`msg_test_…`; none on old rows).
+    let test = a
+        .message_id
+        .as_ref()
+        .is_none_or(|m| marquee_core::webhook::ops::is_test_message_id(m.as_str()));
+    // With no response, the body's place holds the error reason.
+    let body = if a.status_code.is_some() {
+        a.response_body.as_str()
+    } else {
+        ""
+    };
     json!({
         "object": "attempt",
         "id": a.id.as_str(),
         "delivery_id": a.delivery_id.as_str(),
         "endpoint_id": a.endpoint_id.as_str(),
         "message_id": a.message_id.as_ref().map(|m| m.as_str()),
+        "test": test,
         "attempt": a.attempt_no,
         "status": if a.succeeded { "succeeded" } else { "failed" },
         "started_at": a.started_at.to_rfc3339(),
         "duration_ms": a.duration_us as f64 / 1000.0,
         "status_code": a.status_code,
         "error_kind": a.error_kind,
+        "error": client::attempt_error(a.status_code, a.error_kind.as_deref(), &a.response_body),
         "response_headers": headers,
-        "response_body": a.response_body,
+        "response_body": body,
     })
 }
 
@@ -478,6 +500,10 @@ pub async fn patch(
         Ok(())
     })
     .await?;
+    if let Some(enabled) = b.enabled {
+        let what = if enabled { "enabled" } else { "disabled" };
+        tracing::info!(endpoint = %id, enabled, "webhook endpoint {what} through the API");
+    }
     state.webhooks.endpoint_changed(&caller.org_id, &id).await;
     let shown = reissued.map(|s| expose(rec.format, &s));
     Ok(json_response(

@@ -120,6 +120,13 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let not_found = || ApiError::NotFound("No such message.".into());
     let Path(id) = path.map_err(|_| not_found())?;
+    if marquee_core::webhook::ops::is_test_message_id(&id) {
+        return Err(ApiError::NotFound(
+            "This is a test ping's id (POST /v1/endpoints/{id}/test): test pings are sent, and their \
+             attempts logged, but they are not messages in the log."
+                .into(),
+        ));
+    }
     let id: MessageId = id.parse().map_err(|_| not_found())?;
     let m = state
         .store
@@ -133,6 +140,8 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     after: Option<String>,
+    before: Option<String>,
+    order: Option<String>,
     since: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<String>,
@@ -169,6 +178,17 @@ pub async fn list(
             })?),
             None => None,
         };
+    let before: Option<Cursor> = match &q.before {
+        Some(c) => Some(c.parse().map_err(|_| {
+            ApiError::invalid_param("before", "before must be a cursor returned by this API")
+        })?),
+        None => None,
+    };
+    let descending = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(ApiError::invalid_param("order", "order must be asc or desc")),
+    };
     let since = match &q.since {
         Some(s) => {
             Some(Timestamp::parse_rfc3339(s).map_err(|e| ApiError::invalid_param("since", e.to_string()))?)
@@ -189,18 +209,22 @@ pub async fn list(
     }
     let query = MessageQuery {
         after_seq: after.map(Cursor::seq),
+        before_seq: before.map(Cursor::seq),
+        descending,
         since,
         event_type: q.event_type,
         channel: q.channel,
         limit,
     };
     let page = state.store.list_messages(&caller.org_id, &query).await?;
-    // A bounded scan that stopped early continues after what it examined.
+    // A bounded scan that stopped early continues past what it examined.
+    // Ascending pages continue with `after=next_cursor`, descending ones
+    // (newest first) with `before=next_cursor`.
     let next = page
         .scanned_to
         .map(Cursor::from_seq)
         .or_else(|| page.messages.last().map(|m| m.cursor()))
-        .or(after);
+        .or(if descending { before } else { after });
     Ok(render::json_bytes(
         StatusCode::OK,
         render::message_list(&page.messages, page.has_more, next),

@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(catch_panic))
         .layer(axum::middleware::from_fn(cap_headers))
         .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
 
@@ -90,7 +91,35 @@ pub fn health_router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// One `debug` line per request (target `marquee::http`): method, route
+/// (the matched pattern, never the raw path or query, which may carry
+/// `?apiKey=`), status, latency and the id of the key it authenticated with
+/// (never the key).
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !tracing::enabled!(target: "marquee::http", tracing::Level::DEBUG) {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(no route)".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let (resp, key) = crate::auth::with_key_slot(next.run(req)).await;
+    tracing::debug!(
+        target: "marquee::http",
+        method = %method,
+        route = %route,
+        status = resp.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        key_id = key.as_ref().map_or("-", |k| k.as_str()),
+        "request"
+    );
+    resp
 }
 
 async fn not_found() -> ApiError {

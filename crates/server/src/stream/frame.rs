@@ -3,6 +3,11 @@
 //! `type` and `payload` are named as in the Revolution stream document, so
 //! its example client (`event.type`, `event.payload`) works unchanged. This
 //! is the only place that knows the shape; the bus carries rendered bytes.
+//!
+//! Control frames (acknowledgements, `pong`, errors) never carry `type`:
+//! they say what they are in `event` (`{"event":"subscribed","channel":…}`),
+//! so a frame with a `type` is always a message, and a client that
+//! dispatches on `type` (as the Revolution client does) passes over them.
 
 use axum::extract::ws::Utf8Bytes;
 use marquee_core::message::StoredMessage;
@@ -43,7 +48,8 @@ pub fn render(m: &StoredMessage, channel: &Channel) -> Frame {
     Frame::new(m.seq, Utf8Bytes::from(text))
 }
 
-/// Control frames (acks and errors) are small and rare: `serde_json::json!`.
+/// Control frames (acks, pongs and errors: `{"event": …}`, never `type`)
+/// are small and rare: `serde_json::json!`.
 pub fn control(v: serde_json::Value) -> Utf8Bytes {
     Utf8Bytes::from(v.to_string())
 }

@@ -237,7 +237,7 @@ impl SseTask {
                     }
                     Err(ReplayError::Expired) => {
                         let err = serde_json::json!({
-                            "type": "error",
+                            "event": "error",
                             "code": "cursor_expired",
                             "message": "Last-Event-ID is older than the retained log; reconnect without it (and backfill from the REST API).",
                             "channel": s.channel.as_str(),

@@ -143,7 +143,7 @@ impl ClientError {
     }
 
     fn frame(&self) -> Utf8Bytes {
-        let mut v = json!({"type": "error", "code": self.code, "message": self.message});
+        let mut v = json!({"event": "error", "code": self.code, "message": self.message});
         if let Some(c) = &self.channel {
             v["channel"] = json!(c.as_str());
         }
@@ -396,13 +396,13 @@ impl Connection {
             return Ok(());
         }
         match parse_action(text) {
-            Ok(Action::Ping) => self.send(socket, frame::control(json!({"type": "pong"}))).await,
+            Ok(Action::Ping) => self.send(socket, frame::control(json!({"event": "pong"}))).await,
             Ok(Action::Unsubscribe(ch)) => {
                 if let Some(i) = self.subs.position(&ch) {
                     self.subs.list.swap_remove(i);
                     self.subs.next = 0;
                 }
-                let ack = json!({"type": "unsubscribed", "channel": ch.as_str()});
+                let ack = json!({"event": "unsubscribed", "channel": ch.as_str()});
                 self.send(socket, frame::control(ack)).await
             }
             Ok(Action::Subscribe(ch, after)) => self.subscribe(socket, ch, after).await,
@@ -417,7 +417,7 @@ impl Connection {
         after: Option<Cursor>,
     ) -> Result<(), Close> {
         let ack = |ch: &Channel| {
-            let mut v = json!({"type": "subscribed", "channel": ch.as_str()});
+            let mut v = json!({"event": "subscribed", "channel": ch.as_str()});
             if let Some(a) = after {
                 v["after"] = json!(a.encode());
             }

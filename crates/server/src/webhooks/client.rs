@@ -34,9 +34,70 @@ const KEPT_HEADERS: &[&str] = &[
     "x-request-id",
 ];
 
-#[derive(Debug, thiserror::Error)]
-#[error("destination address is not allowed (private, loopback, link-local or similar)")]
-pub struct BlockedAddress;
+/// A destination the [`AddressPolicy`] refuses, with what was refused (for
+/// the attempt's error reason: host names and addresses, nothing secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedAddress {
+    /// The host name that resolved to `refused`; `None` for an IP literal.
+    pub host: Option<String>,
+    pub refused: Vec<IpAddr>,
+}
+
+impl std::fmt::Display for BlockedAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addrs = self
+            .refused
+            .iter()
+            .take(3)
+            .map(|ip| format!("{ip} ({})", address_class(*ip)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &self.host {
+            Some(h) => write!(f, "{h} resolved to {addrs}")?,
+            None => write!(f, "{addrs}")?,
+        }
+        f.write_str(", refused by policy (see --allow-private-endpoints, --allow-endpoint-cidr)")
+    }
+}
+
+impl std::error::Error for BlockedAddress {}
+
+/// Why an address is not public, in a word or two.
+pub fn address_class(ip: IpAddr) -> &'static str {
+    let v4 = match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    };
+    match (v4, ip) {
+        (Some(v4), _) if v4.is_loopback() => "loopback",
+        (Some(v4), _) if v4.is_private() => "private",
+        (Some(v4), _) if v4.is_link_local() => "link-local",
+        (Some(v4), _) if v4.is_multicast() => "multicast",
+        (Some(v4), _) if v4.is_unspecified() => "unspecified",
+        (Some(v4), _) if v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 => "shared",
+        (None, IpAddr::V6(v6)) if v6.is_loopback() => "loopback",
+        (None, IpAddr::V6(v6)) if v6.is_unspecified() => "unspecified",
+        (None, IpAddr::V6(v6)) if v6.is_multicast() => "multicast",
+        (None, IpAddr::V6(v6)) if (v6.segments()[0] & 0xfe00) == 0xfc00 => "unique local",
+        (None, IpAddr::V6(v6)) if (v6.segments()[0] & 0xffc0) == 0xfe80 => "link-local",
+        _ if is_public(ip) => "public",
+        _ => "reserved",
+    }
+}
+
+/// Names that always mean this machine (RFC 6761: `localhost` and
+/// `*.localhost` resolve to loopback), so they can be judged when an
+/// endpoint is created, exactly as the resolver will judge them.
+pub fn is_localhost_name(host: &str) -> bool {
+    let h = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    h == "localhost" || h.ends_with(".localhost")
+}
+
+/// The addresses a `localhost` name resolves to.
+pub const LOOPBACK: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+];
 
 /// True when an address may receive webhooks without the private allowance.
 pub fn is_public(ip: IpAddr) -> bool {
@@ -115,10 +176,15 @@ impl Resolve for GuardedResolver {
                 allow_private,
                 allowed: &allowed,
             };
-            let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let ok: Vec<SocketAddr> = found.filter(|a| policy.permits(a.ip())).collect();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let (ok, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                found.into_iter().partition(|a| policy.permits(a.ip()));
             if ok.is_empty() {
-                return Err(Box::new(BlockedAddress) as Box<dyn std::error::Error + Send + Sync>);
+                let blocked = BlockedAddress {
+                    host: Some(name.as_str().to_owned()),
+                    refused: refused.iter().map(SocketAddr::ip).collect(),
+                };
+                return Err(Box::new(blocked) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(ok.into_iter()) as Addrs)
         })
@@ -141,7 +207,28 @@ pub fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
 /// hostnames pass here (the resolver checks them at connect time).
 pub fn check_literal(url: &reqwest::Url, policy: AddressPolicy<'_>) -> Result<(), BlockedAddress> {
     match literal_ip(url) {
-        Some(ip) if !policy.permits(ip) => Err(BlockedAddress),
+        Some(ip) if !policy.permits(ip) => Err(BlockedAddress {
+            host: None,
+            refused: vec![ip],
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What creating or updating an endpoint decides about its URL's host, as
+/// attempts will: an IP literal by its address, a `localhost` name by the
+/// loopback addresses it always resolves to (refused unless one of them is
+/// permitted). Other names pass: what they resolve to can change, so they
+/// are judged at connect time.
+pub fn check_destination(url: &reqwest::Url, policy: AddressPolicy<'_>) -> Result<(), BlockedAddress> {
+    check_literal(url, policy)?;
+    match url.host_str() {
+        Some(h) if is_localhost_name(h) && !LOOPBACK.iter().any(|ip| policy.permits(*ip)) => {
+            Err(BlockedAddress {
+                host: Some(h.to_owned()),
+                refused: LOOPBACK.to_vec(),
+            })
+        }
         _ => Ok(()),
     }
 }
@@ -180,6 +267,10 @@ pub struct AttemptResult {
     pub duration: Duration,
     pub status: Option<u16>,
     pub error_kind: Option<&'static str>,
+    /// A short, secret-free reason for a failure ("connection refused",
+    /// "localhost resolved to 127.0.0.1 (loopback), refused by policy …");
+    /// never a URL, so never its credentials or query.
+    pub error: Option<String>,
     pub retry_after: Option<Duration>,
     pub headers_json: String,
     pub body: String,
@@ -189,6 +280,98 @@ impl AttemptResult {
     pub fn succeeded(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
+}
+
+/// Longest error reason kept.
+const MAX_REASON: usize = 200;
+
+/// The most specific message in `e`'s source chain, never `e`'s own (a
+/// `reqwest::Error` prints the URL, which may carry a token in its query).
+fn reason(e: &reqwest::Error) -> String {
+    let mut deepest: Option<String> = None;
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(b) = s.downcast_ref::<BlockedAddress>() {
+            return b.to_string();
+        }
+        let mut inner: &(dyn std::error::Error + 'static) = s;
+        loop {
+            if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+                return clip(format!("TLS: {t}"));
+            }
+            if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+                deepest = Some(io_reason(io));
+                match io.get_ref() {
+                    Some(i) => inner = i,
+                    None => break,
+                }
+            } else {
+                deepest = Some(inner.to_string());
+                break;
+            }
+        }
+        src = s.source();
+    }
+    let text = if e.is_timeout() {
+        "no response within the attempt timeout".to_owned()
+    } else {
+        deepest.unwrap_or_else(|| "the request failed".to_owned())
+    };
+    clip(text)
+}
+
+fn io_reason(io: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset by the receiver".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::TimedOut => "timed out".into(),
+        K::UnexpectedEof => "connection closed before a response".into(),
+        _ => {
+            let t = io.to_string();
+            // "… (os error 111)": the number adds nothing for a reader.
+            match t.find(" (os error") {
+                Some(i) => t[..i].to_owned(),
+                None => t,
+            }
+        }
+    }
+}
+
+/// Bounded, one line, and never anything URL-shaped.
+fn clip(text: String) -> String {
+    let one_line = text.replace(['\n', '\r'], " ");
+    if one_line.contains("://") {
+        return "the request failed".into();
+    }
+    if one_line.len() <= MAX_REASON {
+        return one_line;
+    }
+    let mut end = MAX_REASON;
+    while !one_line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &one_line[..end])
+}
+
+/// The error text of a logged attempt: for one that got no response, the
+/// reason recorded with it (kept where the absent response body would be);
+/// for one that did, its status.
+pub fn attempt_error(status: Option<u16>, error_kind: Option<&str>, recorded: &str) -> Option<String> {
+    let kind = error_kind?;
+    let Some(code) = status else {
+        return (!recorded.is_empty()).then(|| recorded.to_owned());
+    };
+    let phrase = reqwest::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .map(|r| format!("HTTP {code} {r}"))
+        .unwrap_or_else(|| format!("HTTP {code}"));
+    Some(match kind {
+        "response_body" => format!("{phrase}; reading the response body failed"),
+        _ => phrase,
+    })
 }
 
 fn classify(e: &reqwest::Error) -> &'static str {
@@ -224,6 +407,31 @@ fn classify(e: &reqwest::Error) -> &'static str {
     }
 }
 
+/// Logs an attempt: a failure at `info` with the endpoint, the URL's host
+/// (never the whole URL: its path or query may carry a token), status,
+/// error kind and reason; a success at `debug`.
+pub fn log_attempt(endpoint: &marquee_core::ids::EndpointId, url: &str, delivery: &str, r: &AttemptResult) {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let ms = r.duration.as_secs_f64() * 1000.0;
+    if r.succeeded() {
+        tracing::debug!(endpoint = %endpoint, host, delivery, status = r.status, duration_ms = ms, "webhook delivered");
+    } else {
+        tracing::info!(
+            endpoint = %endpoint,
+            host,
+            delivery,
+            status = r.status,
+            error_kind = r.error_kind.unwrap_or("unknown"),
+            error = r.error.as_deref().unwrap_or(""),
+            duration_ms = ms,
+            "webhook attempt failed"
+        );
+    }
+}
+
 /// POSTs `body` with `headers` to `url` and captures the outcome. Never
 /// fails: every error becomes an `error_kind`.
 pub async fn post(
@@ -241,6 +449,7 @@ pub async fn post(
         duration: Duration::ZERO,
         status: None,
         error_kind: None,
+        error: None,
         retry_after: None,
         headers_json: "{}".into(),
         body: String::new(),
@@ -249,11 +458,13 @@ pub async fn post(
         Ok(u) => u,
         Err(_) => {
             out.error_kind = Some("invalid_url");
+            out.error = Some("the endpoint URL does not parse".into());
             return out;
         }
     };
-    if check_literal(&parsed, policy).is_err() {
+    if let Err(b) = check_literal(&parsed, policy) {
         out.error_kind = Some("blocked_address");
+        out.error = Some(b.to_string());
         return out;
     }
     let mut req = client.post(parsed).body(body);
@@ -261,7 +472,10 @@ pub async fn post(
         req = req.header(*k, v.as_str());
     }
     match req.send().await {
-        Err(e) => out.error_kind = Some(classify(&e)),
+        Err(e) => {
+            out.error_kind = Some(classify(&e));
+            out.error = Some(reason(&e));
+        }
         Ok(mut resp) => {
             let status = resp.status().as_u16();
             out.status = Some(status);
@@ -301,6 +515,7 @@ pub async fn post(
                         // received: the receiver answered success.
                         if !out.succeeded() {
                             out.error_kind = Some(classify(&e));
+                            out.error = Some(format!("reading the response body failed: {}", reason(&e)));
                         }
                         break;
                     }
@@ -309,6 +524,7 @@ pub async fn post(
             out.body = String::from_utf8_lossy(&buf).into_owned();
             if !out.succeeded() && out.error_kind.is_none() {
                 out.error_kind = Some("http_status");
+                out.error = attempt_error(Some(status), out.error_kind, "");
             }
         }
     }

@@ -35,7 +35,7 @@ pub fn database_url() -> Option<String> {
     match std::env::var("MARQUEE_TEST_DATABASE_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            eprintln!("skipping multi-node test: MARQUEE_TEST_DATABASE_URL is not set");
+            skip("MARQUEE_TEST_DATABASE_URL is not set (PostgreSQL tests need it; .ci/run sets it)");
             None
         }
     }

@@ -29,6 +29,18 @@ pub fn init_log() {
     });
 }
 
+/// Says that the running test is skipped, and why, where a plain `cargo
+/// test` shows it: written to the process's stderr directly, which the
+/// harness does not capture (it captures only `print!`/`eprint!`), so a
+/// skipped test never passes silently. Names the test (the harness names
+/// each test's thread after it).
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {name}: {reason}");
+}
+
 /// A marquee server running inside the test process.
 pub struct TestServer {
     pub addr: SocketAddr,

@@ -83,13 +83,17 @@ async fn close_code(ws: &mut Ws) -> u16 {
 /// Proves nothing else is queued: a ping's pong is the next frame.
 async fn assert_quiet(ws: &mut Ws) {
     send(ws, json!({"action": "ping"})).await;
-    assert_eq!(recv(ws).await, json!({"type": "pong"}));
+    assert_eq!(recv(ws).await, json!({"event": "pong"}));
 }
 
 async fn subscribe(ws: &mut Ws, channel: &str) {
     send(ws, json!({"action": "subscribe", "channel": channel})).await;
     let ack = recv(ws).await;
-    assert_eq!(ack["type"], "subscribed", "{ack}");
+    assert_eq!(ack["event"], "subscribed", "{ack}");
+    assert!(
+        ack.get("type").is_none(),
+        "an ack is never taken for a message: {ack}"
+    );
     assert_eq!(ack["channel"], channel);
 }
 
@@ -107,7 +111,7 @@ async fn subscribe_receive_unsubscribe() {
     let ack = recv(&mut ws).await;
     assert_eq!(
         ack,
-        json!({"type": "subscribed", "channel": "venue:stubbs-austin"})
+        json!({"event": "subscribed", "channel": "venue:stubbs-austin"})
     );
     assert_quiet(&mut ws).await;
 
@@ -129,7 +133,7 @@ async fn subscribe_receive_unsubscribe() {
     .await;
     assert_eq!(
         recv(&mut ws).await,
-        json!({"type": "unsubscribed", "channel": "venue:stubbs-austin"})
+        json!({"event": "unsubscribed", "channel": "venue:stubbs-austin"})
     );
     s.publish(&key, checkin("venue:stubbs-austin", 3)).await;
     assert_quiet(&mut ws).await;
@@ -157,7 +161,7 @@ async fn client_mistakes_answer_errors_and_keep_the_connection() {
     for (frame, code) in cases {
         ws.send(frame).await.unwrap();
         let e = recv(&mut ws).await;
-        assert_eq!(e["type"], "error", "{e}");
+        assert_eq!(e["event"], "error", "{e}");
         assert_eq!(e["code"], code, "{e}");
         assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
@@ -261,7 +265,11 @@ async fn resume_is_gap_free_and_duplicate_free_under_concurrent_publishing() {
     )
     .await;
     let ack = recv(&mut ws).await;
-    assert_eq!(ack["type"], "subscribed", "{ack}");
+    assert_eq!(ack["event"], "subscribed", "{ack}");
+    assert!(
+        ack.get("type").is_none(),
+        "an ack is never taken for a message: {ack}"
+    );
     assert_eq!(ack["after"], after.as_str());
     publisher.await.unwrap();
 
@@ -316,7 +324,7 @@ async fn cursor_older_than_retention_is_expired() {
     )
     .await;
     let e = recv(&mut ws).await;
-    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["event"], "error", "{e}");
     assert_eq!(e["code"], "cursor_expired");
     assert_eq!(e["channel"], ch);
     // The connection stays usable; the newest pruned cursor is still exact.
@@ -325,7 +333,7 @@ async fn cursor_older_than_retention_is_expired() {
         json!({"action": "subscribe", "channel": ch, "after": m2["cursor"]}),
     )
     .await;
-    assert_eq!(recv(&mut ws).await["type"], "subscribed");
+    assert_eq!(recv(&mut ws).await["event"], "subscribed");
     let f = recv(&mut ws).await;
     assert_eq!(f["cursor"], m3["cursor"]);
 }
@@ -575,7 +583,7 @@ async fn inbound_frame_flood_is_throttled_not_fatal() {
     let (mut pongs, mut limited) = (0, 0);
     while pongs + limited < 11 {
         let f = recv(&mut ws).await;
-        match f["type"].as_str() {
+        match f["event"].as_str() {
             Some("pong") => pongs += 1,
             Some("error") if f["code"] == "rate_limited" => limited += 1,
             _ => panic!("{f}"),
@@ -588,7 +596,7 @@ async fn inbound_frame_flood_is_throttled_not_fatal() {
     send(&mut ws, json!({"action": "subscribe", "channel": "venue:x"})).await;
     loop {
         let f = recv(&mut ws).await;
-        if f["type"] == "subscribed" {
+        if f["event"] == "subscribed" {
             break;
         }
     }

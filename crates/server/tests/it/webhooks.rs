@@ -602,17 +602,17 @@ async fn private_destinations_are_refused_without_the_allowance() {
     let (_, key) = s.tenant().await;
     let port = rx.addr.port();
     // An IP literal is refused when the endpoint is created (see
-    // private_ip_literals_are_refused_at_creation_and_update); a hostname
-    // can only be judged when it is resolved, at attempt time.
+    // private_ip_literals_are_refused_at_creation_and_update), and so is
+    // `localhost`, which always resolves to loopback: create time and
+    // attempt time judge it alike.
     refused_create(&s, &key, &format!("http://127.0.0.1:{port}/a")).await;
-    create_endpoint(&s, &key, json!({"url": format!("http://localhost:{port}/b")})).await;
-    let m = s.publish(&key, checkin("venue:a", 1)).await;
-    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
-    let log = eventually(&s, &key, &path, 10, |v| data(v).len() >= 2).await;
-    for a in data(&log) {
-        assert_eq!(a["error_kind"], "blocked_address", "{a}");
-    }
-    assert_eq!(rx.count(), 0, "nothing reached the private address");
+    let msg = refused_create(&s, &key, &format!("http://localhost:{port}/b")).await;
+    assert!(
+        msg.contains("localhost") && msg.contains("--allow-private-endpoints"),
+        "{msg}"
+    );
+    refused_create(&s, &key, &format!("http://hooks.localhost.:{port}/b")).await;
+    assert_eq!(data(&s.get_json(&key, "/v1/endpoints").await).len(), 0);
     // The same receiver is reachable once private endpoints are allowed
     // (every other test runs with the allowance).
     let allowed = server().await;
@@ -625,6 +625,83 @@ async fn private_destinations_are_refused_without_the_allowance() {
     .await;
     allowed.publish(&key2, checkin("venue:a", 1)).await;
     rx.wait_for(1, 10).await;
+}
+
+/// A hostname stored while private endpoints were allowed is judged again
+/// at connect time after a restart without the allowance: refused, with the
+/// reason (what it resolved to) in the attempt log.
+#[tokio::test]
+async fn a_stored_private_hostname_is_refused_at_attempt_time_with_its_reason() {
+    let s = server().await;
+    let rx = Receiver::ok().await;
+    let (_, key) = s.tenant().await;
+    let url = format!("http://localhost:{}/hook?token=s3cret", rx.addr.port());
+    create_endpoint(&s, &key, json!({"url": url})).await;
+    let data_dir = s.data_dir.clone();
+    let dir = s.stop().await;
+    let s = TestServer::start_in(&data_dir, |c| {
+        fast(c);
+        c.webhooks.allow_private = false;
+    })
+    .await;
+    let m = s.publish(&key, checkin("venue:a", 1)).await;
+    let path = format!("/v1/messages/{}/attempts", m["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 10, |v| data(v).len() >= 2).await;
+    for a in data(&log) {
+        assert_eq!(a["error_kind"], "blocked_address", "{a}");
+        let why = a["error"].as_str().unwrap();
+        assert!(
+            why.starts_with("localhost resolved to 127.0.0.1 (loopback)")
+                && why.contains("refused by policy"),
+            "{why}"
+        );
+        assert!(!why.contains("s3cret"), "{why}");
+        assert_eq!(a["response_body"], "", "{a}");
+    }
+    assert_eq!(rx.count(), 0, "nothing reached the private address");
+    s.stop().await;
+    drop(dir);
+}
+
+/// Failed attempts carry a short reason: the connection refused, the
+/// status answered.
+#[tokio::test]
+async fn failed_attempts_say_why() {
+    let s = server().await;
+    let (_, key) = s.tenant().await;
+    // A port nothing listens on.
+    let closed = free_port();
+    let ep = create_endpoint(
+        &s,
+        &key,
+        json!({"url": format!("http://127.0.0.1:{closed}/hook?sig=abc"), "channels": ["venue:refused"]}),
+    )
+    .await;
+    let rx = Receiver::start(|_| Reply::status(503)).await;
+    create_endpoint(&s, &key, json!({"url": rx.url(), "channels": ["venue:busy"]})).await;
+    s.publish(&key, checkin("venue:refused", 1)).await;
+    s.publish(&key, checkin("venue:busy", 2)).await;
+    let ep_path = format!("/v1/endpoints/{}/attempts", ep["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &ep_path, 10, |v| !data(v).is_empty()).await;
+    let a = &data(&log)[0];
+    assert_eq!(
+        (a["error_kind"].as_str(), a["error"].as_str()),
+        (Some("connect"), Some("connection refused")),
+        "{a}"
+    );
+    let m = eventually(&s, &key, "/v1/messages?channel=venue:busy", 5, |v| {
+        !data(v).is_empty()
+    })
+    .await;
+    let path = format!("/v1/messages/{}/attempts", data(&m)[0]["id"].as_str().unwrap());
+    let log = eventually(&s, &key, &path, 10, |v| !data(v).is_empty()).await;
+    let a = &data(&log)[0];
+    assert_eq!(
+        (a["error_kind"].as_str(), a["error"].as_str()),
+        (Some("http_status"), Some("HTTP 503 Service Unavailable")),
+        "{a}"
+    );
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -678,10 +755,11 @@ async fn private_ip_literals_are_refused_at_creation_and_update() {
     assert!(msg.contains("10.0.0.5"), "{msg}");
     let list = s.get_json(&key, "/v1/endpoints").await;
     assert_eq!(data(&list).len(), 0, "nothing was created");
-    // Hostnames and public literals pass (hostnames are checked when
-    // resolved, at attempt time).
+    // Hostnames and public literals pass (hostnames other than localhost
+    // are checked when resolved, at attempt time).
+    refused_create(&s, &key, "http://localhost:1/x").await;
     for url in [
-        "http://localhost:1/x",
+        "http://receiver.example:1/x",
         "http://8.8.8.8/x",
         "http://[2606:4700::1111]/x",
     ] {
@@ -854,6 +932,23 @@ async fn test_ping_resend_replay_and_recover() {
     let ping = rx.wait_for(1, 5).await.remove(0);
     assert_eq!(ping.json["type"], "marquee.test");
     assert!(verifies(&secret_of(&ep), &ping));
+    // Its ids are plainly test-only, in the body and in the attempt alike,
+    // and looking the message up says why it is not in the log.
+    let ping_id = ping.json["id"].as_str().unwrap().to_owned();
+    assert!(ping_id.starts_with("msg_test_"), "{ping_id}");
+    assert!(ping.header("webhook-id").starts_with("dlv_test_"));
+    assert_eq!(attempt["message_id"], ping_id.as_str(), "{attempt}");
+    assert_eq!(attempt["test"], true, "{attempt}");
+    let r = s
+        .get(&key, &format!("/v1/messages/{ping_id}"))
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(r, 404, "not_found").await;
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("test ping"),
+        "{e}"
+    );
 
     // Replay delivers what was logged before the endpoint existed.
     let (status, v) = post_json(

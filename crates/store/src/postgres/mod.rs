@@ -448,8 +448,14 @@ impl Store for PgStore {
     }
 
     async fn list_messages(&self, org: &OrgId, q: &MessageQuery) -> Result<MessagePage> {
+        let empty = || MessagePage {
+            messages: vec![],
+            has_more: false,
+            scanned_to: None,
+        };
         let c = self.pool.get().await?;
         let mut lower = q.after_seq.unwrap_or(0).min(i64::MAX as u64) as i64;
+        let upper = q.before_seq.map_or(i64::MAX, |s| s.min(i64::MAX as u64) as i64);
         if let Some(since) = q.since {
             let first: Option<i64> = c
                 .query_one(
@@ -460,15 +466,13 @@ impl Store for PgStore {
                 .get(0);
             match first {
                 Some(s) => lower = lower.max(s - 1),
-                None => {
-                    return Ok(MessagePage {
-                        messages: vec![],
-                        has_more: false,
-                        scanned_to: None,
-                    });
-                }
+                None => return Ok(empty()),
             }
         }
+        if upper <= lower.saturating_add(1) {
+            return Ok(empty());
+        }
+        let dir = if q.descending { "DESC" } else { "ASC" };
         let cols = rows::MESSAGE_COLUMNS
             .split(", ")
             .map(|c| format!("m.{c}"))
@@ -477,35 +481,40 @@ impl Store for PgStore {
         let limit = (q.limit + 1) as i64;
         if let (Some(ch), Some(t)) = (&q.channel, &q.event_type) {
             // A type within a channel: no index serves both, so the
-            // channel's entries are examined in order, a bounded number per
-            // page (see `MessagePage::scanned_to`).
+            // channel's entries are examined in order (from the newest,
+            // descending), a bounded number per page (see
+            // `MessagePage::scanned_to`).
             let budget = crate::FILTER_SCAN_BUDGET as i64;
+            let agg = if q.descending { "MIN" } else { "MAX" };
             // The window first: what this page examines is fixed before the
             // matches are read (READ COMMITTED gives each statement its own
             // snapshot; anything committed later has a higher seq).
             let w = c
                 .query_one(
-                    "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM message_channels
-                         WHERE org_id = $1 AND channel = $2 AND seq > $3 ORDER BY seq LIMIT $4) s",
-                    &[&org.as_str(), ch, &lower, &budget],
+                    &format!(
+                        "SELECT COUNT(*), {agg}(seq) FROM (SELECT seq FROM message_channels
+                             WHERE org_id = $1 AND channel = $2 AND seq > $3 AND seq < $4
+                             ORDER BY seq {dir} LIMIT $5) s"
+                    ),
+                    &[&org.as_str(), ch, &lower, &upper, &budget],
                 )
                 .await?;
             let examined: i64 = w.try_get(0)?;
             let Some(end) = w.try_get::<_, Option<i64>>(1)? else {
-                return Ok(MessagePage {
-                    messages: vec![],
-                    has_more: false,
-                    scanned_to: None,
-                });
+                return Ok(empty());
+            };
+            // The examined window: (lower, end] ascending, [end, upper) descending.
+            let (lo, hi) = if q.descending {
+                (end - 1, upper)
+            } else {
+                (lower, end + 1)
             };
             let sql = format!(
                 "SELECT {cols} FROM message_channels mc JOIN messages m ON m.seq = mc.seq \
-                 WHERE mc.org_id = $1 AND mc.channel = $2 AND mc.seq > $3 AND mc.seq <= $4 AND m.type = $5 \
-                 ORDER BY mc.seq LIMIT $6"
+                 WHERE mc.org_id = $1 AND mc.channel = $2 AND mc.seq > $3 AND mc.seq < $4 AND m.type = $5 \
+                 ORDER BY mc.seq {dir} LIMIT $6"
             );
-            let found = c
-                .query(&sql, &[&org.as_str(), ch, &lower, &end, t, &limit])
-                .await?;
+            let found = c.query(&sql, &[&org.as_str(), ch, &lo, &hi, t, &limit]).await?;
             let mut messages = found.iter().map(rows::message).collect::<Result<Vec<_>>>()?;
             if messages.len() > q.limit {
                 messages.truncate(q.limit);
@@ -523,23 +532,26 @@ impl Store for PgStore {
             });
         }
         let org_s = org.as_str().to_owned();
-        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(org_s), Box::new(lower)];
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> =
+            vec![Box::new(org_s), Box::new(lower), Box::new(upper)];
         let mut sql = match &q.channel {
             Some(ch) => {
                 params.push(Box::new(ch.clone()));
                 format!(
                     "SELECT {cols} FROM message_channels mc JOIN messages m ON m.seq = mc.seq \
-                     WHERE mc.org_id = $1 AND mc.seq > $2 AND mc.channel = $3"
+                     WHERE mc.org_id = $1 AND mc.seq > $2 AND mc.seq < $3 AND mc.channel = $4"
                 )
             }
-            None => format!("SELECT {cols} FROM messages m WHERE m.org_id = $1 AND m.seq > $2"),
+            None => {
+                format!("SELECT {cols} FROM messages m WHERE m.org_id = $1 AND m.seq > $2 AND m.seq < $3")
+            }
         };
         if let Some(t) = &q.event_type {
             params.push(Box::new(t.clone()));
             sql.push_str(&format!(" AND m.type = ${}", params.len()));
         }
         params.push(Box::new(limit));
-        sql.push_str(&format!(" ORDER BY m.seq LIMIT ${}", params.len()));
+        sql.push_str(&format!(" ORDER BY m.seq {dir} LIMIT ${}", params.len()));
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
         let found = c.query(&sql, &refs).await?;

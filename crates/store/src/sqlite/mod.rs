@@ -21,7 +21,6 @@ mod webhooks;
 mod writer;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use marquee_core::ids::{KeyId, MessageId, OrgId};
@@ -78,8 +77,9 @@ pub struct SqliteStore {
     writer: Writer,
     readers: ReaderPool,
     keys: key_cache::KeyCache,
-    /// Keeps the checkpoint thread running while the store lives.
-    _checkpointer: Arc<()>,
+    /// The checkpoint thread: runs while the store lives (it stops when this
+    /// sender is dropped) and takes `TRUNCATE` requests from `close`.
+    checkpointer: std::sync::Mutex<std::sync::mpsc::Sender<TruncateRequest>>,
     hooks: crate::hooks::Hooks,
 }
 
@@ -114,33 +114,68 @@ impl SqliteStore {
             writer,
             readers,
             keys,
-            _checkpointer: checkpointer,
+            checkpointer: std::sync::Mutex::new(checkpointer),
             hooks,
         })
     }
 }
 
-/// Starts the checkpoint thread; it stops once the returned flag is dropped.
-fn spawn_checkpointer(path: &Path, fsync: bool) -> Result<Arc<()>> {
+/// A request to checkpoint and truncate the WAL, answered when done.
+type TruncateRequest = std::sync::mpsc::Sender<Result<()>>;
+
+/// How often the checkpoint thread copies the WAL back (passively).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Starts the checkpoint thread; it stops once the returned sender is
+/// dropped. It is the only checkpointer besides the writer's own automatic
+/// one, so a `TRUNCATE` asked of it never races a passive checkpoint.
+fn spawn_checkpointer(path: &Path, fsync: bool) -> Result<std::sync::mpsc::Sender<TruncateRequest>> {
+    use std::sync::mpsc::RecvTimeoutError;
     let conn = open_conn(path, fsync)?;
-    let alive = Arc::new(());
-    let weak = Arc::downgrade(&alive);
+    let (tx, rx) = std::sync::mpsc::channel::<TruncateRequest>();
     std::thread::Builder::new()
         .name("marquee-sqlite-checkpoint".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(std::time::Duration::from_millis(250));
-                if weak.upgrade().is_none() {
-                    return;
-                }
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "background checkpoint failed");
-                    std::thread::sleep(std::time::Duration::from_secs(5));
+                match rx.recv_timeout(CHECKPOINT_EVERY) {
+                    Ok(reply) => {
+                        let _ = reply.send(checkpoint_truncate(&conn));
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                            tracing::warn!(error = %e, "background checkpoint failed");
+                            std::thread::sleep(std::time::Duration::from_secs(5));
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
         })
         .map_err(|e| StoreError::Internal(format!("spawning checkpointer: {e}")))?;
-    Ok(alive)
+    Ok(tx)
+}
+
+/// Copies the whole WAL into the database and truncates it to zero bytes.
+/// SQLite waits (the busy timeout) for a write in progress; a checkpoint
+/// that still could not finish (a reader on an old snapshot, the writer's
+/// own automatic checkpoint) is retried for a few seconds.
+fn checkpoint_truncate(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (busy, frames, copied): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if busy == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "the WAL checkpoint stayed blocked ({copied} of {frames} frames copied)"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
@@ -167,6 +202,22 @@ fn migrate(conn: &Connection) -> Result<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) -> Result<()> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let sent = self
+            .checkpointer
+            .lock()
+            .map_err(|_| StoreError::Internal("checkpointer lock poisoned".into()))?
+            .send(reply);
+        if sent.is_err() {
+            return Err(StoreError::Unavailable("the checkpoint thread is gone".into()));
+        }
+        tokio::task::spawn_blocking(move || answer.recv())
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+            .map_err(|_| StoreError::Unavailable("the checkpoint thread is gone".into()))?
+    }
+
     async fn ping(&self) -> Result<()> {
         self.readers
             .with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(Into::into))?;

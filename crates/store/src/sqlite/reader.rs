@@ -72,50 +72,55 @@ impl ReaderPool {
     }
 }
 
-/// One page of an organization's log in commit order, with optional filters.
+/// One page of an organization's log in commit order (or newest first),
+/// with optional filters.
 pub fn list_messages(c: &Connection, org: &str, q: &MessageQuery) -> Result<MessagePage> {
-    let mut lower = q.after_seq.unwrap_or(0) as i64;
+    let empty = || MessagePage {
+        messages: vec![],
+        has_more: false,
+        scanned_to: None,
+    };
+    let mut lower = q.after_seq.unwrap_or(0).min(i64::MAX as u64) as i64;
+    let upper = q.before_seq.map_or(i64::MAX, |s| s.min(i64::MAX as u64) as i64);
     if let Some(since) = q.since {
         // received_at is non-decreasing in seq (the writer assigns both), so a
         // time bound becomes a seq bound through the received_at index.
         match first_seq_received_since(c, since.as_micros())? {
             Some(s) => lower = lower.max(s - 1),
-            None => {
-                return Ok(MessagePage {
-                    messages: vec![],
-                    has_more: false,
-                    scanned_to: None,
-                });
-            }
+            None => return Ok(empty()),
         }
     }
-    let mut sql = format!(
-        "SELECT {} FROM messages m WHERE ",
-        prefixed(rows::MESSAGE_COLUMNS)
-    );
-    let mut args: Vec<Value> = Vec::new();
-    if let (Some(ch), Some(t)) = (&q.channel, &q.event_type) {
-        return channel_type_page(c, org, ch, t, lower, q.limit);
+    if upper <= lower.saturating_add(1) {
+        return Ok(empty());
     }
-    if let Some(ch) = &q.channel {
-        sql = format!(
-            "SELECT {} FROM message_channels mc JOIN messages m ON m.seq = mc.seq \
-             WHERE mc.org_id = ?1 AND mc.channel = ?2 AND mc.seq > ?3 ORDER BY mc.seq",
-            prefixed(rows::MESSAGE_COLUMNS)
-        );
-        args.push(Value::Text(org.to_owned()));
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    if let (Some(ch), Some(t)) = (&q.channel, &q.event_type) {
+        return channel_type_page(c, org, ch, t, (lower, upper), q.limit, q.descending);
+    }
+    let mut args: Vec<Value> = vec![Value::Text(org.to_owned())];
+    let mut sql = if let Some(ch) = &q.channel {
         args.push(Value::Text(ch.clone()));
         args.push(Value::Integer(lower));
+        args.push(Value::Integer(upper));
+        format!(
+            "SELECT {} FROM message_channels mc JOIN messages m ON m.seq = mc.seq \
+             WHERE mc.org_id = ?1 AND mc.channel = ?2 AND mc.seq > ?3 AND mc.seq < ?4 ORDER BY mc.seq {dir}",
+            prefixed(rows::MESSAGE_COLUMNS)
+        )
     } else {
-        sql.push_str("m.org_id = ?1 AND m.seq > ?2");
-        args.push(Value::Text(org.to_owned()));
         args.push(Value::Integer(lower));
+        args.push(Value::Integer(upper));
+        let mut sql = format!(
+            "SELECT {} FROM messages m WHERE m.org_id = ?1 AND m.seq > ?2 AND m.seq < ?3",
+            prefixed(rows::MESSAGE_COLUMNS)
+        );
         if let Some(t) = &q.event_type {
-            sql.push_str(" AND m.type = ?3");
+            sql.push_str(" AND m.type = ?4");
             args.push(Value::Text(t.clone()));
         }
-        sql.push_str(" ORDER BY m.seq");
-    }
+        sql.push_str(&format!(" ORDER BY m.seq {dir}"));
+        sql
+    };
     sql.push_str(&format!(" LIMIT {}", q.limit + 1));
     let mut st = c.prepare_cached(&sql)?;
     let mut messages = st
@@ -131,25 +136,33 @@ pub fn list_messages(c: &Connection, org: &str, q: &MessageQuery) -> Result<Mess
 }
 
 /// A type within a channel: no index serves both, so the channel's entries
-/// are examined in order, at most [`FILTER_SCAN_BUDGET`] per page.
+/// are examined in order (from the newest, descending), at most
+/// [`FILTER_SCAN_BUDGET`] per page, strictly inside `(lower, upper)`.
 fn channel_type_page(
     c: &Connection,
     org: &str,
     channel: &str,
     event_type: &str,
-    lower: i64,
+    (lower, upper): (i64, i64),
     limit: usize,
+    descending: bool,
 ) -> Result<MessagePage> {
     // The window first: what this page examines is fixed before the matches
     // are read (the two reads need not share a snapshot: anything committed
-    // later has a higher seq than the window's end).
+    // later has a higher seq than the window's end, and a descending page
+    // examines only seqs below an end it has already seen).
     let budget = FILTER_SCAN_BUDGET as i64;
+    let (agg, dir) = if descending {
+        ("MIN", "DESC")
+    } else {
+        ("MAX", "ASC")
+    };
     let (examined, end): (i64, Option<i64>) = c
-        .prepare_cached(
-            "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM message_channels
-                 WHERE org_id = ?1 AND channel = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4)",
-        )?
-        .query_row(rusqlite::params![org, channel, lower, budget], |r| {
+        .prepare_cached(&format!(
+            "SELECT COUNT(*), {agg}(seq) FROM (SELECT seq FROM message_channels
+                 WHERE org_id = ?1 AND channel = ?2 AND seq > ?3 AND seq < ?4 ORDER BY seq {dir} LIMIT ?5)"
+        ))?
+        .query_row(rusqlite::params![org, channel, lower, upper, budget], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
     let Some(end) = end else {
@@ -159,16 +172,22 @@ fn channel_type_page(
             scanned_to: None,
         });
     };
+    // The examined window: (lower, end] ascending, [end, upper) descending.
+    let (lo, hi) = if descending {
+        (end - 1, upper)
+    } else {
+        (lower, end + 1)
+    };
     let sql = format!(
         "SELECT {} FROM message_channels mc JOIN messages m ON m.seq = mc.seq
-         WHERE mc.org_id = ?1 AND mc.channel = ?2 AND mc.seq > ?3 AND mc.seq <= ?4 AND m.type = ?5
-         ORDER BY mc.seq LIMIT ?6",
+         WHERE mc.org_id = ?1 AND mc.channel = ?2 AND mc.seq > ?3 AND mc.seq < ?4 AND m.type = ?5
+         ORDER BY mc.seq {dir} LIMIT ?6",
         prefixed(rows::MESSAGE_COLUMNS)
     );
     let mut messages = c
         .prepare_cached(&sql)?
         .query_map(
-            rusqlite::params![org, channel, lower, end, event_type, (limit + 1) as i64],
+            rusqlite::params![org, channel, lo, hi, event_type, (limit + 1) as i64],
             rows::message,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -180,7 +199,7 @@ fn channel_type_page(
             scanned_to: None,
         });
     }
-    // Not full: if the window was cut by the budget, continue after it.
+    // Not full: if the window was cut by the budget, continue past it.
     let scanned_to = (examined >= budget).then_some(end as u64);
     Ok(MessagePage {
         messages,

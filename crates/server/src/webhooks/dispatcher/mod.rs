@@ -35,7 +35,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use marquee_core::ids::{DeliveryId, EndpointId, MessageId, OrgId};
+use marquee_core::ids::{DeliveryId, EndpointId, OrgId};
 use marquee_core::message::StoredMessage;
 use marquee_core::timestamp::Timestamp;
 use marquee_core::webhook::ops;
@@ -650,7 +650,6 @@ impl Dispatcher {
             message_type: d.message.event_type.as_str().to_owned(),
             disable,
         };
-        tracing::debug!(endpoint = %live.id, delivery = %d.id, status = ?r.status, error = ?r.error_kind, "webhook attempt");
         let _ = self
             .results_tx
             .send(ResultMsg::Done(Box::new(Done {
@@ -686,7 +685,7 @@ impl Dispatcher {
             secrets: &secrets,
             message,
         });
-        client::post(
+        let r = client::post(
             &self.http,
             &live.url,
             self.config.address_policy(),
@@ -694,7 +693,9 @@ impl Dispatcher {
             req.body,
             now,
         )
-        .await
+        .await;
+        client::log_attempt(&live.id, &live.url, delivery, &r);
+        r
     }
 
     fn decide(&self, d: &ClaimedDelivery, r: &AttemptResult) -> (Transition, Option<i64>) {
@@ -828,9 +829,12 @@ impl Dispatcher {
         let live = Live::open(rec, &self.sealer)?;
         let now = Timestamp::now();
         let data = serde_json::json!({"endpoint_id": rec.id.as_str(), "test": true}).to_string();
+        // Ids marked test-only (`msg_test_…`, `dlv_test_…`): the ping is not
+        // in the log, and its attempt says so (`"test": true`).
+        let (message_id, delivery) = ops::test_ids();
         let message = StoredMessage {
             seq: 0,
-            id: MessageId::generate(),
+            id: message_id.clone(),
             org_id: rec.org_id.clone(),
             event_type: marquee_core::EventType::from_trusted(ops::TEST.to_owned()),
             channels: vec![marquee_core::Channel::from_trusted(format!(
@@ -842,9 +846,8 @@ impl Dispatcher {
             occurred_at: now,
             received_at: now,
         };
-        let delivery = DeliveryId::generate();
         let r = self.send(&live, delivery.as_str(), 1, &message).await;
-        let attempt = attempt_record(&r, &live, delivery, None, 1);
+        let attempt = attempt_record(&r, &live, delivery, Some(message_id), 1);
         self.store
             .record_attempts(
                 vec![AttemptOutcome {

@@ -82,6 +82,16 @@ impl Dispatcher {
                         }
                     }
                 };
+                for id in summary.iter().flat_map(|s| &s.disabled) {
+                    let why = batch
+                        .iter()
+                        .find_map(|d| {
+                            (d.outcome.attempt.endpoint_id == *id).then(|| d.outcome.disable.clone())
+                        })
+                        .flatten()
+                        .unwrap_or_else(|| "failing continuously for --webhook-disable-after".into());
+                    tracing::info!(endpoint = %id, reason = %why, "webhook endpoint disabled");
+                }
                 let now = Timestamp::now().as_micros();
                 if let Ok(mut st) = self.state.lock() {
                     for d in batch.drain(..) {
@@ -134,6 +144,11 @@ pub(super) fn attempt_record(
         succeeded: r.succeeded(),
         error_kind: r.error_kind.map(str::to_owned),
         response_headers: r.headers_json.clone(),
-        response_body: r.body.clone(),
+        // No response, so no body: its place keeps the error reason
+        // (`client::attempt_error` reads it back).
+        response_body: match r.status {
+            None => r.error.clone().unwrap_or_default(),
+            Some(_) => r.body.clone(),
+        },
     }
 }
