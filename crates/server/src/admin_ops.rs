@@ -33,10 +33,11 @@ pub fn check_profiles(profiles: &[String]) -> Result<Vec<String>, ApiError> {
         if !marquee_core::profile::enableable().any(|e| e == p) {
             return Err(ApiError::invalid_param(
                 "profiles",
-                format!(
-                    "unknown profile {p:?}: expected one of {}",
-                    marquee_core::profile::enableable().collect::<Vec<_>>().join(", ")
-                ),
+                format!("unknown profile {p:?}: expected one of {}", {
+                    let mut names: Vec<_> = marquee_core::profile::enableable().collect();
+                    names.sort_unstable();
+                    names.join(", ")
+                }),
             ));
         }
         out.push(p.clone());

@@ -150,7 +150,12 @@ pub async fn setup(state: &AppState, addr: SocketAddr) -> Result<OrgId, ApiError
         println!("{}", banner(state, addr, &org, None));
         return Ok(org);
     }
-    let org = admin_ops::create_org(state.store.as_ref(), "Demo Venue Group", &[]).await?;
+    let org = admin_ops::create_org(
+        state.store.as_ref(),
+        "Demo Venue Group",
+        &["revolution".to_owned()],
+    )
+    .await?;
     let (_, key) = admin_ops::create_key(
         state.store.as_ref(),
         &state.secrets,

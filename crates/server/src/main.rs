@@ -182,7 +182,12 @@ async fn org(cmd: OrgCommand) -> Result<(), String> {
             let v = admin_ops::org_json(&org);
             // Text: the id alone on stdout (`ORG=$(marquee org create NAME)`).
             print(json, &v, || {
-                eprintln!("created organization {} ({}){}", org.id, org.name, profiles_text(&org.profiles));
+                eprintln!(
+                    "created organization {} ({}){}",
+                    org.id,
+                    org.name,
+                    profiles_text(&org.profiles)
+                );
                 org.id.to_string()
             });
         }

@@ -165,5 +165,8 @@ async fn validation(args: &Args, bin: &std::path::Path) {
         v[v.len() / 2]
     };
     let (ma, mb) = (med(&mut a), med(&mut b));
-    println!("median: {ma:.0}/s without, {mb:.0}/s with validation; ratio {:.3}", mb / ma);
+    println!(
+        "median: {ma:.0}/s without, {mb:.0}/s with validation; ratio {:.3}",
+        mb / ma
+    );
 }

@@ -337,7 +337,14 @@ async fn run(args: Args) {
 /// `standard` measured first and last in the same run (their mean is the
 /// baseline, so drift during the run shows as their difference).
 async fn formats(args: &Args, server: SocketAddr, key: &str, url: &str, sink: &Sink, d: Duration) {
-    let order = ["standard", "revolution", "eventium", "revento", "attendee", "standard"];
+    let order = [
+        "standard",
+        "revolution",
+        "eventium",
+        "revento",
+        "attendee",
+        "standard",
+    ];
     let mut rates: Vec<(&str, f64)> = Vec::new();
     for (i, f) in order.iter().enumerate() {
         let channel = format!("venue:fmt-{i}");
@@ -355,7 +362,10 @@ async fn formats(args: &Args, server: SocketAddr, key: &str, url: &str, sink: &S
             ],
             body: Bytes::from(body),
         };
-        let (status, b) = c.send(tpl.build(&server.to_string())).await.expect("create endpoint");
+        let (status, b) = c
+            .send(tpl.build(&server.to_string()))
+            .await
+            .expect("create endpoint");
         assert_eq!(status, 201, "create endpoint: {}", String::from_utf8_lossy(&b));
         let start = now_us();
         let p = closed_loop(server, args.conns, d, publish_template(key, &channel)).await;
