@@ -9,13 +9,17 @@
 //! other nodes or of a previous run — goes through claims: the store's
 //! commit listener marks the matching endpoints due and wakes the loop (no
 //! tight polling), and the loop claims, per due endpoint, a bounded batch under a lease (up to four
-//! times `max_in_flight`, so slots refill without a store round trip; exactly
-//! one for an ordered endpoint) and starts attempts only into the endpoint's
-//! free `max_in_flight` slots, so a slow or dead endpoint can only ever occupy
-//! its own slots and never delays another; a global semaphore caps attempts in
-//! flight overall. Each attempt runs in its own task (paced by the
-//! endpoint's `rate_limit`), and its result goes to one writer task that
-//! records results in batches — one commit for many attempts. A periodic
+//! times `max_in_flight` or, for an adaptive endpoint, its cap, so slots
+//! refill without a store round trip; exactly one for an ordered endpoint)
+//! and starts attempts only into the endpoint's free slots, so a slow or dead
+//! endpoint can only ever occupy its own slots and never delays another; a
+//! global semaphore caps attempts in flight overall. An endpoint's slots are
+//! its fixed `max_in_flight`, or (not set, the default) a limit that `limit`
+//! adapts to the receiver from each attempt's latency and outcome: up while
+//! latency holds and work waits, down on timeouts, 429/5xx and queueing.
+//! Each attempt runs in its own task (paced by the endpoint's `rate_limit`),
+//! and its result goes to one writer task that records results in batches —
+//! one commit for many attempts. A periodic
 //! sweep (and start-up) re-reads pending work from the store, which is what
 //! makes the in-memory hints safe to lose: the store is the source of truth.
 //!
@@ -27,8 +31,9 @@
 //! never after a later one was first sent.
 //!
 //! Layout: this file is the loop (handoff, claims, attempts, stop);
-//! `live` is an endpoint as attempts see it, `queues` the per-endpoint
-//! bookkeeping, `recorder` the batched writing of attempt results.
+//! `limit` the per-endpoint concurrency limit (fixed or adaptive), `live` an
+//! endpoint as attempts see it, `queues` the per-endpoint bookkeeping,
+//! `recorder` the batched writing of attempt results.
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
