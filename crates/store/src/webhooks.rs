@@ -20,6 +20,12 @@ use marquee_core::wire::Format;
 
 use crate::Result;
 
+/// `EndpointRecord::max_in_flight` of an endpoint whose concurrency limit
+/// adapts (created without `max_in_flight`). A sentinel in the existing
+/// column rather than a schema change; a server that predates it reads it as
+/// a fixed limit of 1.
+pub const ADAPTIVE_MAX_IN_FLIGHT: u32 = 0;
+
 /// An endpoint as stored. The signing secrets are sealed (encrypted by the
 /// server); the store never sees them in the clear.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +38,8 @@ pub struct EndpointRecord {
     pub format: Format,
     /// Deliveries per second; `None` = unlimited.
     pub rate_limit: Option<u32>,
+    /// Attempts in flight at most; [`ADAPTIVE_MAX_IN_FLIGHT`] (0) = not set, the server
+    /// adapts the limit to the receiver. Stored as is, in the same column.
     pub max_in_flight: u32,
     pub ordered: bool,
     pub enabled: bool,

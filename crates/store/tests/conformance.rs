@@ -820,7 +820,11 @@ mod webhook_story {
         let other = store.create_org("other", &[]).await.unwrap();
         // Endpoints: create, read, list, update; scoped to their organization.
         let fans = endpoint(&org.id, "fan_*", false);
-        let orders = endpoint(&org.id, "order.*", true);
+        // Adaptive concurrency is the sentinel 0, stored and read back as is.
+        let orders = EndpointRecord {
+            max_in_flight: marquee_store::webhooks::ADAPTIVE_MAX_IN_FLIGHT,
+            ..endpoint(&org.id, "order.*", true)
+        };
         let elsewhere = endpoint(&other.id, "", false);
         for e in [&fans, &orders, &elsewhere] {
             store.create_endpoint(e.clone()).await.unwrap();
@@ -828,6 +832,8 @@ mod webhook_story {
         let got = store.get_endpoint(&org.id, &fans.id).await.unwrap().unwrap();
         assert_eq!(got.filter, fans.filter);
         assert_eq!((got.url.as_str(), got.max_in_flight), (fans.url.as_str(), 8));
+        let got = store.get_endpoint(&org.id, &orders.id).await.unwrap().unwrap();
+        assert_eq!(got.max_in_flight, 0);
         assert_eq!(got.secret_sealed, vec![1, 2, 3]);
         assert!(store.get_endpoint(&other.id, &fans.id).await.unwrap().is_none());
         let page = store.list_endpoints(&org.id, None, 1).await.unwrap();

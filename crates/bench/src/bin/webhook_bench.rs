@@ -14,6 +14,16 @@
 //! `cargo build --release -p marquee-server -p marquee-bench &&
 //!  target/release/webhook_bench --seconds 10`
 //!
+//! `--only default-vs-tuned` (issue 9) measures, in one run, end-to-end
+//! rates with endpoints created without `max_in_flight` (the default: an
+//! adaptive limit) and with `max_in_flight` 64 (tuned), to 1 and to 10
+//! endpoints, `--rounds` times in alternating order (default first in odd
+//! rounds, tuned first in even ones), fresh endpoints per measurement, after
+//! an uncounted warm-up that opens the server's connections to the receiver,
+//! and
+//! prints the default/tuned ratios with their medians, and the adaptive
+//! limits the default endpoints reached (polled from the endpoint API).
+//!
 //! `--scale-out` (issue 5) runs instead, in one run: the same baseline, then
 //! end-to-end messages/s to one endpoint with 1 node on SQLite, 1 node on
 //! PostgreSQL and `--nodes` (3) nodes on PostgreSQL + NATS (publishers spread
@@ -62,9 +72,13 @@ struct Args {
     /// Publish rate of the latency scenario.
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
-    /// `max_in_flight` of the benchmark endpoints.
+    /// `max_in_flight` of the benchmark endpoints (0: not set, i.e. the
+    /// adaptive default).
     #[arg(long, default_value_t = 64)]
     max_in_flight: u32,
+    /// Rounds of `default-vs-tuned`.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
     /// Run the scale-out comparison (issue 5) instead of the scenarios above.
     #[arg(long)]
     scale_out: bool,
@@ -77,7 +91,8 @@ struct Args {
     /// Nodes of the multi-node scenario.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// Scenarios to run (comma-separated subset of baseline,one,ten,latency,formats).
+    /// Scenarios to run (comma-separated subset of
+    /// baseline,one,ten,latency,default-vs-tuned,formats).
     #[arg(long, value_delimiter = ',', default_value = "baseline,one,ten,latency")]
     only: Vec<String>,
 }
@@ -219,7 +234,11 @@ async fn create_endpoint(
     max_in_flight: u32,
 ) -> String {
     let mut c = Conn::open(server).await.expect("connect");
-    let body = format!(r#"{{"url":"{url}","channels":["{channel}"],"max_in_flight":{max_in_flight}}}"#);
+    let body = if max_in_flight == 0 {
+        format!(r#"{{"url":"{url}","channels":["{channel}"]}}"#)
+    } else {
+        format!(r#"{{"url":"{url}","channels":["{channel}"],"max_in_flight":{max_in_flight}}}"#)
+    };
     let tpl = Template {
         method: hyper::Method::POST,
         path: "/v1/endpoints".into(),
@@ -271,11 +290,16 @@ async fn run(args: Args) {
     let bin = args.marquee_bin.clone().unwrap_or_else(default_marquee_bin);
     let dir = tempfile::tempdir().expect("tempdir");
     let key = provision_key(&bin, dir.path());
+    // MARQUEE_LOG reaches the server (e.g. to watch adaptive limits move).
+    let log = std::env::var("MARQUEE_LOG").unwrap_or_else(|_| "warn".into());
     let server = start_server(
         &bin,
         Some(dir.path()),
         &["--allow-private-endpoints"],
-        &[("MARQUEE_RATE_LIMIT_ENTERPRISE", "1000000")],
+        &[
+            ("MARQUEE_RATE_LIMIT_ENTERPRISE", "1000000"),
+            ("MARQUEE_LOG", &log),
+        ],
     )
     .await;
     let sink = Arc::new(Sink::default());
@@ -326,6 +350,9 @@ async fn run(args: Args) {
     }
     if wants("latency") {
         latency(&args, server.addr, &key, &sink, d).await;
+    }
+    if wants("default-vs-tuned") {
+        default_vs_tuned::run(&args, &server, &key, &url, &sink, d).await;
     }
     if wants("formats") {
         formats(&args, server.addr, &key, &url, &sink, d).await;
@@ -1126,5 +1153,213 @@ mod scale_out {
             );
         }
         drop(schemas);
+    }
+}
+
+/// Issue 9: the default endpoint (no `max_in_flight`: adaptive) beside the
+/// tuned one (`max_in_flight` 64), end to end, 1 and 10 endpoints, same run.
+mod default_vs_tuned {
+    use super::*;
+
+    /// `max_in_flight` of the tuned endpoints.
+    const TUNED: u32 = 64;
+
+    struct Measured {
+        rate: f64,
+        published: f64,
+        complete: bool,
+        span: f64,
+        /// Mean over the endpoints of their adaptive limit: highest and
+        /// last value polled (default endpoints only).
+        limits: Option<(f64, f64)>,
+    }
+
+    async fn call(server: SocketAddr, key: &str, method: hyper::Method, path: String) -> (u16, Bytes) {
+        let mut c = Conn::open(server).await.expect("connect");
+        let tpl = Template {
+            method,
+            path,
+            headers: vec![("x-api-key".into(), key.into())],
+            body: Bytes::new(),
+        };
+        c.send(tpl.build(&server.to_string())).await.expect("request")
+    }
+
+    /// Mean `concurrency.current` over `ids` (those the API reports).
+    async fn mean_limit(server: SocketAddr, key: &str, ids: &[String]) -> Option<f64> {
+        let (status, body) = call(server, key, hyper::Method::GET, "/v1/endpoints?limit=100".into()).await;
+        if status != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let limits: Vec<f64> = v["data"]
+            .as_array()?
+            .iter()
+            .filter(|e| ids.iter().any(|i| e["id"].as_str() == Some(i)))
+            .filter_map(|e| e["concurrency"]["current"].as_f64())
+            .collect();
+        (!limits.is_empty()).then(|| limits.iter().sum::<f64>() / limits.len() as f64)
+    }
+
+    /// One measurement: `n` fresh endpoints with `max_in_flight` (0 = not
+    /// set), publishing for `d`, until every delivery arrived.
+    #[allow(clippy::too_many_arguments)]
+    async fn measure(
+        args: &Args,
+        server: SocketAddr,
+        key: &str,
+        url: &str,
+        sink: &Sink,
+        d: Duration,
+        n: usize,
+        max_in_flight: u32,
+        tag: &str,
+    ) -> Measured {
+        let channel = format!("venue:{tag}");
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            ids.push(create_endpoint(server, key, url, &channel, max_in_flight).await);
+        }
+        sink.reset();
+        let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let poller = {
+            let (polling, key, ids) = (polling.clone(), key.to_owned(), ids.clone());
+            let adaptive = max_in_flight == 0;
+            tokio::spawn(async move {
+                let mut seen: Option<(f64, f64)> = None;
+                while adaptive && polling.load(Ordering::SeqCst) {
+                    if let Some(m) = mean_limit(server, &key, &ids).await {
+                        seen = Some((seen.map_or(m, |(max, _)| max.max(m)), m));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                seen
+            })
+        };
+        let start = now_us();
+        let p = closed_loop(server, args.conns, d, publish_template(key, &channel)).await;
+        let want = p.ok * n as u64;
+        let complete = sink.wait_for(want, Duration::from_secs(300)).await;
+        let got = sink.received.load(Ordering::SeqCst);
+        let span = (sink.last_us.load(Ordering::SeqCst).saturating_sub(start)) as f64 / 1e6;
+        polling.store(false, Ordering::SeqCst);
+        let limits = poller.await.unwrap_or_default();
+        for id in &ids {
+            let (status, _) = call(server, key, hyper::Method::DELETE, format!("/v1/endpoints/{id}")).await;
+            assert_eq!(status, 200, "delete endpoint");
+        }
+        sink.reset();
+        Measured {
+            rate: got as f64 / span.max(1e-9),
+            published: p.per_sec(),
+            complete: complete && got == want,
+            span,
+            limits,
+        }
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    pub(super) async fn run(
+        args: &Args,
+        server: &ServerProcess,
+        key: &str,
+        url: &str,
+        sink: &Sink,
+        d: Duration,
+    ) {
+        println!(
+            "default vs tuned: {} rounds, {} s publishing each, {} connections; default = no max_in_flight \
+             (adaptive), tuned = max_in_flight {TUNED}; {} cores, load {}",
+            args.rounds,
+            args.seconds,
+            args.conns,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loadavg(),
+        );
+        // Warm-up, not counted: the first 10-endpoint scenario of a run also
+        // opens the server's pooled connections to the receiver (hundreds),
+        // which would tax whichever configuration happens to go first.
+        let w = measure(
+            args,
+            server.addr,
+            key,
+            url,
+            sink,
+            Duration::from_secs(2),
+            10,
+            TUNED,
+            "warmup",
+        )
+        .await;
+        println!(
+            "  warm-up (10 tuned endpoints, 2 s, not counted): {:.0} deliveries/s",
+            w.rate
+        );
+        let mut ratios: HashMap<usize, Vec<f64>> = HashMap::new();
+        let mut rates: HashMap<(usize, bool), Vec<f64>> = HashMap::new();
+        for round in 0..args.rounds {
+            for n in [1usize, 10] {
+                let order = if round % 2 == 0 {
+                    [true, false]
+                } else {
+                    [false, true]
+                };
+                let mut got: HashMap<bool, Measured> = HashMap::new();
+                for default in order {
+                    let tag = format!("r{round}n{n}{}", if default { "d" } else { "t" });
+                    let mif = if default { 0 } else { TUNED };
+                    let m = measure(args, server.addr, key, url, sink, d, n, mif, &tag).await;
+                    let unit = if n == 1 { "msgs/s" } else { "deliveries/s" };
+                    println!(
+                        "  round {} {:>2} endpoint{} {:<7} published {:>6.0} msgs/s; {} -> {:>6.0} {unit} end to end \
+                         (last delivery at {:.2} s){}; load {}",
+                        round + 1,
+                        n,
+                        if n == 1 { " " } else { "s" },
+                        if default { "default" } else { "tuned" },
+                        m.published,
+                        if m.complete { "all delivered" } else { "INCOMPLETE" },
+                        m.rate,
+                        m.span,
+                        match m.limits {
+                            Some((max, last)) =>
+                                format!("; adaptive limit per endpoint max {max:.0}, last {last:.0}"),
+                            None if default => "; no adaptive limit reported".into(),
+                            None => String::new(),
+                        },
+                        loadavg(),
+                    );
+                    rates.entry((n, default)).or_default().push(m.rate);
+                    got.insert(default, m);
+                }
+                let ratio = got[&true].rate / got[&false].rate.max(1e-9);
+                println!(
+                    "  round {} {:>2} endpoint(s): default/tuned = {ratio:.3}",
+                    round + 1,
+                    n
+                );
+                ratios.entry(n).or_default().push(ratio);
+            }
+        }
+        for n in [1usize, 10] {
+            let r = ratios.remove(&n).unwrap_or_default();
+            let shown: Vec<String> = r.iter().map(|x| format!("{x:.3}")).collect();
+            println!(
+                "{n:>2} endpoint(s): median default {:.0}/s, tuned {:.0}/s; default/tuned per round [{}], median {:.3} \
+                 (target >= 0.90)",
+                median(rates.remove(&(n, true)).unwrap_or_default()),
+                median(rates.remove(&(n, false)).unwrap_or_default()),
+                shown.join(", "),
+                median(r),
+            );
+        }
     }
 }

@@ -17,7 +17,9 @@ use marquee_core::pattern::TypePattern;
 use marquee_core::timestamp::Timestamp;
 use marquee_core::webhook::EndpointFilter;
 use marquee_core::wire::{ExposedSecret, Format, SigningSecret};
-use marquee_store::webhooks::{AttemptQuery, AttemptRecord, EndpointRecord, ReplayFrom};
+use marquee_store::webhooks::{
+    ADAPTIVE_MAX_IN_FLIGHT, AttemptQuery, AttemptRecord, EndpointRecord, ReplayFrom,
+};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
@@ -30,7 +32,6 @@ use crate::extract::{JsonBody, QueryParams, RawBody, parse_json};
 use crate::state::AppState;
 use crate::webhooks::client::{self, AddressPolicy};
 
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 8;
 const MAX_URL_LEN: usize = 2048;
 const MAX_FILTERS: usize = 64;
 const MAX_DESCRIPTION: usize = 1024;
@@ -67,6 +68,7 @@ pub struct CreateBody {
     /// (`revolution`, and `standard` as `whsec_…`).
     pub secret: Option<String>,
     pub rate_limit: Option<u32>,
+    /// Absent or null: adaptive (up to `--webhook-adaptive-cap`).
     pub max_in_flight: Option<u32>,
     #[serde(default)]
     pub ordered: bool,
@@ -84,7 +86,9 @@ pub struct PatchBody {
     format: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     rate_limit: Option<Option<u32>>,
-    max_in_flight: Option<u32>,
+    /// null: adaptive from now on; a number: fixed.
+    #[serde(default, deserialize_with = "nullable")]
+    max_in_flight: Option<Option<u32>>,
     ordered: Option<bool>,
     enabled: Option<bool>,
 }
@@ -173,14 +177,15 @@ fn check_description(d: Option<String>) -> ApiResult<Option<String>> {
     }
 }
 
-fn check_max_in_flight(n: u32) -> ApiResult<u32> {
-    if (1..=1000).contains(&n) {
-        Ok(n)
-    } else {
-        Err(ApiError::invalid_param(
+/// `None` (absent or null) is adaptive, stored as the sentinel 0.
+fn check_max_in_flight(n: Option<u32>) -> ApiResult<u32> {
+    match n {
+        None => Ok(ADAPTIVE_MAX_IN_FLIGHT),
+        Some(n) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid_param(
             "max_in_flight",
-            "max_in_flight must be from 1 to 1000",
-        ))
+            "max_in_flight must be from 1 to 1000 (or null: adapt to the receiver)",
+        )),
     }
 }
 
@@ -210,7 +215,19 @@ pub fn new_secret(format: Format, supplied: Option<&str>) -> ApiResult<SigningSe
     }
 }
 
-pub fn endpoint_json(e: &EndpointRecord, secret: Option<&ExposedSecret>) -> Value {
+/// `"concurrency"` of an endpoint: `fixed` at its `max_in_flight`, or
+/// `adaptive` with the limit this node applies now (`current`, null on a
+/// node that does not deliver) and the cap.
+fn concurrency_json(state: &AppState, e: &EndpointRecord) -> Value {
+    if e.max_in_flight == ADAPTIVE_MAX_IN_FLIGHT {
+        let current = state.webhooks.concurrency(&e.id).map(|c| c.current);
+        json!({"mode": "adaptive", "current": current, "cap": state.webhooks.config().adaptive_cap})
+    } else {
+        json!({"mode": "fixed", "current": e.max_in_flight, "cap": e.max_in_flight})
+    }
+}
+
+pub fn endpoint_json(state: &AppState, e: &EndpointRecord, secret: Option<&ExposedSecret>) -> Value {
     let mut v = json!({
         "object": "endpoint",
         "id": e.id.as_str(),
@@ -220,7 +237,8 @@ pub fn endpoint_json(e: &EndpointRecord, secret: Option<&ExposedSecret>) -> Valu
         "channels": e.filter.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         "format": e.format.as_str(),
         "rate_limit": e.rate_limit,
-        "max_in_flight": e.max_in_flight,
+        "max_in_flight": (e.max_in_flight != ADAPTIVE_MAX_IN_FLIGHT).then_some(e.max_in_flight),
+        "concurrency": concurrency_json(state, e),
         "ordered": e.ordered,
         "enabled": e.enabled,
         "disabled_reason": e.disabled_reason,
@@ -314,7 +332,7 @@ pub async fn create(
     let (rec, secret) = create_endpoint(&state, &caller, b).await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &endpoint_json(&rec, Some(&expose(rec.format, &secret))),
+        &endpoint_json(&state, &rec, Some(&expose(rec.format, &secret))),
     ))
 }
 
@@ -332,7 +350,7 @@ pub async fn create_endpoint(
         channels: check_channels(&b.channels)?,
     };
     let format = check_format(b.format.as_deref())?;
-    let max_in_flight = check_max_in_flight(b.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT))?;
+    let max_in_flight = check_max_in_flight(b.max_in_flight)?;
     let rate_limit = check_rate(b.rate_limit)?;
     let description = check_description(b.description)?;
     let id = EndpointId::generate();
@@ -369,7 +387,7 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let id = endpoint_id(path)?;
     let rec = load(&state, &caller, &id).await?;
-    Ok(json_response(StatusCode::OK, &endpoint_json(&rec, None)))
+    Ok(json_response(StatusCode::OK, &endpoint_json(&state, &rec, None)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,7 +415,11 @@ pub async fn list(
         .list_endpoints(&caller.org_id, after.as_ref(), limit)
         .await?;
     let next = page.endpoints.last().map(|e| e.id.to_string());
-    let data = page.endpoints.iter().map(|e| endpoint_json(e, None)).collect();
+    let data = page
+        .endpoints
+        .iter()
+        .map(|e| endpoint_json(&state, e, None))
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &list_json(data, page.has_more, next),
@@ -508,7 +530,7 @@ pub async fn patch(
     let shown = reissued.map(|s| expose(rec.format, &s));
     Ok(json_response(
         StatusCode::OK,
-        &endpoint_json(&rec, shown.as_ref()),
+        &endpoint_json(&state, &rec, shown.as_ref()),
     ))
 }
 
@@ -557,7 +579,7 @@ pub async fn rotate_secret(
     .await?;
     state.webhooks.endpoint_changed(&caller.org_id, &id).await;
     let shown = secret.map(|s| expose(rec.format, &s));
-    let mut v = endpoint_json(&rec, shown.as_ref());
+    let mut v = endpoint_json(&state, &rec, shown.as_ref());
     v["previous_secret_expires_at"] = json!(rec.previous_secret_until.map(|t| t.to_rfc3339()));
     Ok(json_response(StatusCode::OK, &v))
 }

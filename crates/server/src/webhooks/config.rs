@@ -23,6 +23,9 @@ pub struct WebhookConfig {
     pub disable_after: Duration,
     /// Attempts in flight across all endpoints.
     pub workers: usize,
+    /// Most attempts in flight to one endpoint whose `max_in_flight` is not
+    /// set (its limit adapts between 1 and this; starts at 8).
+    pub adaptive_cap: u32,
     /// How long a rotated-out secret keeps signing beside the new one.
     pub secret_overlap: Duration,
     /// How long a claimed delivery stays leased to this node.
@@ -45,6 +48,7 @@ impl Default for WebhookConfig {
             allowed_cidrs: Vec::new(),
             disable_after: Duration::from_secs(5 * 86_400),
             workers: 512,
+            adaptive_cap: super::dispatcher::DEFAULT_ADAPTIVE_CAP,
             secret_overlap: Duration::from_secs(86_400),
             lease: Duration::from_secs(120),
             failing_after: 4,
@@ -114,6 +118,17 @@ pub struct WebhookArgs {
     /// Webhook attempts in flight across all endpoints.
     #[arg(long, env = "MARQUEE_WEBHOOK_WORKERS", default_value_t = 512)]
     pub webhook_workers: usize,
+    /// Most attempts in flight to one endpoint without a `max_in_flight`:
+    /// such an endpoint's limit starts at 8 and adapts to the receiver
+    /// (grows while latency holds, backs off on timeouts, 429/5xx and
+    /// queueing) between 1 and this.
+    #[arg(
+        long,
+        env = "MARQUEE_WEBHOOK_ADAPTIVE_CAP",
+        default_value_t = super::dispatcher::DEFAULT_ADAPTIVE_CAP,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub webhook_adaptive_cap: u32,
     /// How long a claimed delivery stays leased to a node; after a node dies,
     /// its claimed deliveries are attempted again by others after this.
     #[arg(long, env = "MARQUEE_WEBHOOK_LEASE", default_value = "120s", value_parser = parse_duration)]
@@ -136,6 +151,7 @@ impl WebhookArgs {
             allowed_cidrs: self.allow_endpoint_cidrs,
             disable_after: self.webhook_disable_after,
             workers: self.webhook_workers.max(1),
+            adaptive_cap: self.webhook_adaptive_cap,
             secret_overlap: self.webhook_secret_overlap,
             lease: self.webhook_lease.max(Duration::from_secs(1)),
             ca_file: self.webhook_ca_file,

@@ -9,7 +9,8 @@
 //!   addresses, and one attempt (render, sign, POST, capture the response).
 //! - [`dispatcher`]: takes deliveries handed over at commit and claims the
 //!   rest, enforces per-endpoint limits, batches attempt results into the
-//!   store (`dispatcher/`: `live`, `queues`, `recorder`).
+//!   store, adapts each endpoint's concurrency to its receiver (`dispatcher/`:
+//!   `limit`, `live`, `queues`, `recorder`).
 //! - [`wake`]: NATS wake-ups from `--role api` nodes to delivering nodes.
 
 pub mod client;

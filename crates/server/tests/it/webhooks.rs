@@ -4,6 +4,7 @@
 //! recover, replay, test pings, stats and the endpoint API.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ pub struct Hit {
     pub json: Value,
     /// Earlier requests with the same `webhook-id`.
     pub nth: usize,
+    /// Requests open at the receiver when this one arrived, itself included.
+    pub open: usize,
 }
 
 impl Hit {
@@ -63,21 +66,58 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub hits: Arc<Mutex<Vec<Hit>>>,
     behavior: Arc<Mutex<Behavior>>,
+    /// Requests open now, and the most ever open at once.
+    open: Arc<AtomicUsize>,
+    max_open: Arc<AtomicUsize>,
+    /// With `Some(n)`, at most n requests are served at a time (each for
+    /// its reply's delay); the others wait, open, for a worker.
+    workers: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// Counts a request as open until dropped.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Receiver {
     pub async fn start(behavior: impl Fn(&Hit) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(None, behavior).await
+    }
+
+    /// A receiver that serves `workers` requests at a time and queues the
+    /// rest (a slow application with a small worker pool).
+    pub async fn with_workers(
+        workers: usize,
+        behavior: impl Fn(&Hit) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_with(Some(workers), behavior).await
+    }
+
+    async fn start_with(
+        workers: Option<usize>,
+        behavior: impl Fn(&Hit) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let r = Receiver {
             addr,
             hits: Arc::new(Mutex::new(Vec::new())),
             behavior: Arc::new(Mutex::new(Arc::new(behavior))),
+            open: Arc::default(),
+            max_open: Arc::default(),
+            workers: workers.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         };
         let rc = r.clone();
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
             let rc = rc.clone();
             async move {
+                let open = rc.open.fetch_add(1, Ordering::SeqCst) + 1;
+                let _open = OpenGuard(rc.open.clone());
+                rc.max_open.fetch_max(open, Ordering::SeqCst);
                 let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let reply = {
                     let mut hits = rc.hits.lock().unwrap();
@@ -92,11 +132,16 @@ impl Receiver {
                         body,
                         json,
                         nth,
+                        open,
                     };
                     let b = rc.behavior.lock().unwrap().clone();
                     let reply = b(&hit);
                     hits.push(hit);
                     reply
+                };
+                let _worker = match &rc.workers {
+                    Some(w) => Some(w.acquire().await.unwrap()),
+                    None => None,
                 };
                 tokio::time::sleep(reply.delay).await;
                 let mut resp = StatusCode::from_u16(reply.status).unwrap().into_response();
@@ -130,6 +175,11 @@ impl Receiver {
 
     pub fn count(&self) -> usize {
         self.hits.lock().unwrap().len()
+    }
+
+    /// The most requests that were ever open at once.
+    pub fn max_open(&self) -> usize {
+        self.max_open.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` requests arrived (or panics after `secs`).
@@ -522,6 +572,201 @@ async fn an_endpoint_that_cannot_keep_up_still_gets_everything_once() {
         .await;
     assert_eq!(stats["delivered"], 400, "{stats}");
     assert_eq!(stats["pending"], 0, "{stats}");
+}
+
+/// An endpoint's `concurrency` as the API shows it.
+async fn concurrency(s: &TestServer, key: &str, id: &str) -> Value {
+    s.get_json(key, &format!("/v1/endpoints/{id}")).await["concurrency"].clone()
+}
+
+async fn patch_endpoint(s: &TestServer, key: &str, id: &str, body: Value) -> (u16, Value) {
+    let r = s
+        .http
+        .patch(s.url(&format!("/v1/endpoints/{id}")))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Every message 0..n arrived, each exactly once.
+fn exactly_once(hits: &[Hit], n: u64) {
+    assert_eq!(hits.len() as u64, n, "no delivery attempted twice");
+    let mut ns: Vec<u64> = hits.iter().map(Hit::n).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..n).collect::<Vec<u64>>(), "every message delivered");
+}
+
+/// A receiver that answers in 20 ms however many requests are open (a
+/// healthy service across a network) needs more than the old fixed 8 in
+/// flight to keep pace (8 / 20 ms = 400/s): an endpoint created without
+/// `max_in_flight` grows well past 8, never past the cap, and delivers
+/// everything once.
+#[tokio::test]
+async fn the_default_limit_grows_for_a_fast_receiver() {
+    let s = server().await;
+    let rx = Receiver::start(|_| Reply {
+        status: 204,
+        headers: vec![],
+        delay: Duration::from_millis(20),
+    })
+    .await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url()})).await;
+    assert!(ep["max_in_flight"].is_null(), "{ep}");
+    assert_eq!(
+        ep["concurrency"],
+        json!({"mode": "adaptive", "current": 8, "cap": 64})
+    );
+    let id = ep["id"].as_str().unwrap();
+    const N: u64 = 3000;
+    for chunk in 0..3 {
+        s.publish_batch(
+            &key,
+            (chunk * 1000..(chunk + 1) * 1000)
+                .map(|n| checkin("venue:a", n))
+                .collect(),
+        )
+        .await;
+    }
+    let mut highest = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while rx.count() < N as usize {
+        assert!(Instant::now() < deadline, "receiver got {} of {N}", rx.count());
+        let c = concurrency(&s, &key, id).await;
+        highest = highest.max(c["current"].as_u64().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    exactly_once(&rx.hits(), N);
+    let most = rx.max_open();
+    assert!(most >= 24, "at most {most} requests were open at once");
+    assert!(most <= 64, "{most} requests open at once, above the cap");
+    assert!(highest > 8, "the API never showed a limit above 8 ({highest})");
+}
+
+/// A receiver that serves two requests at a time (50 ms each) and queues
+/// the rest: more concurrency only lengthens its queue. The adaptive limit
+/// measures that and settles near what it serves (about 4) instead of piling
+/// requests up to the cap; nothing is lost.
+#[tokio::test]
+async fn the_default_limit_backs_off_from_a_receiver_that_queues() {
+    let s = server().await;
+    let rx = Receiver::with_workers(2, |_| Reply {
+        status: 204,
+        headers: vec![],
+        delay: Duration::from_millis(50),
+    })
+    .await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url()})).await;
+    const N: u64 = 240;
+    s.publish_batch(&key, (0..N).map(|n| checkin("venue:a", n)).collect())
+        .await;
+    let hits = rx.wait_for(N as usize, 90).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    exactly_once(&rx.hits(), N);
+    let most = rx.max_open();
+    assert!(most <= 16, "{most} requests open at once at a receiver serving 2");
+    let late = hits[2 * N as usize / 3..].iter().map(|h| h.open).max().unwrap();
+    assert!(late <= 6, "{late} requests open at once in the last third");
+    let c = concurrency(&s, &key, ep["id"].as_str().unwrap()).await;
+    assert!(c["current"].as_u64().unwrap() <= 6, "{c}");
+}
+
+/// A receiver that sheds load — 503 to any request beyond two open — and
+/// recovers: the limit is halved at each burst of 503s instead of keeping
+/// eight requests on it, so most attempts succeed; everything is delivered
+/// (retried after the 503s).
+#[tokio::test]
+async fn the_default_limit_backs_off_from_a_receiver_that_sheds_load() {
+    let s = TestServer::start_with(|c| {
+        fast(c);
+        let mut waits = vec![Duration::ZERO, Duration::from_millis(50)];
+        waits.extend([Duration::from_millis(100); 20]);
+        c.webhooks.retry_schedule = RetrySchedule(waits);
+    })
+    .await;
+    let rx = Receiver::start(|h| {
+        if h.open > 2 {
+            Reply::status(503)
+        } else {
+            Reply {
+                status: 204,
+                headers: vec![],
+                delay: Duration::from_millis(20),
+            }
+        }
+    })
+    .await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url()})).await;
+    let id = ep["id"].as_str().unwrap();
+    const N: u64 = 200;
+    s.publish_batch(&key, (0..N).map(|n| checkin("venue:a", n)).collect())
+        .await;
+    let stats = eventually(&s, &key, &format!("/v1/endpoints/{id}/stats"), 90, |v| {
+        v["delivered"] == N && v["pending"] == 0
+    })
+    .await;
+    assert_eq!(stats["failed"], 0, "{stats}");
+    let hits = rx.hits();
+    let shed = hits.iter().filter(|h| h.open > 2).count();
+    // With 8 in flight, 6 of every 8 requests would be shed (~600 here).
+    assert!(shed < N as usize / 4, "{shed} requests shed for {N} delivered");
+    let most = rx.max_open();
+    assert!(most <= 8, "{most} requests open at once, above the initial 8");
+    let mut ns: Vec<u64> = hits.iter().filter(|h| h.open <= 2).map(Hit::n).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    assert_eq!(ns.len() as u64, N, "every message answered 2xx");
+}
+
+/// An explicit `max_in_flight` is a fixed limit: 2 means at most 2 open
+/// requests, never adapted. PATCH switches between fixed and adaptive.
+#[tokio::test]
+async fn an_explicit_max_in_flight_is_a_fixed_limit() {
+    let s = server().await;
+    let rx = Receiver::start(|_| Reply {
+        status: 204,
+        headers: vec![],
+        delay: Duration::from_millis(5),
+    })
+    .await;
+    let (_, key) = s.tenant().await;
+    let ep = create_endpoint(&s, &key, json!({"url": rx.url(), "max_in_flight": 2})).await;
+    let id = ep["id"].as_str().unwrap();
+    assert_eq!(ep["max_in_flight"], 2);
+    assert_eq!(
+        ep["concurrency"],
+        json!({"mode": "fixed", "current": 2, "cap": 2})
+    );
+    const N: u64 = 400;
+    s.publish_batch(&key, (0..N).map(|n| checkin("venue:a", n)).collect())
+        .await;
+    rx.wait_for(N as usize, 60).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    exactly_once(&rx.hits(), N);
+    assert_eq!(rx.max_open(), 2, "exactly max_in_flight requests open at most");
+    assert_eq!(concurrency(&s, &key, id).await["current"], 2);
+    // null: adaptive from now on; a number: fixed again; other changes keep it.
+    let (status, v) = patch_endpoint(&s, &key, id, json!({"max_in_flight": null})).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["max_in_flight"].is_null(), "{v}");
+    assert_eq!(v["concurrency"]["mode"], "adaptive", "{v}");
+    assert_eq!(v["concurrency"]["current"], 8, "{v}");
+    let (_, v) = patch_endpoint(&s, &key, id, json!({"max_in_flight": 5})).await;
+    assert_eq!(
+        (v["max_in_flight"].clone(), v["concurrency"].clone()),
+        (json!(5), json!({"mode": "fixed", "current": 5, "cap": 5}))
+    );
+    let (_, v) = patch_endpoint(&s, &key, id, json!({"description": "kept"})).await;
+    assert_eq!(v["max_in_flight"], 5, "{v}");
+    let (status, v) = patch_endpoint(&s, &key, id, json!({"max_in_flight": 0})).await;
+    assert_eq!(status, 400, "{v}");
 }
 
 #[tokio::test]
@@ -1050,7 +1295,11 @@ async fn endpoint_api_validates_scopes_and_manages() {
     .await;
     let id = ep["id"].as_str().unwrap();
     assert_eq!(ep["format"], "standard");
-    assert_eq!(ep["max_in_flight"], 8);
+    assert!(ep["max_in_flight"].is_null(), "not set: adaptive");
+    assert_eq!(
+        ep["concurrency"],
+        json!({"mode": "adaptive", "current": 8, "cap": 64})
+    );
     assert_eq!(ep["ordered"], false);
     assert_eq!(ep["enabled"], true);
     // Another organization sees nothing.

@@ -19,6 +19,7 @@ pub struct Live {
     secret: SigningSecret,
     previous: Option<(SigningSecret, Timestamp)>,
     pub ordered: bool,
+    /// As stored: 0 = adaptive (see `limit`), else a fixed limit.
     pub max_in_flight: u32,
     pub rate_limit: Option<u32>,
     pub enabled: bool,
@@ -41,7 +42,7 @@ impl Live {
             secret,
             previous,
             ordered: rec.ordered,
-            max_in_flight: rec.max_in_flight.max(1),
+            max_in_flight: rec.max_in_flight,
             rate_limit: rec.rate_limit.filter(|r| *r > 0),
             enabled: rec.enabled,
         })

@@ -9,13 +9,17 @@
 //! other nodes or of a previous run — goes through claims: the store's
 //! commit listener marks the matching endpoints due and wakes the loop (no
 //! tight polling), and the loop claims, per due endpoint, a bounded batch under a lease (up to four
-//! times `max_in_flight`, so slots refill without a store round trip; exactly
-//! one for an ordered endpoint) and starts attempts only into the endpoint's
-//! free `max_in_flight` slots, so a slow or dead endpoint can only ever occupy
-//! its own slots and never delays another; a global semaphore caps attempts in
-//! flight overall. Each attempt runs in its own task (paced by the
-//! endpoint's `rate_limit`), and its result goes to one writer task that
-//! records results in batches — one commit for many attempts. A periodic
+//! times `max_in_flight` or, for an adaptive endpoint, its cap, so slots
+//! refill without a store round trip; exactly one for an ordered endpoint)
+//! and starts attempts only into the endpoint's free slots, so a slow or dead
+//! endpoint can only ever occupy its own slots and never delays another; a
+//! global semaphore caps attempts in flight overall. An endpoint's slots are
+//! its fixed `max_in_flight`, or (not set, the default) a limit that `limit`
+//! adapts to the receiver from each attempt's latency and outcome: up while
+//! latency holds and work waits, down on timeouts, 429/5xx and queueing.
+//! Each attempt runs in its own task (paced by the endpoint's `rate_limit`),
+//! and its result goes to one writer task that records results in batches —
+//! one commit for many attempts. A periodic
 //! sweep (and start-up) re-reads pending work from the store, which is what
 //! makes the in-memory hints safe to lose: the store is the source of truth.
 //!
@@ -27,8 +31,9 @@
 //! never after a later one was first sent.
 //!
 //! Layout: this file is the loop (handoff, claims, attempts, stop);
-//! `live` is an endpoint as attempts see it, `queues` the per-endpoint
-//! bookkeeping, `recorder` the batched writing of attempt results.
+//! `limit` the per-endpoint concurrency limit (fixed or adaptive), `live` an
+//! endpoint as attempts see it, `queues` the per-endpoint bookkeeping,
+//! `recorder` the batched writing of attempt results.
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -52,10 +57,12 @@ use super::config::WebhookConfig;
 use super::seal::Sealer;
 use crate::secrets::ServerSecrets;
 
+mod limit;
 mod live;
 mod queues;
 mod recorder;
 
+pub use limit::{Concurrency, DEFAULT_CAP as DEFAULT_ADAPTIVE_CAP};
 pub use live::Live;
 use queues::{Ep, Start, State};
 use recorder::{Done, RESULT_QUEUE, ResultMsg, attempt_record};
@@ -85,6 +92,8 @@ pub struct Dispatcher {
     /// claim target (then they are claimed, not released one by one).
     /// Locked after `state` when both are held.
     saturated: Arc<Mutex<HashSet<EndpointId>>>,
+    /// `run` is delivering (limits are live, not just loaded).
+    running: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +161,7 @@ impl Dispatcher {
             results_rx: Mutex::new(Some(rx)),
             reload_lock: tokio::sync::Mutex::new(()),
             saturated: Arc::default(),
+            running: std::sync::atomic::AtomicBool::new(false),
         });
         let weak: Weak<Dispatcher> = Arc::downgrade(&d);
         store.add_commit_listener(Arc::new(move |msgs: &[Arc<StoredMessage>]| {
@@ -168,6 +178,16 @@ impl Dispatcher {
 
     pub fn config(&self) -> &WebhookConfig {
         &self.config
+    }
+
+    /// The concurrency limit this node applies to an endpoint now, if this
+    /// node delivers and knows the endpoint.
+    pub fn concurrency(&self, id: &EndpointId) -> Option<Concurrency> {
+        if !self.running.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let st = self.state.lock().ok()?;
+        st.endpoints.get(id).map(|ep| ep.limiter.concurrency())
     }
 
     /// One endpoint was created, changed or deleted through this node:
@@ -187,7 +207,7 @@ impl Dispatcher {
                             if !list.contains(&live.id) {
                                 list.push(live.id.clone());
                             }
-                            st.upsert(live);
+                            st.upsert(live, self.config.adaptive_cap);
                         }
                     }
                     Err(e) => {
@@ -307,7 +327,7 @@ impl Dispatcher {
                         handed_eps.push(d.endpoint_id.clone());
                     }
                     ep.just_handed.push(d.message.seq);
-                    let room = ep.queue.len() + (ep.in_flight as usize) < 2 * Self::claim_target(&ep.live);
+                    let room = ep.queue.len() + (ep.in_flight as usize) < 2 * Self::claim_target(ep);
                     if !*stopping && ep.live.enabled && !ep.live.ordered && room {
                         ep.queue.push_back(d);
                     } else {
@@ -408,7 +428,7 @@ impl Dispatcher {
                 .entry(live.org_id.clone())
                 .or_default()
                 .push(live.id.clone());
-            st.upsert(live);
+            st.upsert(live, self.config.adaptive_cap);
         }
         if let Ok(mut s) = self.saturated.lock() {
             s.retain(|id| st.endpoints.get(id).is_some_and(|e| e.saturated));
@@ -443,14 +463,15 @@ impl Dispatcher {
 
     /// How many deliveries an endpoint may hold claimed (in flight plus
     /// queued): claiming ahead keeps its slots busy without a store round
-    /// trip per attempt. Rate-limited and ordered endpoints do not claim ahead.
-    fn claim_target(live: &Live) -> usize {
-        if live.ordered {
+    /// trip per attempt. Rate-limited and ordered endpoints do not claim ahead;
+    /// an adaptive endpoint claims for its cap (`Limiter::claim_limit`).
+    fn claim_target(ep: &Ep) -> usize {
+        if ep.live.ordered {
             1
-        } else if live.rate_limit.is_some() {
-            live.max_in_flight as usize
+        } else if ep.live.rate_limit.is_some() {
+            ep.limiter.limit() as usize
         } else {
-            (live.max_in_flight as usize * 4).clamp(64, 2 * CLAIM_BATCH)
+            (ep.limiter.claim_limit() as usize * 4).clamp(64, 2 * CLAIM_BATCH)
         }
     }
 
@@ -473,7 +494,7 @@ impl Dispatcher {
                 release.extend(ep.queue.drain(..));
                 continue;
             }
-            let cap = if ep.live.ordered { 1 } else { ep.live.max_in_flight };
+            let cap = if ep.live.ordered { 1 } else { ep.limiter.limit() };
             while permits_left && ep.in_flight < cap {
                 let Some(front) = ep.queue.front() else {
                     break;
@@ -497,7 +518,7 @@ impl Dispatcher {
                     ep.next_slot = Some(slot + Duration::from_secs_f64(1.0 / f64::from(r)));
                     slot
                 });
-                out.push((ep.live.clone(), d, slot, permit));
+                out.push((ep.live.clone(), d, slot, permit, ep.limiter.epoch()));
             }
             if ep.saturated {
                 self.unsaturate_if_drained(ep);
@@ -516,7 +537,7 @@ impl Dispatcher {
     /// Lets the store birth-lease an endpoint's deliveries again once its
     /// queue is below the claim target.
     fn unsaturate_if_drained(&self, ep: &mut Ep) {
-        if ep.queue.len() + (ep.in_flight as usize) < Self::claim_target(&ep.live)
+        if ep.queue.len() + (ep.in_flight as usize) < Self::claim_target(ep)
             && let Ok(mut s) = self.saturated.lock()
         {
             s.remove(&ep.live.id);
@@ -525,9 +546,9 @@ impl Dispatcher {
     }
 
     fn spawn_starts(self: &Arc<Self>, starts: Vec<Start>) {
-        for (live, d, slot, permit) in starts {
+        for (live, d, slot, permit, epoch) in starts {
             let me = self.clone();
-            tokio::spawn(async move { me.attempt(live, d, slot, permit).await });
+            tokio::spawn(async move { me.attempt(live, d, slot, permit, epoch).await });
         }
     }
 
@@ -564,7 +585,7 @@ impl Dispatcher {
                     continue;
                 }
                 let held = ep.in_flight as usize + ep.queue.len();
-                let limit = Self::claim_target(&ep.live).saturating_sub(held).min(CLAIM_BATCH);
+                let limit = Self::claim_target(ep).saturating_sub(held).min(CLAIM_BATCH);
                 if limit == 0 {
                     continue;
                 }
@@ -629,6 +650,7 @@ impl Dispatcher {
         d: ClaimedDelivery,
         slot: Option<tokio::time::Instant>,
         permit: OwnedSemaphorePermit,
+        epoch: u64,
     ) {
         if let Some(s) = slot {
             tokio::time::sleep_until(s).await;
@@ -662,6 +684,18 @@ impl Dispatcher {
         if let Ok(mut st) = self.state.lock()
             && let Some(ep) = st.endpoints.get_mut(&live.id)
         {
+            // Work is waiting for this endpoint (queued, or in the store:
+            // saturated or due), and not for a global permit.
+            let now = Timestamp::now().as_micros();
+            let waiting = !ep.queue.is_empty() || ep.saturated || ep.due_at.is_some_and(|t| t <= now);
+            let global = ep.in_flight < ep.limiter.limit() && self.permits.available_permits() == 0;
+            let sample = limit::Sample {
+                epoch,
+                latency: r.duration,
+                backlogged: waiting && !global,
+                signal: limit::Signal::of(r.status, r.error_kind),
+            };
+            ep.limiter.on_done(sample, std::time::Instant::now());
             ep.in_flight = ep.in_flight.saturating_sub(1);
         }
         self.notify.notify_one();
@@ -725,6 +759,7 @@ impl Dispatcher {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "releasing webhook leases failed"),
         }
+        self.running.store(true, std::sync::atomic::Ordering::Relaxed);
         let rx = self.results_rx.lock().ok().and_then(|mut r| r.take());
         let recorder = rx.map(|rx| tokio::spawn(self.clone().record_results(rx)));
         // From here on (after the start-up release above), deliveries this

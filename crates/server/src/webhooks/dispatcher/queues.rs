@@ -6,16 +6,20 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use marquee_core::ids::{EndpointId, OrgId};
 use marquee_store::webhooks::ClaimedDelivery;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::limit::Limiter;
 use super::live::Live;
 
 pub(super) struct Ep {
     pub(super) live: Arc<Live>,
     pub(super) in_flight: u32,
+    /// How many attempts may be in flight (fixed or adaptive).
+    pub(super) limiter: Limiter,
     /// Known to have due work now (or at this time, µs).
     pub(super) due_at: Option<i64>,
     /// Bumped whenever the endpoint is marked due, so a claim that found
@@ -42,8 +46,9 @@ impl Ep {
         self.marks += 1;
     }
 
-    pub(super) fn new(live: Live) -> Self {
+    pub(super) fn new(live: Live, adaptive_cap: u32) -> Self {
         Ep {
+            limiter: Limiter::new(live.max_in_flight, adaptive_cap, Instant::now()),
             live: Arc::new(live),
             in_flight: 0,
             due_at: None,
@@ -57,12 +62,14 @@ impl Ep {
     }
 }
 
-/// A delivery ready to attempt: endpoint, delivery, rate-limit slot, permit.
+/// A delivery ready to attempt: endpoint, delivery, rate-limit slot, permit,
+/// and the endpoint's limiter epoch at the start.
 pub(super) type Start = (
     Arc<Live>,
     ClaimedDelivery,
     Option<tokio::time::Instant>,
     OwnedSemaphorePermit,
+    u64,
 );
 
 #[derive(Default)]
@@ -84,8 +91,9 @@ pub(super) struct State {
 }
 
 impl State {
-    /// Installs an endpoint's fresh settings, keeping its runtime state.
-    pub(super) fn upsert(&mut self, live: Live) {
+    /// Installs an endpoint's fresh settings, keeping its runtime state
+    /// (its adaptive limit too, unless its `max_in_flight` changed).
+    pub(super) fn upsert(&mut self, live: Live, adaptive_cap: u32) {
         match self.endpoints.get_mut(&live.id) {
             Some(e) => {
                 if live.ordered && !e.live.ordered {
@@ -93,10 +101,14 @@ impl State {
                     // the store, to be claimed head first.
                     self.release.extend(e.queue.drain(..));
                 }
+                if e.limiter.differs(live.max_in_flight, adaptive_cap) {
+                    e.limiter = Limiter::new(live.max_in_flight, adaptive_cap, Instant::now());
+                }
                 e.live = Arc::new(live);
             }
             None => {
-                self.endpoints.insert(live.id.clone(), Ep::new(live));
+                self.endpoints
+                    .insert(live.id.clone(), Ep::new(live, adaptive_cap));
             }
         }
     }

@@ -86,7 +86,7 @@ pub(super) fn endpoint_row(r: &Row) -> Result<EndpointRecord> {
         rate_limit: r
             .try_get::<_, Option<i64>>(7)?
             .map(|v| v.clamp(0, u32::MAX as i64) as u32),
-        max_in_flight: r.try_get::<_, i64>(8)?.clamp(1, u32::MAX as i64) as u32,
+        max_in_flight: r.try_get::<_, i64>(8)?.clamp(0, u32::MAX as i64) as u32, // 0: adaptive
         ordered: r.try_get(9)?,
         enabled: r.try_get(10)?,
         disabled_reason: r.try_get(11)?,

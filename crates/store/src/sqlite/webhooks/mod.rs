@@ -59,7 +59,7 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
         rate_limit: r
             .get::<_, Option<i64>>(7)?
             .map(|v| v.clamp(0, u32::MAX as i64) as u32),
-        max_in_flight: r.get::<_, i64>(8)?.clamp(1, u32::MAX as i64) as u32,
+        max_in_flight: r.get::<_, i64>(8)?.clamp(0, u32::MAX as i64) as u32, // 0: adaptive
         ordered: r.get(9)?,
         enabled: r.get(10)?,
         disabled_reason: r.get(11)?,
