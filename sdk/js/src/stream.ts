@@ -591,7 +591,8 @@ export class MarqueeStream extends Emitter<StreamEventMap> {
     let meaning = info.meaning;
     if (!wasOpen) {
       let refusal = this.refusal;
-      if (!refusal && code !== 4000) refusal = await this.probe();
+      // A connection given up on (timeout) means an unresponsive server: a probe would hang too.
+      if (!refusal && !abandoned) refusal = await this.probe();
       if (this.isClosed()) return;
       if (refusal) {
         status = refusal.status;

@@ -117,8 +117,10 @@ export class Server {
       const exited = new Promise((resolve) => proc.once('exit', (code, sig) => resolve({ code, sig })));
       proc.exitedPromise = exited;
       exited.then(() => live.delete(proc));
+      let up = true;
+      exited.then(() => (up = false));
       const ready = (async () => {
-        for (;;) {
+        while (up) {
           try {
             const r = await fetch(`${this.url}/ping`);
             if (r.ok) return 'ready';
@@ -128,7 +130,10 @@ export class Server {
           await sleep(25);
         }
       })();
-      const r = await Promise.race([ready, exited, sleep(30_000).then(() => 'timeout')]);
+      let timer;
+      const timeout = new Promise((r) => (timer = setTimeout(() => r('timeout'), 30_000)));
+      const r = await Promise.race([ready, exited, timeout]);
+      clearTimeout(timer);
       if (r === 'ready') return;
       if (r === 'timeout') throw new Error(`marquee did not start within 30 s:\n${this.log}`);
       // Exited: the port may have been taken meanwhile; try another once.
