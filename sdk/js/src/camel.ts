@@ -1,11 +1,15 @@
 /** snake_case → camelCase, for the Revolution facade's objects. */
 
-/** `price_usd` → `priceUsd`, `last_checkin_at` → `lastCheckinAt`; other keys unchanged. */
+const SNAKE = /^[a-z][a-z0-9]*(?:_[a-z0-9]+)+$/;
+
+/**
+ * `price_usd` → `priceUsd`, `last_checkin_at` → `lastCheckinAt`. Only
+ * lower-case snake_case keys are renamed: `NORTH_DOOR`, `_id`, `Gate_A` or
+ * `kebab-key` (data used as keys, like gate names) stay as they are.
+ */
 export function camelKey(key: string): string {
-  if (!key.includes('_')) return key;
-  const lead = /^_+/.exec(key)?.[0] ?? '';
-  const body = key.slice(lead.length).replace(/_+([a-zA-Z0-9])/g, (_m, c: string) => c.toUpperCase());
-  return lead + body;
+  if (!SNAKE.test(key)) return key;
+  return key.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
 }
 
 /** Renames every key of plain objects, also nested ones and those inside arrays. */

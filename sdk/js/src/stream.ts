@@ -510,7 +510,13 @@ export class MarqueeStream extends Emitter<StreamEventMap> {
       this.onFrame(gen, ev.data);
     };
     socket.onerror = () => {
-      /* a close event follows */
+      // A close event normally follows. Some WebSocket implementations
+      // (undici in Node 20) report a refused upgrade with an error and never
+      // close: give up on the attempt shortly after.
+      if (this.openedAt !== null) return;
+      setTimeout(() => {
+        if (gen === this.gen && this.openedAt === null && !this.isClosed()) this.abandon(gen, 1006, 'connection failed', true);
+      }, 200);
     };
     socket.onclose = (ev) => {
       const waiters = this.closeWaiters.splice(0);
@@ -555,8 +561,12 @@ export class MarqueeStream extends Emitter<StreamEventMap> {
     }
   }
 
-  /** Drops a connection that is not answering and handles it as closed with `code`. */
-  private abandon(gen: number, code: number, reason: string): void {
+  /**
+   * Drops a connection that is not answering (or that failed without
+   * closing) and handles it as closed with `code`; `probe`: ask over HTTP
+   * why, as for a refused upgrade.
+   */
+  private abandon(gen: number, code: number, reason: string, probe = false): void {
     const socket = this.socket;
     this.gen++;
     this.socket = null;
@@ -568,10 +578,10 @@ export class MarqueeStream extends Emitter<StreamEventMap> {
         /* gone already */
       }
     }
-    void this.onClosed(gen, code, reason, true);
+    void this.onClosed(gen, code, reason, true, probe);
   }
 
-  private async onClosed(gen: number, code: number, reason: string, abandoned = false): Promise<void> {
+  private async onClosed(gen: number, code: number, reason: string, abandoned = false, probe = !abandoned): Promise<void> {
     if (!abandoned && gen !== this.gen) return;
     if (this._state === 'closed') return;
     const wasOpen = this.openedAt !== null;
@@ -592,7 +602,7 @@ export class MarqueeStream extends Emitter<StreamEventMap> {
     if (!wasOpen) {
       let refusal = this.refusal;
       // A connection given up on (timeout) means an unresponsive server: a probe would hang too.
-      if (!refusal && !abandoned) refusal = await this.probe();
+      if (!refusal && probe) refusal = await this.probe();
       if (this.isClosed()) return;
       if (refusal) {
         status = refusal.status;
@@ -880,7 +890,9 @@ export class MarqueeStream extends Emitter<StreamEventMap> {
         if (!page.has_more) break;
       }
     } catch (e) {
-      if (!alive()) return;
+      // Often the server went away: let the socket's own close report it.
+      await new Promise((r) => setTimeout(r, 250));
+      if (!alive() || !this.isOpen()) return;
       this.emit('error', {
         kind: 'backfill',
         message: `could not backfill ${sub.channel} from the REST log: ${String((e as Error)?.message ?? e)}; reconnecting`,

@@ -96,11 +96,19 @@ describe('endpoints', () => {
       Array.from({ length: 3 }, (_, i) => ({ type: 'order.completed', channels: ['venue:ops'], data: { i } })),
     );
     await rx.waitAt('/ops', 4);
+    // Replay once the deliveries are settled (a replay of one still in flight merges with it).
+    const settled = (n) =>
+      waitFor(async () => {
+        const st = await mq.endpoints.stats(ep.id);
+        return st.pending === 0 && st.delivered >= n;
+      }, { what: `${n} settled deliveries` });
+    await settled(3);
     const r = await mq.endpoints.replay(ep.id, { since });
     assert.equal(r.object, 'replay');
     assert.equal(r.queued, 3);
     assert.equal(r.has_more, false);
     await rx.waitAt('/ops', 7);
+    await settled(6);
     const n = await mq.endpoints.replayAll(ep.id, { after: published[0].cursor });
     assert.equal(n, 2);
     await rx.waitAt('/ops', 9);

@@ -26,6 +26,8 @@ describe('camelCase', () => {
     assert.equal(camelKey('last_checkin_at'), 'lastCheckinAt');
     assert.equal(camelKey('gate'), 'gate');
     assert.equal(camelKey('_private'), '_private');
+    assert.equal(camelKey('NORTH_DOOR'), 'NORTH_DOOR', 'data used as a key is not mangled');
+    assert.equal(camelKey('a_1_b'), 'a1B');
     assert.deepEqual(camelize({ fan_id: 'f', nested: { order_id: 'o', list: [{ drop_id: 'd' }] }, n: 1 }), {
       fanId: 'f',
       nested: { orderId: 'o', list: [{ dropId: 'd' }] },
