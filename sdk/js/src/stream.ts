@@ -167,7 +167,7 @@ export type StreamErrorKind =
   | 'frame'
   /** No answer to a ping within the heartbeat timeout. */
   | 'heartbeat'
-  /** The REST backfill of a cursorless channel failed (the connection is retried). */
+  /** The REST backfill of a cursorless channel failed; the channel continues live (`gap: true`). */
   | 'backfill';
 
 export interface StreamError {
@@ -181,7 +181,7 @@ export interface StreamError {
   code?: string;
   channel?: string;
   status?: number;
-  /** For `cursor_expired`: the channel was resubscribed live and messages may be missing. */
+  /** `cursor_expired` / `invalid_cursor` / a failed backfill: the channel continues live and messages may be missing. */
   gap?: boolean;
   cause?: unknown;
 }
@@ -890,18 +890,21 @@ export class MarqueeStream extends Emitter<StreamEventMap> {
         if (!page.has_more) break;
       }
     } catch (e) {
-      // Often the server went away: let the socket's own close report it.
+      // Often the server went away: the socket's own close follows, and the
+      // next connection backfills again from the same point.
       await new Promise((r) => setTimeout(r, 250));
       if (!alive() || !this.isOpen()) return;
+      // The stream works but the REST log does not answer (after the
+      // client's retries; e.g. a browser page on another origin, as marquee
+      // sends no CORS headers): carry on live and say what may be missing.
       this.emit('error', {
         kind: 'backfill',
-        message: `could not backfill ${sub.channel} from the REST log: ${String((e as Error)?.message ?? e)}; reconnecting`,
+        message: `could not backfill ${sub.channel} from the REST log (${String((e as Error)?.message ?? e)}); continuing live: messages committed while disconnected may be missing`,
         retry: true,
+        gap: true,
         channel: sub.channel,
         cause: e,
       });
-      this.abandon(gen, 1011, 'backfill failed');
-      return;
     }
     const held = sub.buffer ?? [];
     sub.buffer = null;

@@ -19,10 +19,15 @@ let script; // (ws, frame) => void, per test
 const sockets = [];
 const restCalls = [];
 let restPages = [];
+let restStatus = 200;
 
 before(async () => {
   http = createServer((req, res) => {
     restCalls.push(req.url);
+    if (restStatus !== 200) {
+      res.writeHead(restStatus, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ error: { code: 'internal_error', message: 'boom' } }));
+    }
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(restPages.shift() ?? { object: 'list', data: [], has_more: false, next_cursor: null }));
   });
@@ -133,6 +138,38 @@ describe('stream frames (scripted server)', () => {
     assert.equal(new URL(restCalls[1], url).searchParams.get('after'), '0000000000011');
     assert.equal(got[0].channel, 'venue:b');
     assert.deepEqual(got[0].payload, { n: 10 });
+    await s.close();
+  });
+
+  it('a backfill the REST log cannot answer: reported as a gap, the channel continues live', async () => {
+    let conn = 0;
+    script = (ws, f) => {
+      if (f.action !== 'subscribe') return;
+      conn++;
+      ws.send(JSON.stringify({ type: 'subscribed', channel: f.channel }));
+      if (conn === 1) setTimeout(() => ws.close(1011, 'replay failed'), 50);
+      else ws.send(JSON.stringify(ev(21, 'venue:d')));
+    };
+    restStatus = 500;
+    restCalls.length = 0;
+    const mq = new Marquee({ apiKey: 'k', baseUrl: url, maxRetries: 1 });
+    const s = mq.stream({ channels: ['venue:d'], backoff: { initialMs: 50 } });
+    const got = [];
+    const errors = [];
+    s.on('message', (e) => got.push(e));
+    s.on('error', (e) => errors.push(e));
+    try {
+      await waitFor(() => got.length === 1, { what: 'the live frame' });
+    } finally {
+      restStatus = 200;
+    }
+    assert.equal(got[0].id, 'msg_21');
+    const b = errors.find((e) => e.kind === 'backfill');
+    assert.equal(b.gap, true);
+    assert.equal(b.channel, 'venue:d');
+    assert.equal(restCalls.length, 2, 'the GET was retried once');
+    assert.ok(errors.some((e) => e.kind === 'close' && e.closeCode === 1011 && e.retry));
+    assert.equal(s.state, 'open');
     await s.close();
   });
 
