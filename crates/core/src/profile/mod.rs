@@ -223,6 +223,38 @@ mod tests {
     }
 
     #[test]
+    fn extreme_signed_timestamps_are_stale() {
+        // Found by `fuzz/` (target verify): a timestamp near i64::MIN
+        // overflowed the age check (a panic with overflow checks on).
+        let now = Timestamp::from_micros(1_780_000_000_000_000);
+        let body = b"{}";
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let s = crate::wire::SecretScheme::TextWhsec.generate();
+            let ev = format!("t={t},v1={}", eventium::sign(&s, t, body));
+            let h = [("x-eventium-signature", ev.as_str())];
+            let r = eventium::Eventium.verify(&s, &Received { headers: &h, body }, now);
+            assert!(matches!(r, Err(VerifyError::Stale { .. })), "eventium {t}: {r:?}");
+            let rv = revento::sign(&s, t, body);
+            let ts = t.to_string();
+            let h = [
+                ("x-revento-timestamp", ts.as_str()),
+                ("x-revento-signature", rv.as_str()),
+            ];
+            let r = revento::Revento.verify(&s, &Received { headers: &h, body }, now);
+            assert!(matches!(r, Err(VerifyError::Stale { .. })), "revento {t}: {r:?}");
+            let s = crate::wire::SigningSecret::generate();
+            let sw = standard::sign(&s, "msg_1", t, body);
+            let h = [
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", ts.as_str()),
+                ("webhook-signature", sw.as_str()),
+            ];
+            let r = standard::Standard.verify(&s, &Received { headers: &h, body }, now);
+            assert!(matches!(r, Err(VerifyError::Stale { .. })), "standard {t}: {r:?}");
+        }
+    }
+
+    #[test]
     fn verify_never_panics_on_garbage_headers() {
         let now = Timestamp::now();
         let junk = [

@@ -128,8 +128,10 @@ pub fn message_id_of_event_id(evt: &str) -> Option<String> {
 }
 
 /// Checks a Unix-seconds timestamp against `now` within `tolerance` seconds.
+/// `ts_secs` is whatever a header said (any `i64`), so the difference is
+/// taken in `i128`: `now - i64::MIN` overflows an `i64`.
 pub(crate) fn check_age(ts_secs: i64, now: Timestamp, tolerance: i64) -> Result<(), VerifyError> {
-    if (now.as_secs() - ts_secs).abs() > tolerance {
+    if (i128::from(now.as_secs()) - i128::from(ts_secs)).abs() > i128::from(tolerance) {
         Err(VerifyError::Stale {
             tolerance_secs: tolerance,
         })
@@ -211,5 +213,28 @@ impl FromStr for Format {
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_age_takes_any_header_timestamp() {
+        // Found by `fuzz/` (target verify): `now - i64::MIN` overflowed.
+        let now = Timestamp::from_micros(1_780_000_000_000_000);
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -1_780_000_000] {
+            assert!(
+                matches!(check_age(ts, now, 300), Err(VerifyError::Stale { .. })),
+                "{ts}"
+            );
+        }
+        for now in [Timestamp::from_micros(i64::MIN), Timestamp::from_micros(i64::MAX)] {
+            assert!(check_age(i64::MIN, now, 300).is_err());
+            assert!(check_age(i64::MAX, now, 300).is_err());
+        }
+        assert_eq!(check_age(1_780_000_300, now, 300), Ok(()));
+        assert!(check_age(1_780_000_301, now, 300).is_err());
     }
 }
