@@ -90,3 +90,40 @@ pub fn sign(
         message,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use marquee_core::wire::Format;
+
+    #[test]
+    fn every_format_signs_and_verifies_and_says_why_not() {
+        let frame = StreamMessage {
+            event_type: "fan_checkin".into(),
+            id: "msg_01JT0000000000000000000000".into(),
+            cursor: Cursor::from_seq(42).encode(),
+            channel: "venue:x".into(),
+            payload: serde_json::json!({"fan_id": "f1"}),
+            occurred_at: "2026-05-01T19:02:11.532104Z".into(),
+        };
+        let m = message_from_frame(&frame).unwrap();
+        assert_eq!(m.seq, 42);
+        for f in Format::all() {
+            let scheme = f.wire().secret_scheme();
+            let exposed = scheme.expose(&scheme.generate());
+            let name = f.as_str();
+            let s = parse_secret(name, &exposed.secret, exposed.identifier.as_deref()).unwrap();
+            let req = sign(name, &s, &m, "dlv_x", Timestamp::now()).unwrap();
+            let headers: Vec<(&str, &str)> = req.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            verify(name, &exposed.secret, exposed.identifier.as_deref(), &headers, &req.body)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut tampered = req.body.clone();
+            tampered.push(b' ');
+            let e = verify(name, &exposed.secret, exposed.identifier.as_deref(), &headers, &tampered).unwrap_err();
+            assert_eq!(e.kind(), VerifyErrorKind::Signature, "{name}");
+            let e = verify(name, &exposed.secret, exposed.identifier.as_deref(), &[], &req.body).unwrap_err();
+            assert!(e.to_string().contains("header is missing"), "{name}: {e}");
+        }
+        assert_eq!(verify("nope", "x", None, &[], b"").unwrap_err().kind(), VerifyErrorKind::UnknownFormat);
+    }
+}

@@ -8,6 +8,7 @@ mod catalogs;
 mod cli;
 mod cluster;
 mod cluster_streams;
+mod devcli;
 mod connections;
 mod crash;
 mod errors;
