@@ -27,9 +27,7 @@ mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use error::{
-    ApiError, ConnectErrorKind, Error, RequestErrorKind, StreamErrorKind, VerifyErrorKind,
-};
+pub use error::{ApiError, ConnectErrorKind, Error, RequestErrorKind, StreamErrorKind, VerifyErrorKind};
 pub use rest::{ListParams, Message, MessagePages, NewMessage, Page};
 pub use stream::{StreamMessage, Subscriber};
 pub use webhook::{message_from_frame, parse_secret, sign, verify};
@@ -140,7 +138,9 @@ impl ClientOptions {
             .timeout(self.request_timeout)
             .user_agent(concat!("marquee-client/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::new(ConnectErrorKind::Build, "could not build the HTTP client").with_source(e))?;
+            .map_err(|e| {
+                Error::new(ConnectErrorKind::Build, "could not build the HTTP client").with_source(e)
+            })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 base,

@@ -115,16 +115,18 @@ impl Client {
             .header("x-api-key", &self.inner.options.api_key)
     }
 
-    async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, RequestError> {
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, RequestError> {
         let r = req
             .send()
             .await
             .map_err(|e| Error::new(RequestErrorKind::Transport, "marquee did not answer").with_source(e))?;
         let status = r.status();
-        let bytes = r
-            .bytes()
-            .await
-            .map_err(|e| Error::new(RequestErrorKind::Transport, "reading marquee's answer failed").with_source(e))?;
+        let bytes = r.bytes().await.map_err(|e| {
+            Error::new(RequestErrorKind::Transport, "reading marquee's answer failed").with_source(e)
+        })?;
         if !status.is_success() {
             let api = match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(b) => ApiError {
@@ -143,14 +145,18 @@ impl Client {
             let msg = format!("{} {}: {}", api.status, api.code, api.message);
             return Err(Error::new(RequestErrorKind::Api, msg).with_api(api));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::new(RequestErrorKind::Decode, "unexpected answer from marquee").with_source(e))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(RequestErrorKind::Decode, "unexpected answer from marquee").with_source(e)
+        })
     }
 
     /// `POST /v1/messages`: answers once the message is durably committed.
     pub async fn publish(&self, m: NewMessage) -> Result<Message, RequestError> {
         if m.channels.is_empty() {
-            return Err(Error::new(RequestErrorKind::InvalidInput, "a message needs at least one channel"));
+            return Err(Error::new(
+                RequestErrorKind::InvalidInput,
+                "a message needs at least one channel",
+            ));
         }
         self.send(self.request(reqwest::Method::POST, "/v1/messages").json(&m))
             .await
@@ -160,7 +166,10 @@ impl Client {
     pub async fn publish_batch(&self, messages: Vec<NewMessage>) -> Result<Vec<Message>, RequestError> {
         let body = serde_json::json!({ "messages": messages });
         let page: Page = self
-            .send(self.request(reqwest::Method::POST, "/v1/messages/batch").json(&body))
+            .send(
+                self.request(reqwest::Method::POST, "/v1/messages/batch")
+                    .json(&body),
+            )
             .await?;
         Ok(page.data)
     }

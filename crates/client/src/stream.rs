@@ -145,7 +145,10 @@ async fn run(
         let ws = match connect(&client).await {
             Ok(ws) => ws,
             Err(ConnectFail::Refused(api)) => {
-                let msg = format!("the stream was refused: {} {}: {}", api.status, api.code, api.message);
+                let msg = format!(
+                    "the stream was refused: {} {}: {}",
+                    api.status, api.code, api.message
+                );
                 let _ = tx
                     .send(Err(Error::new(StreamErrorKind::Refused, msg).with_api(api)))
                     .await;

@@ -19,7 +19,11 @@ fn format_of(name: &str) -> Result<Format, VerifyError> {
 /// The HMAC secret as its owner wrote it down: for `standard`, the
 /// `whsec_…` base64 text; for the platform formats, the secret text itself
 /// (its UTF-8 bytes are the key), with the channel identifier for `attendee`.
-pub fn parse_secret(format: &str, secret: &str, identifier: Option<&str>) -> Result<SigningSecret, VerifyError> {
+pub fn parse_secret(
+    format: &str,
+    secret: &str,
+    identifier: Option<&str>,
+) -> Result<SigningSecret, VerifyError> {
     let f = format_of(format)?;
     match f.wire().secret_scheme() {
         SecretScheme::Base64Whsec => secret
@@ -57,8 +61,12 @@ pub fn verify(
 /// `occurred_at`, and the commit position from the cursor. `received_at`
 /// is unknown to a stream client and set to `occurred_at`.
 pub fn message_from_frame(m: &StreamMessage) -> Result<StoredMessage, String> {
-    let cursor: Cursor = m.cursor.parse().map_err(|_| format!("bad cursor {:?}", m.cursor))?;
-    let at = Timestamp::parse_rfc3339(&m.occurred_at).map_err(|_| format!("bad occurred_at {:?}", m.occurred_at))?;
+    let cursor: Cursor = m
+        .cursor
+        .parse()
+        .map_err(|_| format!("bad cursor {:?}", m.cursor))?;
+    let at = Timestamp::parse_rfc3339(&m.occurred_at)
+        .map_err(|_| format!("bad occurred_at {:?}", m.occurred_at))?;
     let data = serde_json::value::to_raw_value(&m.payload).map_err(|e| e.to_string())?;
     Ok(StoredMessage {
         seq: cursor.seq(),
@@ -115,15 +123,38 @@ mod tests {
             let s = parse_secret(name, &exposed.secret, exposed.identifier.as_deref()).unwrap();
             let req = sign(name, &s, &m, "dlv_x", Timestamp::now()).unwrap();
             let headers: Vec<(&str, &str)> = req.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            verify(name, &exposed.secret, exposed.identifier.as_deref(), &headers, &req.body)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            verify(
+                name,
+                &exposed.secret,
+                exposed.identifier.as_deref(),
+                &headers,
+                &req.body,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
             let mut tampered = req.body.clone();
             tampered.push(b' ');
-            let e = verify(name, &exposed.secret, exposed.identifier.as_deref(), &headers, &tampered).unwrap_err();
+            let e = verify(
+                name,
+                &exposed.secret,
+                exposed.identifier.as_deref(),
+                &headers,
+                &tampered,
+            )
+            .unwrap_err();
             assert_eq!(e.kind(), VerifyErrorKind::Signature, "{name}");
-            let e = verify(name, &exposed.secret, exposed.identifier.as_deref(), &[], &req.body).unwrap_err();
+            let e = verify(
+                name,
+                &exposed.secret,
+                exposed.identifier.as_deref(),
+                &[],
+                &req.body,
+            )
+            .unwrap_err();
             assert!(e.to_string().contains("header is missing"), "{name}: {e}");
         }
-        assert_eq!(verify("nope", "x", None, &[], b"").unwrap_err().kind(), VerifyErrorKind::UnknownFormat);
+        assert_eq!(
+            verify("nope", "x", None, &[], b"").unwrap_err().kind(),
+            VerifyErrorKind::UnknownFormat
+        );
     }
 }

@@ -86,7 +86,10 @@ impl Server {
         let k = self
             .admin(&format!("/admin/v1/orgs/{org}/keys"), json!({"tier": "pro"}))
             .await;
-        (k["id"].as_str().unwrap().into(), k["key"].as_str().unwrap().into())
+        (
+            k["id"].as_str().unwrap().into(),
+            k["key"].as_str().unwrap().into(),
+        )
     }
 }
 
@@ -158,7 +161,11 @@ async fn stream_resumes_across_a_server_restart_with_no_gap_and_no_duplicate() {
     let mut got = Vec::new();
     let mut cursors = Vec::new();
     while got.len() < 3 {
-        let m = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap().unwrap();
+        let m = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         got.push(m.payload["n"].as_u64().unwrap());
         cursors.push(m.cursor);
     }
@@ -169,22 +176,43 @@ async fn stream_resumes_across_a_server_restart_with_no_gap_and_no_duplicate() {
         c.publish(checkin(n)).await.unwrap();
     }
     while got.len() < 6 {
-        let m = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap().unwrap();
+        let m = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         got.push(m.payload["n"].as_u64().unwrap());
         cursors.push(m.cursor);
     }
     // And live after the resume.
     c.publish(checkin(7)).await.unwrap();
-    let m = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap().unwrap();
+    let m = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     got.push(m.payload["n"].as_u64().unwrap());
     assert_eq!(got, [1, 2, 3, 4, 5, 6, 7]);
     assert!(cursors.windows(2).all(|w| w[0] < w[1]));
     // Nothing else arrives (no duplicate).
-    assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sub.next())
+            .await
+            .is_err()
+    );
     let events = events.lock().unwrap().clone();
-    assert!(events.contains(&Event::Disconnected { close_code: Some(1001) }), "{events:?}");
+    assert!(
+        events.contains(&Event::Disconnected {
+            close_code: Some(1001)
+        }),
+        "{events:?}"
+    );
     assert!(events.iter().any(|e| matches!(e, Event::Reconnecting { .. })));
-    assert_eq!(events.iter().filter(|e| **e == Event::Connected).count(), 2, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| **e == Event::Connected).count(),
+        2,
+        "{events:?}"
+    );
     drop(sub);
     s.stop().await;
 }
@@ -203,15 +231,32 @@ async fn a_revoked_key_ends_the_stream_with_4003_and_no_reconnect() {
         .unwrap();
     c.publish(checkin(1)).await.unwrap();
     let mut sub = c.subscribe([("venue:x", Some("0000000000000"))]);
-    let m = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap().unwrap();
+    let m = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(m.channel, "venue:x");
-    s.admin(&format!("/admin/v1/keys/{key_id}/revoke"), json!({})).await;
-    let e = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap().unwrap_err();
+    s.admin(&format!("/admin/v1/keys/{key_id}/revoke"), json!({}))
+        .await;
+    let e = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
     assert_eq!(e.kind(), StreamErrorKind::Revoked);
     assert!(tokio::time::timeout(WAIT, sub.next()).await.unwrap().is_none());
     tokio::time::sleep(Duration::from_millis(100)).await;
     let events = events.lock().unwrap().clone();
-    assert!(events.contains(&Event::Disconnected { close_code: Some(4003) }), "{events:?}");
-    assert!(!events.iter().any(|e| matches!(e, Event::Reconnecting { .. })), "{events:?}");
+    assert!(
+        events.contains(&Event::Disconnected {
+            close_code: Some(4003)
+        }),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Reconnecting { .. })),
+        "{events:?}"
+    );
     s.stop().await;
 }

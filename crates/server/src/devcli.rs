@@ -147,7 +147,8 @@ fn state_dir(url: &str, key: &str) -> Result<PathBuf, String> {
 
 fn save_state(path: &std::path::Path, st: &ListenState) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(st).expect("json")).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(st).expect("json"))
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -174,8 +175,9 @@ pub async fn listen(a: ListenArgs) -> Result<(), String> {
             s
         }
     };
-    let secret: SigningSecret = marquee_client::parse_secret(format.as_str(), &stored.secret, stored.identifier.as_deref())
-        .map_err(|e| e.to_string())?;
+    let secret: SigningSecret =
+        marquee_client::parse_secret(format.as_str(), &stored.secret, stored.identifier.as_deref())
+            .map_err(|e| e.to_string())?;
     let client = a.conn.client()?;
     let channels: Vec<(String, Option<String>)> = a
         .channels
@@ -219,13 +221,20 @@ pub async fn listen(a: ListenArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn forward(http: &reqwest::Client, url: &str, format: Format, secret: &SigningSecret, frame: &StreamMessage) {
+async fn forward(
+    http: &reqwest::Client,
+    url: &str,
+    format: Format,
+    secret: &SigningSecret,
+    frame: &StreamMessage,
+) {
     let now = Timestamp::now();
     let outcome = match marquee_client::message_from_frame(frame) {
         Err(e) => Err(e),
         Ok(m) => {
             let delivery = format!("dlv_{}", frame.id.strip_prefix("msg_").unwrap_or(&frame.id));
-            let req = marquee_client::sign(format.as_str(), secret, &m, &delivery, now).map_err(|e| e.to_string());
+            let req =
+                marquee_client::sign(format.as_str(), secret, &m, &delivery, now).map_err(|e| e.to_string());
             match req {
                 Err(e) => Err(e),
                 Ok(req) => {
@@ -252,7 +261,12 @@ async fn forward(http: &reqwest::Client, url: &str, format: Format, secret: &Sig
         Ok((code, took)) => format!("{code}  {}ms", took.as_millis()),
         Err(e) => format!("error: {e}"),
     };
-    println!("{}  {}  {}  {status}", now.to_rfc3339(), frame.event_type, frame.id);
+    println!(
+        "{}  {}  {}  {status}",
+        now.to_rfc3339(),
+        frame.event_type,
+        frame.id
+    );
     let _ = std::io::stdout().flush();
 }
 
@@ -275,7 +289,11 @@ pub async fn tail(a: TailArgs) -> Result<(), String> {
                 f.occurred_at, f.event_type, f.channel, f.id, f.payload
             )
         } else {
-            writeln!(out, "{}  {}  {}  {}  {}", f.occurred_at, f.event_type, f.channel, f.id, f.payload)
+            writeln!(
+                out,
+                "{}  {}  {}  {}  {}",
+                f.occurred_at, f.event_type, f.channel, f.id, f.payload
+            )
         };
         let _ = out.flush();
     }

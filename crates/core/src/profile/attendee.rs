@@ -1,8 +1,8 @@
 //! The attendee-webhooks platform of reference 004 (it has no name of its
 //! own; marquee calls the profile `attendee`).
 //!
-//! Webhook: `X-Signature: <Unix ns>/<hex HMAC-SHA256(secret, identifier + "/"
-//! + timestamp + "/" + raw body)>`, body `{"id","event":<type>,"data":{…}}`
+//! Webhook: `X-Signature: <Unix ns>/<hex HMAC-SHA256(secret, identifier +
+//! "/" + timestamp + "/" + raw body)>`, body `{"id","event":<type>,"data":{…}}`
 //! where `data` is the message's data (the platform's typed `{type, id, …}`
 //! structures). The channel identifier and the secret are generated
 //! together and shown once; both are credentials. The timestamp is the

@@ -96,7 +96,10 @@ async fn listen_story(format: &str) {
         "--format",
         format,
     ];
-    let envs = [("MARQUEE_API_KEY", key.as_str()), ("MARQUEE_CONFIG_DIR", cfg.as_str())];
+    let envs = [
+        ("MARQUEE_API_KEY", key.as_str()),
+        ("MARQUEE_CONFIG_DIR", cfg.as_str()),
+    ];
     let mut l = Proc::spawn(&args, &envs);
     let secret = l.value("secret:").await;
     let identifier = if format == "attendee" {
@@ -109,22 +112,34 @@ async fn listen_story(format: &str) {
     let mut ids = Vec::new();
     for n in 0..3 {
         let m = s
-            .publish(&key, json!({"type": "fan_checkin", "channels": ["venue:x"], "data": {"n": n, "fan_id": "f"}}))
+            .publish(
+                &key,
+                json!({"type": "fan_checkin", "channels": ["venue:x"], "data": {"n": n, "fan_id": "f"}}),
+            )
             .await;
         ids.push(m["id"].as_str().unwrap().to_owned());
     }
     // Filtered out by --types (but its cursor is kept).
-    s.publish(&key, json!({"type": "merch_drop", "channels": ["venue:x"], "data": {}}))
-        .await;
+    s.publish(
+        &key,
+        json!({"type": "merch_drop", "channels": ["venue:x"], "data": {}}),
+    )
+    .await;
     let got = hits(&recv, 3).await;
     assert_eq!(got.len(), 3);
     for (h, id) in got.iter().zip(&ids) {
         verify_hit(format, &secret, identifier.as_deref(), h).unwrap_or_else(|e| panic!("{format}: {e}"));
-        assert!(String::from_utf8_lossy(&h.body).contains(&id[4..]), "{format}: body names {id}");
+        assert!(
+            String::from_utf8_lossy(&h.body).contains(&id[4..]),
+            "{format}: body names {id}"
+        );
     }
     for id in &ids {
         let line = l.line().await;
-        assert!(line.contains("fan_checkin") && line.contains(id.as_str()) && line.contains(" 204 "), "{line}");
+        assert!(
+            line.contains("fan_checkin") && line.contains(id.as_str()) && line.contains(" 204 "),
+            "{line}"
+        );
         assert!(line.ends_with("ms"), "{line}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -133,12 +148,19 @@ async fn listen_story(format: &str) {
     // While it is down: two more. The restarted listen forwards exactly those.
     for n in 3..5 {
         let m = s
-            .publish(&key, json!({"type": "fan_checkin", "channels": ["venue:x"], "data": {"n": n, "fan_id": "f"}}))
+            .publish(
+                &key,
+                json!({"type": "fan_checkin", "channels": ["venue:x"], "data": {"n": n, "fan_id": "f"}}),
+            )
             .await;
         ids.push(m["id"].as_str().unwrap().to_owned());
     }
     let mut l = Proc::spawn(&args, &envs);
-    assert_eq!(l.value("secret:").await, secret, "the secret is stable across restarts");
+    assert_eq!(
+        l.value("secret:").await,
+        secret,
+        "the secret is stable across restarts"
+    );
     let got = hits(&recv, 5).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got2 = recv.hits.lock().unwrap().clone();
@@ -216,10 +238,13 @@ async fn verify_checks_real_captures_and_says_why_not() {
         assert_eq!(r.status(), 201);
         let ep: Value = r.json().await.unwrap();
         let secret = ep["secret"].as_str().unwrap().to_owned();
-        s.post(&key, &format!("/v1/endpoints/{}/test", ep["id"].as_str().unwrap()))
-            .send()
-            .await
-            .unwrap();
+        s.post(
+            &key,
+            &format!("/v1/endpoints/{}/test", ep["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
         let got = hits(&recv, 1).await;
         let h = &got[0];
         let (ok, out) = verify_cli(format, &secret, None, h, &h.body);
@@ -229,7 +254,10 @@ async fn verify_checks_real_captures_and_says_why_not() {
         tampered.extend_from_slice(b" ");
         let (ok, out) = verify_cli(format, &secret, None, h, &tampered);
         assert!(!ok);
-        assert!(out.contains("not verified: no signature matches the secret"), "{format}: {out}");
+        assert!(
+            out.contains("not verified: no signature matches the secret"),
+            "{format}: {out}"
+        );
     }
     // Missing header: says which.
     let h = Hit {
@@ -239,7 +267,13 @@ async fn verify_checks_real_captures_and_says_why_not() {
         json: Value::Null,
         nth: 0,
     };
-    let (ok, out) = verify_cli("standard", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", None, &h, b"{}");
+    let (ok, out) = verify_cli(
+        "standard",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        None,
+        &h,
+        b"{}",
+    );
     assert!(!ok);
     assert!(out.contains("header is missing"), "{out}");
 }
@@ -248,23 +282,34 @@ async fn verify_checks_real_captures_and_says_why_not() {
 async fn tail_json_shows_what_publish_sends() {
     let s = TestServer::start().await;
     let (_, key) = s.tenant().await;
-    let envs = [("MARQUEE_API_KEY", key.as_str()), ("MARQUEE_URL", s.base.as_str())];
-    let mut t = Proc::spawn(&["tail", "--channel", "venue:x", "--type", "fan_checkin", "--json"], &envs);
+    let envs = [
+        ("MARQUEE_API_KEY", key.as_str()),
+        ("MARQUEE_URL", s.base.as_str()),
+    ];
+    let mut t = Proc::spawn(
+        &["tail", "--channel", "venue:x", "--type", "fan_checkin", "--json"],
+        &envs,
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("data.json");
     std::fs::write(&file, r#"{"fan_id":"fan_1","gate":"NORTH"}"#).unwrap();
     let data = format!("@{}", file.display());
-    let out = Command::new(marquee_bin())
+    // Async: the in-process server shares this runtime's thread.
+    let out = tokio::process::Command::new(marquee_bin())
         .args(["publish", "fan_checkin", "--channel", "venue:x", "--data", &data])
         .envs(envs)
         .output()
+        .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let published: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(published["data"]["gate"], "NORTH");
-    s.publish(&key, json!({"type": "merch_drop", "channels": ["venue:x"], "data": {}}))
-        .await;
+    s.publish(
+        &key,
+        json!({"type": "merch_drop", "channels": ["venue:x"], "data": {}}),
+    )
+    .await;
     let line: Value = serde_json::from_str(&t.line().await).unwrap();
     assert_eq!(line["type"], "fan_checkin");
     assert_eq!(line["id"], published["id"]);
@@ -272,6 +317,10 @@ async fn tail_json_shows_what_publish_sends() {
     assert_eq!(line["channel"], "venue:x");
     assert_eq!(line["payload"], json!({"fan_id":"fan_1","gate":"NORTH"}));
     // merch_drop is filtered out by --type.
-    assert!(tokio::time::timeout(Duration::from_millis(300), t.lines.next_line()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), t.lines.next_line())
+            .await
+            .is_err()
+    );
     t.child.kill().await.unwrap();
 }
