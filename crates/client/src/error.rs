@@ -6,6 +6,11 @@ use std::fmt;
 /// An error of some kind `K`: match on [`Error::kind`], print it for a reason.
 pub struct Error<K> {
     kind: K,
+    // Boxed: keeps `Result<T, Error<K>>` small.
+    detail: Box<Detail>,
+}
+
+struct Detail {
     message: String,
     api: Option<ApiError>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -24,19 +29,21 @@ impl<K> Error<K> {
     pub fn new(kind: K, message: impl Into<String>) -> Self {
         Error {
             kind,
-            message: message.into(),
-            api: None,
-            source: None,
+            detail: Box::new(Detail {
+                message: message.into(),
+                api: None,
+                source: None,
+            }),
         }
     }
 
     pub(crate) fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(e));
+        self.detail.source = Some(Box::new(e));
         self
     }
 
     pub(crate) fn with_api(mut self, api: ApiError) -> Self {
-        self.api = Some(api);
+        self.detail.api = Some(api);
         self
     }
 
@@ -49,7 +56,7 @@ impl<K> Error<K> {
 
     /// The server's error body, when the server answered one.
     pub fn api_error(&self) -> Option<&ApiError> {
-        self.api.as_ref()
+        self.detail.api.as_ref()
     }
 }
 
@@ -57,16 +64,16 @@ impl<K: fmt::Debug> fmt::Debug for Error<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
             .field("kind", &self.kind)
-            .field("message", &self.message)
-            .field("api", &self.api)
+            .field("message", &self.detail.message)
+            .field("api", &self.detail.api)
             .finish()
     }
 }
 
 impl<K> fmt::Display for Error<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(s) = &self.source {
+        f.write_str(&self.detail.message)?;
+        if let Some(s) = &self.detail.source {
             write!(f, ": {s}")?;
         }
         Ok(())
@@ -75,7 +82,8 @@ impl<K> fmt::Display for Error<K> {
 
 impl<K: fmt::Debug> std::error::Error for Error<K> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.detail
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
