@@ -85,6 +85,14 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Developer: forward a server's stream to a local URL, signed in a webhook format.
+    Listen(crate::devcli::ListenArgs),
+    /// Developer: show the live stream in the terminal.
+    Tail(crate::devcli::TailArgs),
+    /// Developer: publish one message.
+    Publish(crate::devcli::PublishArgs),
+    /// Developer: check a captured webhook (body on stdin) and say why not.
+    Verify(crate::devcli::VerifyArgs),
 }
 
 #[derive(Args)]

@@ -28,6 +28,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod devcli;
 pub mod error;
 pub mod extract;
 pub mod http;

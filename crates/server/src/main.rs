@@ -25,6 +25,10 @@ async fn main() -> ExitCode {
         Command::Migrate { store } => open(&store).await.map(|_| println!("schema is up to date")),
         Command::Org(cmd) => org(cmd).await,
         Command::Key(cmd) => key(cmd).await,
+        Command::Listen(a) => marquee_server::devcli::listen(a).await,
+        Command::Tail(a) => marquee_server::devcli::tail(a).await,
+        Command::Publish(a) => marquee_server::devcli::publish(a).await,
+        Command::Verify(a) => marquee_server::devcli::verify(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
