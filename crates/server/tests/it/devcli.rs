@@ -266,6 +266,7 @@ async fn verify_checks_real_captures_and_says_why_not() {
         body: Default::default(),
         json: Value::Null,
         nth: 0,
+        open: 1,
     };
     let (ok, out) = verify_cli(
         "standard",
