@@ -663,18 +663,36 @@ async fn the_default_limit_backs_off_from_a_receiver_that_queues() {
     .await;
     let (_, key) = s.tenant().await;
     let ep = create_endpoint(&s, &key, json!({"url": rx.url()})).await;
+    let id = ep["id"].as_str().unwrap();
     const N: u64 = 240;
     s.publish_batch(&key, (0..N).map(|n| checkin("venue:a", n)).collect())
         .await;
-    let hits = rx.wait_for(N as usize, 90).await;
+    // The limits the API showed, for the failure messages.
+    let mut limits: Vec<u64> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while rx.count() < N as usize {
+        assert!(Instant::now() < deadline, "receiver got {} of {N}", rx.count());
+        let l = concurrency(&s, &key, id).await["current"].as_u64().unwrap();
+        if limits.last() != Some(&l) {
+            limits.push(l);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    exactly_once(&rx.hits(), N);
+    let hits = rx.hits();
+    exactly_once(&hits, N);
     let most = rx.max_open();
-    assert!(most <= 16, "{most} requests open at once at a receiver serving 2");
+    assert!(
+        most <= 16,
+        "{most} requests open at once at a receiver serving 2; limits {limits:?}"
+    );
     let late = hits[2 * N as usize / 3..].iter().map(|h| h.open).max().unwrap();
-    assert!(late <= 6, "{late} requests open at once in the last third");
-    let c = concurrency(&s, &key, ep["id"].as_str().unwrap()).await;
-    assert!(c["current"].as_u64().unwrap() <= 6, "{c}");
+    assert!(
+        late <= 6,
+        "{late} requests open at once in the last third; limits {limits:?}"
+    );
+    let c = concurrency(&s, &key, id).await;
+    assert!(c["current"].as_u64().unwrap() <= 6, "{c}; limits {limits:?}");
 }
 
 /// A receiver that sheds load — 503 to any request beyond two open — and

@@ -13,14 +13,18 @@
 //!   limit can cut it, so one burst of failures cuts once.
 //! - **Latency must hold**: a window's mean latency may be up to
 //!   `2 × base + 20 ms`, where `base` is the receiver's latency at low
-//!   concurrency — measured in a *probe* window run at 2 in flight, when the
-//!   threshold is first crossed and then at most every 10 s (before the first
-//!   probe, the lowest window mean seen stands in). Above it, the limit
-//!   shrinks in proportion (`limit × threshold / latency`, at most halved):
-//!   the receiver is queueing our requests. The 20 ms is the allowance for
-//!   jitter: on a busy node, or across a network, latency moves by several
-//!   milliseconds whatever the receiver does, and a queue that short is no
-//!   distress.
+//!   concurrency, measured in a *probe* window run at 2 in flight (before
+//!   the first probe, the lowest window mean seen stands in). Above it, the
+//!   limit shrinks in proportion (`limit × threshold / latency`, at most
+//!   halved) — the receiver is queueing our requests — if the base was
+//!   measured in the last second; otherwise a probe measures it first, so a
+//!   latency rise that this node's own load causes (it moves every attempt,
+//!   at any concurrency) raises the base instead of shrinking the limit. The
+//!   20 ms is the allowance for jitter: on a busy node, or across a network,
+//!   latency moves by several milliseconds whatever the receiver does, and a
+//!   queue that short is no distress. While the limit is still doubling, a
+//!   window whose latency rose by half (+ 20 ms) or more also probes, and
+//!   undoes the doubling.
 //! - **Growth needs a backlog**: a window in which latency held and work
 //!   waited for this endpoint's slots grows the limit — doubling until the
 //!   first setback, then by an eighth (at least 1) a window. Without a
@@ -49,8 +53,9 @@ const MAX_WINDOW_AGE: Duration = Duration::from_secs(1);
 const JITTER: Duration = Duration::from_millis(20);
 /// Concurrency of a probe window (measures the base latency).
 const PROBE_LIMIT: u32 = 2;
-/// A base latency older than this is measured again before it is trusted.
-const PROBE_EVERY: Duration = Duration::from_secs(10);
+/// A base latency measured longer ago than this is measured again before
+/// the limit shrinks on it.
+const TRUST: Duration = Duration::from_secs(1);
 
 /// How an attempt's outcome bears on the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +93,17 @@ pub struct Sample {
     /// Work was waiting for the endpoint's slots when it completed.
     pub backlogged: bool,
     pub signal: Signal,
+}
+
+/// A change of an adaptive limit, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub from: u32,
+    pub to: u32,
+    /// `grow`, `shrink` (latency), `overload` (errors), `probe`, `restore`.
+    pub reason: &'static str,
+    /// The base latency then (µs), if known.
+    pub base_us: Option<u64>,
 }
 
 /// The visible state of an endpoint's limit.
@@ -137,8 +153,9 @@ struct Adaptive {
     /// Mean latency of the previous window.
     last: Option<f64>,
     base: Option<Base>,
-    /// A probe window is running; the limit to go back to after it.
-    probe: Option<u32>,
+    /// A probe window is running: the limit to go back to after it, and
+    /// the mean latency seen at that limit (judged again on the new base).
+    probe: Option<(u32, f64)>,
 }
 
 #[derive(Debug)]
@@ -164,8 +181,9 @@ enum Step {
     Shrink(f64),
     /// Halve (overload).
     Cut,
-    /// Run a probe window, then go back to this limit.
-    Probe(u32),
+    /// Run a probe window, then go back to this limit (at which this
+    /// latency was seen).
+    Probe(u32, f64),
     /// Back from a probe.
     Restore(u32),
 }
@@ -236,8 +254,8 @@ impl Limiter {
         }
     }
 
-    /// Accounts one completed attempt; returns the new limit if it changed.
-    pub fn on_done(&mut self, s: Sample, now: Instant) -> Option<u32> {
+    /// Accounts one completed attempt; says so if the limit changed.
+    pub fn on_done(&mut self, s: Sample, now: Instant) -> Option<Change> {
         let Mode::Adaptive(a) = &mut self.mode else {
             return None;
         };
@@ -268,7 +286,7 @@ impl Limiter {
             Step::Grow => old + (old / 8).max(1),
             Step::Shrink(f) => ((f64::from(old) * f) as u32).min(old - 1),
             Step::Cut => old / 2,
-            Step::Probe(_) => PROBE_LIMIT,
+            Step::Probe(..) => PROBE_LIMIT,
             Step::Restore(l) => l,
         }
         .clamp(1, a.cap);
@@ -278,7 +296,7 @@ impl Limiter {
                 a.probe = None;
                 a.last = None;
             }
-            Step::Probe(back) => a.probe = Some(back),
+            Step::Probe(back, latency) => a.probe = Some((back, latency)),
             _ => {}
         }
         a.window = Window::new(now);
@@ -287,14 +305,18 @@ impl Limiter {
         }
         a.limit = new;
         self.epoch += 1;
-        tracing::debug!(
-            from = old,
-            to = new,
-            step = ?step,
-            base_us = a.base.map(|b| b.latency_us as u64),
-            "webhook endpoint concurrency limit"
-        );
-        Some(new)
+        Some(Change {
+            from: old,
+            to: new,
+            reason: match step {
+                Step::Stay | Step::Grow => "grow",
+                Step::Shrink(_) => "shrink",
+                Step::Cut => "overload",
+                Step::Probe(..) => "probe",
+                Step::Restore(_) => "restore",
+            },
+            base_us: a.base.map(|b| b.latency_us as u64),
+        })
     }
 }
 
@@ -308,42 +330,42 @@ impl Adaptive {
         let latency = w.latency_us / f64::from(w.n);
         let backlogged = 2 * w.backlogged >= w.n;
         let last = self.last.replace(latency);
-        if let Some(back) = self.probe.take() {
+        if let Some((back, before)) = self.probe.take() {
             self.base = Some(Base {
                 latency_us: latency,
                 measured: Some(now),
             });
-            return Step::Restore(back);
+            // Back to where it was, shrunk if the latency seen there is over
+            // the threshold on the base just measured.
+            let threshold = 2.0 * latency + JITTER.as_secs_f64() * 1e6;
+            let f = (threshold / before).clamp(0.5, 1.0);
+            return Step::Restore(((f64::from(back) * f) as u32).max(1));
         }
         let low = self.limit <= PROBE_LIMIT;
-        let fresh = |b: &Base| b.measured.is_some_and(|t| now.duration_since(t) < PROBE_EVERY);
         let base = match self.base {
-            // A window at low concurrency measures the base, unless a fresh
-            // measurement is lower.
-            b if low && !b.is_some_and(|b| fresh(&b) && b.latency_us <= latency) => Base {
+            // A window at low concurrency is itself a measurement.
+            _ if low => Base {
                 latency_us: latency,
                 measured: Some(now),
             },
-            Some(b) if b.latency_us <= latency => b,
-            // Lower latency at higher concurrency: the better estimate (as
-            // old as the last measurement).
-            b => Base {
+            Some(b) if b.measured.is_some() || b.latency_us <= latency => b,
+            // Not measured yet: the lowest window mean stands in.
+            _ => Base {
                 latency_us: latency,
-                measured: b.and_then(|b| b.measured),
+                measured: None,
             },
         };
         self.base = Some(base);
-        let fresh = fresh(&base);
         let threshold = 2.0 * base.latency_us + JITTER.as_secs_f64() * 1e6;
         if latency > threshold {
-            let f = (threshold / latency).max(0.5);
-            return if fresh || low {
-                Step::Shrink(f)
+            let recent = base.measured.is_some_and(|t| now.duration_since(t) < TRUST);
+            return if recent || low {
+                Step::Shrink((threshold / latency).max(0.5))
             } else {
-                // Is it us, or did the receiver get slower? Measure its
-                // latency at low concurrency, then come back (shrunk).
-                let back = ((f64::from(self.limit) * f) as u32).max(1);
-                Step::Probe(back)
+                // Is it the receiver, or this node (whose own load moves
+                // every attempt's latency)? Measure the receiver at low
+                // concurrency now, then judge this limit again.
+                Step::Probe(self.limit, latency)
             };
         }
         if self.slow_start
@@ -353,14 +375,10 @@ impl Adaptive {
             // Doubling the concurrency raised latency by half or more: the
             // receiver may be queueing. Measure, and undo the doubling.
             self.slow_start = false;
-            return Step::Probe(self.limit / 2);
+            return Step::Probe(self.limit / 2, last.unwrap_or(latency));
         }
         if !backlogged {
             return Step::Stay;
-        }
-        if !fresh && !low && base.measured.is_some() {
-            // Re-measure a stale base now and then while busy.
-            return Step::Probe(self.limit);
         }
         Step::Grow
     }
@@ -386,8 +404,8 @@ mod tests {
                 backlogged: true,
                 signal: Signal::Answered,
             };
-            if let Some(new) = lim.on_done(s, now) {
-                seen.push(new);
+            if let Some(c) = lim.on_done(s, now) {
+                seen.push(c.to);
             }
         }
         seen
@@ -398,8 +416,7 @@ mod tests {
         let mut lim = Limiter::new(0, 64, Instant::now());
         let seen = drive(&mut lim, 20_000, |_| Duration::from_millis(20));
         assert_eq!(seen[..4], [8, 16, 32, 64], "{seen:?}");
-        // Now and then it re-measures the base at 2, and comes straight back.
-        assert!(seen[3..].iter().all(|&l| l == 64 || l == 2), "{seen:?}");
+        assert_eq!(seen.len(), 4, "{seen:?}");
         assert_eq!(lim.limit(), 64);
     }
 
@@ -425,13 +442,16 @@ mod tests {
             backlogged: true,
             signal: Signal::Overload,
         };
-        assert_eq!(lim.on_done(fail(0), now), Some(4));
+        assert_eq!(lim.on_done(fail(0), now).map(|c| c.to), Some(4));
         // Attempts started before the cut do not cut again.
         for _ in 0..7 {
             assert_eq!(lim.on_done(fail(0), now), None);
         }
-        assert_eq!(lim.on_done(fail(1), now), Some(2));
-        assert_eq!(lim.on_done(fail(2), now), Some(1));
+        assert_eq!(lim.on_done(fail(1), now).map(|c| c.to), Some(2));
+        assert_eq!(
+            lim.on_done(fail(2), now).map(|c| (c.to, c.reason)),
+            Some((1, "overload"))
+        );
         assert_eq!(lim.on_done(fail(3), now), None);
         assert_eq!(lim.limit(), 1);
     }

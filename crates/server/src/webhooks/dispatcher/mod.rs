@@ -695,7 +695,16 @@ impl Dispatcher {
                 backlogged: waiting && !global,
                 signal: limit::Signal::of(r.status, r.error_kind),
             };
-            ep.limiter.on_done(sample, std::time::Instant::now());
+            if let Some(c) = ep.limiter.on_done(sample, std::time::Instant::now()) {
+                tracing::debug!(
+                    endpoint = %live.id,
+                    from = c.from,
+                    to = c.to,
+                    reason = c.reason,
+                    base_us = c.base_us,
+                    "webhook endpoint concurrency limit"
+                );
+            }
             ep.in_flight = ep.in_flight.saturating_sub(1);
         }
         self.notify.notify_one();
