@@ -239,11 +239,24 @@ export function classifyFrame(frame: unknown): Classified | null {
   if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return null;
   const f = frame as JsonObject;
   const type = str(f['type']);
-  const marker = str(f['ack']) ?? str(f['action']) ?? str(f['status']);
-  const isError = type === 'error' || (typeof f['error'] === 'object' && f['error'] !== null);
+  // marquee's control frames (acks, pong, errors) name themselves in `event`
+  // and carry no `type`; older servers used `type`, `ack` or `action`.
+  const event = str(f['event']);
+  const marker = event ?? str(f['ack']) ?? str(f['action']) ?? str(f['status']);
+  const isError =
+    type === 'error' || event === 'error' || (typeof f['error'] === 'object' && f['error'] !== null);
   const id = str(f['id']);
   const cursor = str(f['cursor']);
-  if (id && cursor && type && !isError && f['ack'] === undefined && f['action'] === undefined && str(f['channel'])) {
+  if (
+    id &&
+    cursor &&
+    type &&
+    !isError &&
+    event === undefined &&
+    f['ack'] === undefined &&
+    f['action'] === undefined &&
+    str(f['channel'])
+  ) {
     return {
       kind: 'event',
       event: {

@@ -98,6 +98,12 @@ describe('frame classification', () => {
     assert.equal(classifyFrame({ type: 'unsubscribed', channel: 'venue:a' }).kind, 'unsubscribed');
     assert.equal(classifyFrame({ type: 'error', code: 'x', message: 'y' }).kind, 'error');
     assert.equal(classifyFrame({ type: 'pong' }).kind, 'pong');
+    // marquee's own control frames: `event`, never `type`.
+    assert.equal(classifyFrame({ event: 'subscribed', channel: 'venue:a' }).kind, 'subscribed');
+    assert.equal(classifyFrame({ event: 'unsubscribed', channel: 'venue:a' }).kind, 'unsubscribed');
+    assert.equal(classifyFrame({ event: 'error', code: 'invalid_channel', message: 'm' }).kind, 'error');
+    assert.equal(classifyFrame({ event: 'error', code: 'invalid_channel', message: 'm' }).code, 'invalid_channel');
+    assert.equal(classifyFrame({ event: 'pong' }).kind, 'pong');
     assert.equal(classifyFrame('text'), null);
   });
   it('channel names are checked like the server does', () => {
