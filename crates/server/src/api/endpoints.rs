@@ -130,14 +130,24 @@ fn check_url(url: &str, policy: AddressPolicy<'_>) -> ApiResult<String> {
 
 /// Parses type filters; for an organization with profiles enabled, each
 /// must name a type it knows (or a prefix of one), so a typo is an error
-/// rather than a filter that silently matches nothing.
-fn check_types(types: &[String], rules: &OrgRules) -> ApiResult<Vec<TypePattern>> {
+/// rather than a filter that silently matches nothing. The catalog of the
+/// endpoint's own format's profile counts as known too (a Revolution
+/// registration in an organization that enabled only eventium).
+fn check_types(types: &[String], rules: &OrgRules, format: Format) -> ApiResult<Vec<TypePattern>> {
     let patterns: Vec<TypePattern> = crate::extract::parse_unique(types, "types", MAX_FILTERS)?;
     if rules.profile_bound() {
+        let own = [format.as_str().to_owned()];
+        let own_names: Vec<&str> = crate::catalog::builtins_of(&own)
+            .into_iter()
+            .map(|(_, d)| d.name.as_str())
+            .collect();
         for (i, p) in patterns.iter().enumerate() {
             let known = match p {
-                TypePattern::Exact(t) => rules.knows(t),
-                TypePattern::Prefix(pre) => rules.names().any(|n| n.starts_with(pre.as_str())),
+                TypePattern::Exact(t) => rules.knows(t) || own_names.contains(&t.as_str()),
+                TypePattern::Prefix(pre) => rules
+                    .names()
+                    .chain(own_names.iter().copied())
+                    .any(|n| n.starts_with(pre.as_str())),
             };
             if !known {
                 return Err(ApiError::invalid_param(
@@ -345,11 +355,11 @@ pub async fn create_endpoint(
 ) -> ApiResult<(EndpointRecord, SigningSecret)> {
     let url = check_url(&b.url, state.webhooks.config().address_policy())?;
     let rules = state.ingest.catalogs.org(&state.store, &caller.org_id).await?;
+    let format = check_format(b.format.as_deref())?;
     let filter = EndpointFilter {
-        types: check_types(&b.types, &rules)?,
+        types: check_types(&b.types, &rules, format)?,
         channels: check_channels(&b.channels)?,
     };
-    let format = check_format(b.format.as_deref())?;
     let max_in_flight = check_max_in_flight(b.max_in_flight)?;
     let rate_limit = check_rate(b.rate_limit)?;
     let description = check_description(b.description)?;
@@ -470,7 +480,11 @@ fn apply_patch(
         rec.description = check_description(d.clone())?;
     }
     if let Some(t) = &b.types {
-        rec.filter.types = check_types(t, rules)?;
+        let format = match &b.format {
+            Some(f) => check_format(Some(f))?,
+            None => rec.format,
+        };
+        rec.filter.types = check_types(t, rules, format)?;
     }
     if let Some(c) = &b.channels {
         rec.filter.channels = check_channels(c)?;

@@ -81,8 +81,9 @@ fn standard_verifies(ep: &Value, h: &Hit, body: &[u8]) -> bool {
 
 fn retry_after_a_second(c: &mut ServeConfig) {
     crate::webhooks::fast(c);
-    // Long enough that a re-signed retry carries a later Unix second.
-    c.webhooks.retry_schedule = RetrySchedule(vec![Duration::ZERO, Duration::from_millis(1100)]);
+    // Long enough that a re-signed retry carries a later Unix second even
+    // with the schedule's ±20 % jitter (1.2 s at the least).
+    c.webhooks.retry_schedule = RetrySchedule(vec![Duration::ZERO, Duration::from_millis(1500)]);
 }
 
 use marquee_server::ServeConfig;
