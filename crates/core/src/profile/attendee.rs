@@ -73,9 +73,7 @@ impl WireFormat for Attendee {
             event: m.event_type.as_str(),
             data: &m.data,
         };
-        let mut out = Vec::with_capacity(64 + m.data.get().len());
-        let _ = serde_json::to_writer(&mut out, &body);
-        out
+        crate::wire::envelope_bytes(&body, m, 64)
     }
 
     fn headers(&self, r: &Render<'_>, body: &[u8]) -> Vec<(&'static str, String)> {

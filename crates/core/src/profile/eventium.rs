@@ -100,9 +100,7 @@ impl WireFormat for Eventium {
             created: m.occurred_at.as_secs(),
             data: &m.data,
         };
-        let mut out = Vec::with_capacity(96 + m.data.get().len());
-        let _ = serde_json::to_writer(&mut out, &body);
-        out
+        crate::wire::envelope_bytes(&body, m, 96)
     }
 
     fn headers(&self, r: &Render<'_>, body: &[u8]) -> Vec<(&'static str, String)> {

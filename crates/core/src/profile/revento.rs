@@ -111,9 +111,7 @@ impl WireFormat for Revento {
             organization_id: channel_id(m, "organization"),
             data: &m.data,
         };
-        let mut out = Vec::with_capacity(160 + m.data.get().len());
-        let _ = serde_json::to_writer(&mut out, &body);
-        out
+        crate::wire::envelope_bytes(&body, m, 160)
     }
 
     fn headers(&self, r: &Render<'_>, body: &[u8]) -> Vec<(&'static str, String)> {

@@ -97,10 +97,7 @@ impl WireFormat for Standard {
             occurred_at: m.occurred_at.to_rfc3339(),
             data: &m.data,
         };
-        let mut out = Vec::with_capacity(192 + m.data.get().len());
-        // Plain strings and a RawValue always serialize.
-        let _ = serde_json::to_writer(&mut out, &body);
-        out
+        crate::wire::envelope_bytes(&body, m, 192)
     }
 
     fn headers(&self, r: &Render<'_>, body: &[u8]) -> Vec<(&'static str, String)> {

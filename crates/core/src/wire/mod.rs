@@ -127,6 +127,15 @@ pub fn message_id_of_event_id(evt: &str) -> Option<String> {
     evt.strip_prefix("evt_").map(|u| format!("msg_{u}"))
 }
 
+/// A format's envelope as JSON bytes, sized for the message's data plus the
+/// envelope's own fields (`overhead`). Envelopes are plain strings, numbers
+/// and the stored `RawValue`, which always serialize.
+pub(crate) fn envelope_bytes<T: serde::Serialize>(body: &T, m: &StoredMessage, overhead: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(overhead + m.data.get().len());
+    let _ = serde_json::to_writer(&mut out, body);
+    out
+}
+
 /// Checks a Unix-seconds timestamp against `now` within `tolerance` seconds.
 /// `ts_secs` is whatever a header said (any `i64`), so the difference is
 /// taken in `i128`: `now - i64::MIN` overflows an `i64`.
