@@ -38,6 +38,7 @@ pub mod message;
 pub mod names;
 pub mod pattern;
 pub mod profile;
+pub mod rules;
 pub mod tier;
 pub mod timestamp;
 pub mod webhook;

@@ -33,6 +33,10 @@ pub struct NewMessage {
     pub data: Box<RawValue>,
     pub occurred_at: Timestamp,
     pub idempotency: Option<Idempotency>,
+    /// The catalog's dedup key for this message ([`crate::rules`]).
+    pub dedup: Option<crate::rules::DedupKey>,
+    /// The catalog's projection of this message ([`crate::rules`]).
+    pub project: Option<crate::rules::ProjectOp>,
 }
 
 /// A message as committed to the log.

@@ -91,6 +91,16 @@ impl OrgRules {
         builtin(&self.profiles, ty).map(|b| b.schema.as_ref())
     }
 
+    /// The catalog definition of `ty` with its rules (dedup, projection), if
+    /// it is a built-in type of an enabled profile. Organization-defined
+    /// types carry no rules yet.
+    pub fn def(&self, ty: &str) -> Option<&'static TypeDef> {
+        if self.own.contains_key(ty) {
+            return None;
+        }
+        builtin(&self.profiles, ty).map(|b| b.def)
+    }
+
     /// Whether the organization has enabled any profile (then endpoint type
     /// filters must name known types).
     pub fn profile_bound(&self) -> bool {

@@ -10,6 +10,7 @@
 use marquee_core::ids::MessageId;
 use marquee_core::message::{self, Idempotency, MAX_CHANNELS, MAX_IDEMPOTENCY_KEY_LEN, NewMessage};
 use marquee_core::names::{Channel, EventType};
+use marquee_core::rules::{DedupKey, ProjectOp};
 use marquee_core::timestamp::Timestamp;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -83,12 +84,17 @@ impl IngestRules {
             let (param, msg) = v.describe(&format!("{at}data"));
             return Err(ApiError::invalid_param(param, msg));
         }
+        let (mut dedup, mut project) = (None, None);
         if let Some(schema) = rules.schema(event_type.as_str()) {
             // Only typed messages pay for a parse into a tree.
             let tree: serde_json::Value = serde_json::from_str(body.data.get())
                 .map_err(|e| ApiError::invalid_param(format!("{at}data"), e.to_string()))?;
             if let Err(v) = schema.validate(&tree) {
                 return Err(ApiError::invalid_param(format!("{at}{}", v.param), v.message));
+            }
+            if let Some(def) = rules.def(event_type.as_str()) {
+                (dedup, project) = type_rules(def, &tree)
+                    .map_err(|v| ApiError::invalid_param(format!("{at}{}", v.param), v.message))?;
             }
         }
         let occurred_at = match &body.occurred_at {
@@ -128,8 +134,27 @@ impl IngestRules {
             data: body.data,
             occurred_at,
             idempotency,
+            dedup,
+            project,
         })
     }
+}
+
+/// The catalog rules of a type applied to one payload: its dedup key and
+/// its projection (stored and applied by the store in the publish commit).
+fn type_rules(
+    def: &marquee_core::profile::catalog::TypeDef,
+    data: &serde_json::Value,
+) -> Result<(Option<DedupKey>, Option<ProjectOp>), marquee_core::rules::RuleViolation> {
+    let dedup = def
+        .dedup
+        .as_ref()
+        .and_then(|p| marquee_core::rules::dedup_key(&def.name, p, def.dedup_window_ms, data));
+    let project = match &def.project {
+        Some(p) => Some(marquee_core::rules::project(p, data)?),
+        None => None,
+    };
+    Ok((dedup, project))
 }
 
 pub fn check_idempotency_key(k: &str, param: &str) -> Result<(), ApiError> {

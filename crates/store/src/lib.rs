@@ -23,6 +23,7 @@ use marquee_core::timestamp::Timestamp;
 
 mod hooks;
 mod plan;
+pub mod rules;
 pub mod postgres;
 pub mod sqlite;
 pub mod webhooks;
@@ -126,6 +127,9 @@ pub struct PublishOutcome {
     pub messages: Vec<StoredMessage>,
     /// True when the whole request was answered from an idempotency record.
     pub replayed: bool,
+    /// Per message: answered with the stored original of its dedup key
+    /// (nothing stored or delivered for it).
+    pub deduplicated: Vec<bool>,
 }
 
 /// A page query over an organization's log, in commit order (or newest
@@ -228,6 +232,14 @@ pub trait Store: webhooks::WebhookStore + Send + Sync + 'static {
     /// wake-up). Listeners are called in registration order after every
     /// commit that made messages durable, with those messages in commit order.
     fn add_commit_listener(&self, listener: CommitListener);
+
+    // ---- Per-type rules: projected entities (issue 11, `rules`). Dedup
+    // keys need no method: the publish job applies them.
+
+    /// An organization's live (not deleted) entity of `kind`.
+    async fn get_entity(&self, org: &OrgId, kind: &str, id: &str) -> Result<Option<rules::Entity>>;
+    /// A page of an organization's live entities.
+    async fn list_entities(&self, org: &OrgId, query: &rules::EntityQuery) -> Result<rules::EntityPage>;
 
     /// A clean shutdown: nothing more will be written. SQLite checkpoints
     /// its write-ahead log into the database and truncates it, so a stopped

@@ -15,6 +15,16 @@ pub enum Plan {
     Replay(StoredMessage),
     /// Same idempotency key as message `.0` of this request.
     SameAs(usize),
+    /// A dedup duplicate of this stored message ([`crate::rules`]).
+    Duplicate(StoredMessage),
+    /// Same dedup key as message `.0` of this request.
+    DuplicateOf(usize),
+}
+
+impl Plan {
+    pub fn deduplicated(&self) -> bool {
+        matches!(self, Plan::Duplicate(_) | Plan::DuplicateOf(_))
+    }
 }
 
 /// For each message, the earlier message of the request that used the same
@@ -43,5 +53,5 @@ pub fn repeated_keys(messages: &[NewMessage]) -> Result<Vec<Option<usize>>> {
 
 /// True when no message of a non-empty request is inserted.
 pub fn all_replayed(plans: &[Plan]) -> bool {
-    !plans.is_empty() && plans.iter().all(|p| !matches!(p, Plan::Insert))
+    !plans.is_empty() && plans.iter().all(|p| matches!(p, Plan::Replay(_) | Plan::SameAs(_)))
 }

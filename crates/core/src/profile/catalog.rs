@@ -48,6 +48,10 @@ pub struct TypeDef {
     /// JSON pointers into `data` whose values together identify a duplicate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<Vec<String>>,
+    /// How long a dedup key is remembered, in milliseconds; absent: as long
+    /// as the message that first used it is retained (the log's retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_window_ms: Option<u64>,
     /// Messages with the same key within the window collapse into the latest one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coalesce: Option<Coalesce>,
@@ -74,6 +78,10 @@ pub struct Project {
     /// JSON pointer into `data` to a version that only grows (`/updated_at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// JSON pointer into `data` to an RFC 3339 timestamp a platform lists the
+    /// entities by (`/created_at`: Eventium's `GET /v1/events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
     /// The message removes the entity instead of upserting it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delete: bool,
@@ -111,6 +119,8 @@ pub enum RuleError {
     EmptyDedup,
     #[error("coalesce.window_ms must be greater than 0")]
     ZeroWindow,
+    #[error("dedup_window_ms needs a dedup key and must be greater than 0")]
+    BadDedupWindow,
     #[error("project.kind {0:?} must match [a-z][a-z0-9_-]{{0,63}}")]
     BadProjectKind(String),
 }
@@ -162,6 +172,11 @@ impl TypeDef {
                 check_pointer(&format!("dedup[{i}]"), p)?;
             }
         }
+        if let Some(w) = self.dedup_window_ms
+            && (w == 0 || self.dedup.is_none())
+        {
+            return Err(RuleError::BadDedupWindow);
+        }
         if let Some(c) = &self.coalesce {
             check_pointer("coalesce.key", &c.key)?;
             if c.window_ms == 0 {
@@ -181,6 +196,9 @@ impl TypeDef {
             check_pointer("project.id", &p.id)?;
             if let Some(v) = &p.version {
                 check_pointer("project.version", v)?;
+            }
+            if let Some(v) = &p.sort {
+                check_pointer("project.sort", v)?;
             }
         }
         Ok(())

@@ -32,6 +32,13 @@ fn header_idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     }
 }
 
+/// A publish answered with the stored original of its dedup key.
+fn deduplicated(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert("deduplicated", HeaderValue::from_static("true"));
+    resp
+}
+
 fn replayed(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -61,6 +68,8 @@ pub async fn publish(
         .ok_or_else(|| ApiError::Internal("publish returned no message".into()))?;
     if outcome.replayed {
         Ok(replayed(render::json_bytes(StatusCode::OK, render::message(m))))
+    } else if outcome.deduplicated.first() == Some(&true) {
+        Ok(deduplicated(render::json_bytes(StatusCode::OK, render::message(m))))
     } else {
         Ok(render::json_bytes(StatusCode::CREATED, render::message(m)))
     }
@@ -106,10 +115,24 @@ pub async fn publish_batch(
         })
         .await?;
     let body = render::message_list(&outcome.messages, false, None);
+    let dups: Vec<String> = (outcome.deduplicated.iter().enumerate())
+        .filter(|(_, d)| **d)
+        .map(|(i, _)| i.to_string())
+        .collect();
     if outcome.replayed {
         Ok(replayed(render::json_bytes(StatusCode::OK, body)))
+    } else if dups.len() == outcome.messages.len() {
+        // Every message was a duplicate: nothing was stored.
+        Ok(deduplicated(render::json_bytes(StatusCode::OK, body)))
     } else {
-        Ok(render::json_bytes(StatusCode::CREATED, body))
+        let mut resp = render::json_bytes(StatusCode::CREATED, body);
+        // The positions answered with a stored original instead.
+        if !dups.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&dups.join(","))
+        {
+            resp.headers_mut().insert("deduplicated-messages", v);
+        }
+        Ok(resp)
     }
 }
 

@@ -19,6 +19,7 @@ mod messages;
 mod profiles;
 mod readme;
 mod roles;
+mod rules;
 mod stream_limits;
 mod streams;
 mod webhook_crash;

@@ -39,6 +39,8 @@ pub struct LogAppend {
     endpoints: HashMap<String, Vec<PublishEndpoint>>,
     deliveries: DeliveryRows,
     committed: Vec<Arc<StoredMessage>>,
+    /// Per-type rule rows (dedup records, projections): `postgres/rules.rs`.
+    pub rules: super::rules::RuleRows,
 }
 
 /// The lease that deliveries are born with when a handoff is set, and the
@@ -71,6 +73,7 @@ impl LogAppend {
             endpoints: HashMap::new(),
             deliveries,
             committed: Vec::new(),
+            rules: Default::default(),
         })
     }
 
@@ -104,6 +107,7 @@ impl LogAppend {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.rows.add_message(org, seq, &m);
+        self.rules.add(org, seq, self.received, &m);
         if let Some(eps) = self.endpoints.get(org) {
             self.deliveries
                 .add(eps, org, seq, m.id.as_str(), m.event_type.as_str(), &m.channels);
@@ -136,6 +140,7 @@ impl LogAppend {
     ) -> Result<(Vec<Arc<StoredMessage>>, Vec<ClaimedDelivery>)> {
         self.rows.flush(tx, self.received).await?;
         self.deliveries.flush(tx, self.received).await?;
+        self.rules.flush(tx, self.received).await?;
         if self.next_seq != self.first_seq {
             tx.execute(
                 "UPDATE log_head SET seq = $1, received_at = $2 WHERE id = 1",

@@ -10,6 +10,7 @@
 
 mod log;
 mod rows;
+mod rules;
 mod webhooks;
 mod writer;
 
@@ -36,7 +37,8 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
-const SCHEMA_VERSION: i32 = 4;
+const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+const SCHEMA_VERSION: i32 = 5;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -161,6 +163,9 @@ async fn migrate(pool: &Pool) -> Result<()> {
     }
     if v < 4 {
         tx.batch_execute(SCHEMA_V4).await?;
+    }
+    if v < 5 {
+        tx.batch_execute(SCHEMA_V5).await?;
     }
     if v == 0 {
         tx.execute(
@@ -624,6 +629,7 @@ impl Store for PgStore {
         )
         .await?;
         webhooks::prune(&tx, max_seq, before, limit).await?;
+        rules::prune(&tx, max_seq, limit).await?;
         let cutoff = Timestamp::now().as_micros() - crate::IDEMPOTENCY_TTL_MICROS;
         tx.execute(
             "DELETE FROM idempotency WHERE (org_id, key) IN
@@ -637,5 +643,17 @@ impl Store for PgStore {
 
     fn add_commit_listener(&self, listener: CommitListener) {
         self.hooks.add_listener(listener);
+    }
+
+    async fn get_entity(&self, org: &OrgId, kind: &str, id: &str) -> Result<Option<crate::rules::Entity>> {
+        rules::get_entity(&self.pool, org.as_str(), kind, id).await
+    }
+
+    async fn list_entities(
+        &self,
+        org: &OrgId,
+        query: &crate::rules::EntityQuery,
+    ) -> Result<crate::rules::EntityPage> {
+        rules::list_entities(&self.pool, org.as_str(), query).await
     }
 }

@@ -190,15 +190,17 @@ async fn publish_one(
         && let Some(messages) = find_idempotent(tx, org, idem, now, group_keys, log.committed()).await?
     {
         return Ok(PublishOutcome {
+            deduplicated: vec![false; messages.len()],
             messages,
             replayed: true,
         });
     }
     // Phase 1: every idempotency decision before the first write.
     let repeats = crate::plan::repeated_keys(&req.messages)?;
+    let dups = crate::rules::repeated_dedup(&req.messages);
     let mut plans: Vec<Plan> = Vec::with_capacity(req.messages.len());
-    for (m, repeat) in req.messages.iter().zip(repeats) {
-        plans.push(match (repeat, &m.idempotency) {
+    for ((m, repeat), dup) in req.messages.iter().zip(repeats).zip(dups) {
+        let mut plan = match (repeat, &m.idempotency) {
             (Some(j), _) => Plan::SameAs(j),
             (None, None) => Plan::Insert,
             (None, Some(idem)) => {
@@ -210,20 +212,31 @@ async fn publish_one(
                     None => Plan::Insert,
                 }
             }
-        });
+        };
+        if let (Plan::Insert, Some(k)) = (&plan, &m.dedup) {
+            if let Some(j) = dup {
+                plan = Plan::DuplicateOf(j);
+            } else if let Some(e) =
+                super::rules::find_dedup(tx, org, &k.key, now, &log.rules, log.committed()).await?
+            {
+                plan = Plan::Duplicate(e);
+            }
+        }
+        plans.push(plan);
     }
     let replayed_all = crate::plan::all_replayed(&plans);
     log.load_endpoints(tx, org).await?;
     // Phase 2: appends.
     let mut out: Vec<StoredMessage> = Vec::with_capacity(req.messages.len());
+    let deduplicated: Vec<bool> = plans.iter().map(Plan::deduplicated).collect();
     for (m, plan) in req.messages.iter().zip(plans) {
         match plan {
             Plan::Insert => {}
-            Plan::Replay(e) => {
+            Plan::Replay(e) | Plan::Duplicate(e) => {
                 out.push(e);
                 continue;
             }
-            Plan::SameAs(j) => {
+            Plan::SameAs(j) | Plan::DuplicateOf(j) => {
                 let e = out[j].clone();
                 out.push(e);
                 continue;
@@ -247,5 +260,6 @@ async fn publish_one(
     Ok(PublishOutcome {
         messages: out,
         replayed: replayed_all && req.request_idempotency.is_none(),
+        deduplicated,
     })
 }

@@ -39,6 +39,7 @@ pub fn append(ctx: &mut Ctx<'_>, org_id: &OrgId, m: NewMessage, received: i64) -
     let endpoints = ctx.endpoints_for(org)?;
     let seq = *ctx.next_seq;
     *ctx.next_seq += 1;
+    super::rules::on_append(ctx.conn, org, &m, seq, received)?;
     ctx.conn
         .prepare_cached(
             "INSERT INTO messages (seq, id, org_id, type, channels, data, occurred_at, received_at)
@@ -186,6 +187,7 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
         && let Some(messages) = find_idempotent(ctx.conn, org, idem, now)?
     {
         return Ok(PublishOutcome {
+            deduplicated: vec![false; messages.len()],
             messages,
             replayed: true,
         });
@@ -193,9 +195,10 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
     // Phase 1: every idempotency decision before the first write, so the
     // job never fails half-way (it runs without a savepoint).
     let repeats = crate::plan::repeated_keys(&req.messages)?;
+    let dups = crate::rules::repeated_dedup(&req.messages);
     let mut plans: Vec<Plan> = Vec::with_capacity(req.messages.len());
-    for (m, repeat) in req.messages.iter().zip(repeats) {
-        plans.push(match (repeat, &m.idempotency) {
+    for ((m, repeat), dup) in req.messages.iter().zip(repeats).zip(dups) {
+        let mut plan = match (repeat, &m.idempotency) {
             (Some(j), _) => Plan::SameAs(j),
             (None, None) => Plan::Insert,
             (None, Some(idem)) => {
@@ -204,7 +207,15 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
                     None => Plan::Insert,
                 }
             }
-        });
+        };
+        if let (Plan::Insert, Some(k)) = (&plan, &m.dedup) {
+            if let Some(j) = dup {
+                plan = Plan::DuplicateOf(j);
+            } else if let Some(e) = super::rules::find_dedup(ctx.conn, org, &k.key, now)? {
+                plan = Plan::Duplicate(e);
+            }
+        }
+        plans.push(plan);
     }
     let replayed_all = crate::plan::all_replayed(&plans);
     // The organization's enabled endpoints, read (and cached) before the
@@ -214,14 +225,15 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
     // Phase 2: appends.
     let received = received_now(ctx);
     let mut out: Vec<StoredMessage> = Vec::with_capacity(req.messages.len());
+    let deduplicated: Vec<bool> = plans.iter().map(Plan::deduplicated).collect();
     for (mut m, plan) in req.messages.into_iter().zip(plans) {
         match plan {
             Plan::Insert => {}
-            Plan::Replay(e) => {
+            Plan::Replay(e) | Plan::Duplicate(e) => {
                 out.push(e);
                 continue;
             }
-            Plan::SameAs(j) => {
+            Plan::SameAs(j) | Plan::DuplicateOf(j) => {
                 let e = out[j].clone();
                 out.push(e);
                 continue;
@@ -241,5 +253,6 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
     Ok(PublishOutcome {
         messages: out,
         replayed: replayed_all && req.request_idempotency.is_none(),
+        deduplicated,
     })
 }

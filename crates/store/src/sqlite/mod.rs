@@ -17,6 +17,7 @@ mod key_cache;
 mod log;
 mod reader;
 mod rows;
+mod rules;
 mod webhooks;
 mod writer;
 
@@ -42,7 +43,8 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+const SCHEMA_VERSION: i64 = 5;
 pub const DB_FILE: &str = "marquee.db";
 
 impl From<rusqlite::Error> for StoreError {
@@ -193,8 +195,9 @@ fn migrate(conn: &Connection) -> Result<()> {
         // on a database below version 4 (the whole upgrade is one
         // transaction, so it never half-applies).
         let v4 = if version < 4 { SCHEMA_V4 } else { "" };
+        let v5 = if version < 5 { SCHEMA_V5 } else { "" };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} {v5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
     Ok(())
@@ -554,6 +557,22 @@ impl Store for SqliteStore {
         let query = query.clone();
         self.readers
             .with_blocking(move |c| reader::list_messages(c, &org, &query))
+            .await
+    }
+
+    async fn get_entity(&self, org: &OrgId, kind: &str, id: &str) -> Result<Option<crate::rules::Entity>> {
+        let (org, kind, id) = (org.as_str().to_owned(), kind.to_owned(), id.to_owned());
+        self.readers.with(move |c| rules::get_entity(c, &org, &kind, &id))
+    }
+
+    async fn list_entities(
+        &self,
+        org: &OrgId,
+        query: &crate::rules::EntityQuery,
+    ) -> Result<crate::rules::EntityPage> {
+        let (org, query) = (org.as_str().to_owned(), query.clone());
+        self.readers
+            .with_blocking(move |c| rules::list_entities(c, &org, &query))
             .await
     }
 

@@ -359,6 +359,7 @@ pub fn prune(ctx: &mut Ctx<'_>, before: Timestamp, limit: usize) -> Result<u64> 
             )?
             .execute([s])?;
     }
+    super::rules::prune(ctx.conn, max_seq, limit)?;
     // Per-minute attempt counts are only read for the last hour.
     ctx.conn
         .prepare_cached("DELETE FROM endpoint_minutes WHERE minute < ?1")?

@@ -510,6 +510,8 @@ mod tests {
             data: RawValue::from_string("{}".into()).unwrap(),
             occurred_at: Timestamp::now(),
             idempotency: None,
+            dedup: None,
+            project: None,
         }
     }
 

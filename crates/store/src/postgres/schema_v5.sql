@@ -1,0 +1,25 @@
+-- v5 (rules, issue 11): per-type dedup keys and projected entities.
+CREATE TABLE IF NOT EXISTS dedup (
+    org_id     TEXT NOT NULL,
+    key        BYTEA NOT NULL,
+    seq        BIGINT NOT NULL,
+    expires_at BIGINT,
+    PRIMARY KEY (org_id, key)
+);
+CREATE INDEX IF NOT EXISTS dedup_seq ON dedup (seq);
+CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS entities (
+    org_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    entity_id   TEXT COLLATE "C" NOT NULL,
+    version     BIGINT,
+    deleted     INTEGER NOT NULL,
+    data        TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    created_seq BIGINT NOT NULL,
+    sort_at     BIGINT,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (org_id, kind, entity_id)
+);
+CREATE INDEX IF NOT EXISTS entities_sort ON entities (org_id, kind, sort_at, created_seq);
+CREATE INDEX IF NOT EXISTS entities_seq ON entities (seq);
