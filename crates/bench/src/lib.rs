@@ -199,6 +199,58 @@ pub async fn fixed_rate(
     total.finish()
 }
 
+/// Like [`fixed_rate`], but request `k` of the run sends `tpls[k % len]`
+/// (coalescing: publishes spread over many keys).
+pub async fn fixed_rate_rotating(
+    addr: SocketAddr,
+    conns: usize,
+    rate: f64,
+    duration: Duration,
+    tpls: Vec<Template>,
+) -> Stats {
+    let tpls = Arc::new(tpls);
+    let host = addr.to_string();
+    let start = Instant::now();
+    let per_conn_interval = Duration::from_secs_f64(conns as f64 / rate);
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        let (tpls, host) = (tpls.clone(), host.clone());
+        let offset = per_conn_interval.mul_f64(i as f64 / conns as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut s = Stats::default();
+            let Ok(mut c) = Conn::open(addr).await else {
+                s.errors += 1;
+                return s;
+            };
+            let mut next = start + offset;
+            let mut k = i;
+            while next < start + duration {
+                tokio::time::sleep_until(next.into()).await;
+                match c.send(tpls[k % tpls.len()].build(&host)).await {
+                    Ok((st, _)) if (200..300).contains(&st) => {
+                        s.ok += 1;
+                        s.latencies_us.push(next.elapsed().as_micros() as u64);
+                    }
+                    _ => s.errors += 1,
+                }
+                next += per_conn_interval;
+                k += conns;
+            }
+            s
+        }));
+    }
+    let mut total = Stats::default();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            total.ok += s.ok;
+            total.errors += s.errors;
+            total.latencies_us.extend(s.latencies_us);
+        }
+    }
+    total.elapsed = start.elapsed();
+    total.finish()
+}
+
 /// A `marquee serve` child process on a temp data dir, killed on drop.
 pub struct ServerProcess {
     pub child: Child,

@@ -37,6 +37,19 @@ pub struct NewMessage {
     pub dedup: Option<crate::rules::DedupKey>,
     /// The catalog's projection of this message ([`crate::rules`]).
     pub project: Option<crate::rules::ProjectOp>,
+    /// Set for a message of a coalesced type: it is held as a pending row
+    /// and committed with the latest data of its key when the window closes.
+    pub coalesce: Option<Coalescing>,
+}
+
+/// How one message of a coalesced type is held back (from its type's
+/// `coalesce` rule and the key's value in its `data`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coalescing {
+    /// The value at the rule's key pointer (a string as itself, any other
+    /// JSON value as its JSON text).
+    pub key: String,
+    pub window_ms: u64,
 }
 
 /// A message as committed to the log.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use marquee_core::ids::OrgId;
-use marquee_core::profile::catalog::{CompiledSchema, TypeDef};
+use marquee_core::profile::catalog::{Coalesce, CompiledSchema, TypeDef};
 use marquee_store::DynStore;
 
 use crate::error::ApiResult;
@@ -79,6 +79,8 @@ pub fn builtins_of(profiles: &[String]) -> Vec<(&'static str, &'static TypeDef)>
 pub struct OrgRules {
     pub profiles: Vec<String>,
     own: HashMap<String, Arc<CompiledSchema>>,
+    /// The `coalesce` rules of its own types.
+    own_coalesce: HashMap<String, Coalesce>,
     loaded: Instant,
 }
 
@@ -99,6 +101,14 @@ impl OrgRules {
             return None;
         }
         builtin(&self.profiles, ty).map(|b| b.def)
+    }
+
+    /// The type's `coalesce` rule, if it has one.
+    pub fn coalesce(&self, ty: &str) -> Option<&Coalesce> {
+        if self.own.contains_key(ty) {
+            return self.own_coalesce.get(ty);
+        }
+        builtin(&self.profiles, ty).and_then(|b| b.def.coalesce.as_ref())
     }
 
     /// Whether the organization has enabled any profile (then endpoint type
@@ -165,9 +175,25 @@ impl Catalogs {
                 }
             }
         }
+        let own_coalesce = store
+            .coalesce_rules(org)
+            .await?
+            .into_iter()
+            .filter(|(t, _)| own.contains_key(t))
+            .map(|(t, r)| {
+                (
+                    t,
+                    Coalesce {
+                        key: r.key,
+                        window_ms: r.window_ms,
+                    },
+                )
+            })
+            .collect();
         let rules = Arc::new(OrgRules {
             profiles,
             own,
+            own_coalesce,
             loaded: Instant::now(),
         });
         if let Ok(mut c) = self.cache.lock() {

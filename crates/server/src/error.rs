@@ -32,6 +32,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// A bound on stored state (429 `rate_limited`, no `Retry-After`).
+    #[error("{0}")]
+    Limited(String),
     /// Detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Limited(_) => ErrorCode::RateLimited,
             ApiError::Internal(_) => ErrorCode::InternalError,
         }
     }
@@ -97,6 +101,7 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %m, "store unavailable");
                 ApiError::Unavailable("The store is unavailable; retry shortly.".into())
             }
+            StoreError::Limit(m) => ApiError::Limited(m),
             StoreError::Internal(m) => ApiError::Internal(m),
         }
     }

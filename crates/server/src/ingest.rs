@@ -49,6 +49,8 @@ pub const MAX_DEPTH: usize = 64;
 #[derive(Default)]
 pub struct IngestRules {
     pub catalogs: crate::catalog::Catalogs,
+    /// Wakes the coalescing flusher when a publish opens an earlier window.
+    pub coalescer: crate::coalesce::Wake,
 }
 
 impl IngestRules {
@@ -85,16 +87,24 @@ impl IngestRules {
             return Err(ApiError::invalid_param(param, msg));
         }
         let (mut dedup, mut project) = (None, None);
-        if let Some(schema) = rules.schema(event_type.as_str()) {
-            // Only typed messages pay for a parse into a tree.
+        let schema = rules.schema(event_type.as_str());
+        let coalesce_rule = rules.coalesce(event_type.as_str());
+        let mut coalesce = None;
+        if schema.is_some() || coalesce_rule.is_some() {
+            // Only typed (or coalesced) messages pay for a parse into a tree.
             let tree: serde_json::Value = serde_json::from_str(body.data.get())
                 .map_err(|e| ApiError::invalid_param(format!("{at}data"), e.to_string()))?;
-            if let Err(v) = schema.validate(&tree) {
+            if let Some(schema) = schema
+                && let Err(v) = schema.validate(&tree)
+            {
                 return Err(ApiError::invalid_param(format!("{at}{}", v.param), v.message));
             }
             if let Some(def) = rules.def(event_type.as_str()) {
                 (dedup, project) = type_rules(def, &tree)
                     .map_err(|v| ApiError::invalid_param(format!("{at}{}", v.param), v.message))?;
+            }
+            if let Some(rule) = coalesce_rule {
+                coalesce = Some(crate::coalesce::key_of(rule, &tree, at)?);
             }
         }
         let occurred_at = match &body.occurred_at {
@@ -136,6 +146,7 @@ impl IngestRules {
             idempotency,
             dedup,
             project,
+            coalesce,
         })
     }
 }

@@ -26,6 +26,7 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod coalesce;
 pub mod config;
 pub mod demo;
 pub mod devcli;
@@ -188,6 +189,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
     background.spawn(retention::run(state.clone(), stop_rx.clone()));
+    background.spawn(coalesce::run(state.clone(), stop_rx.clone()));
     background.spawn(stream::feed(bus, commits, stop_rx.clone()));
     let delivers = state.config.webhooks.dispatch && state.config.role.delivers_webhooks();
     if delivers {

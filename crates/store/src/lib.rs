@@ -21,10 +21,11 @@ use marquee_core::ids::{KeyId, MessageId, OrgId};
 use marquee_core::message::{Idempotency, NewMessage, StoredMessage};
 use marquee_core::timestamp::Timestamp;
 
+pub mod coalesce;
 mod hooks;
 mod plan;
-pub mod rules;
 pub mod postgres;
+pub mod rules;
 pub mod sqlite;
 pub mod webhooks;
 
@@ -42,6 +43,10 @@ pub enum StoreError {
     /// The store cannot serve right now (shutting down, writer gone).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A bound on stored state was reached (coalescing's pending rows per
+    /// organization); the text is for clients.
+    #[error("limit reached: {0}")]
+    Limit(String),
     /// Anything else; the text is for logs, never for clients.
     #[error("store internal error: {0}")]
     Internal(String),
@@ -240,6 +245,18 @@ pub trait Store: webhooks::WebhookStore + Send + Sync + 'static {
     async fn get_entity(&self, org: &OrgId, kind: &str, id: &str) -> Result<Option<rules::Entity>>;
     /// A page of an organization's live entities.
     async fn list_entities(&self, org: &OrgId, query: &rules::EntityQuery) -> Result<rules::EntityPage>;
+    // --- Coalescing (`coalesce` rules; see `coalesce.rs`) ---
+
+    /// Commits up to [`coalesce::FLUSH_BATCH`] pending coalesced messages
+    /// whose window closed by `now` (each appended to the log and its pending
+    /// row deleted in one transaction; on a cluster exactly one node commits
+    /// each), and reports the earliest due time still pending.
+    async fn flush_coalesced(&self, now: Timestamp) -> Result<coalesce::FlushReport>;
+    /// Sets (`None`: clears) the `coalesce` rule of an organization's own
+    /// event type.
+    async fn put_coalesce_rule(&self, org: &OrgId, ty: &str, rule: Option<coalesce::Rule>) -> Result<()>;
+    /// The `coalesce` rules of the organization's own types, by type name.
+    async fn coalesce_rules(&self, org: &OrgId) -> Result<Vec<(String, coalesce::Rule)>>;
 
     /// A clean shutdown: nothing more will be written. SQLite checkpoints
     /// its write-ahead log into the database and truncates it, so a stopped

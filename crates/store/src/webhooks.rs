@@ -339,6 +339,7 @@ pub(crate) fn ops_message(event_type: &str, endpoint: &str, data: serde_json::Va
         idempotency: None,
         dedup: None,
         project: None,
+        coalesce: None,
     })
 }
 

@@ -29,6 +29,7 @@ fn msg(ty: &str, channels: &[&str], n: u64, key: Option<&str>) -> NewMessage {
         occurred_at: Timestamp::now(),
         dedup: None,
         project: None,
+        coalesce: None,
     }
 }
 

@@ -10,6 +10,13 @@
 //! single publishes for an organization without profiles (no schema) and for
 //! one with the `revolution` profile (payload checked against the catalog's
 //! schema), interleaved A/B `--rounds` times, and reports the median ratio.
+//!
+//! `--coalesce` (issue 11) runs instead, in one run: plain `fan_checkin`
+//! publishes at `--rate` (the baseline), then Revento's coalesced
+//! `activity.capacity_state_changed` at `--rate` spread round-robin over
+//! `--keys` activities for `--seconds`; after the last window closed it
+//! counts the committed messages per activity through the API (one per key
+//! per 10 s window is the target).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,7 +24,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Parser;
 use marquee_bench::{
-    Template, closed_loop, default_marquee_bin, fixed_rate, provision_key, provision_key_with, start_server,
+    Template, closed_loop, default_marquee_bin, fixed_rate, fixed_rate_rotating, provision_key,
+    provision_key_with, start_server,
 };
 
 #[derive(Parser)]
@@ -40,6 +48,12 @@ struct Args {
     /// A/B rounds of `--validation`.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Measure coalescing instead (see the module docs).
+    #[arg(long)]
+    coalesce: bool,
+    /// Distinct coalescing keys of `--coalesce`.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
 }
 
 fn main() {
@@ -56,6 +70,9 @@ async fn run(args: Args) {
     let bin = args.marquee_bin.clone().unwrap_or_else(default_marquee_bin);
     if args.validation {
         return validation(&args, &bin).await;
+    }
+    if args.coalesce {
+        return coalesce(&args, &bin).await;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let key = provision_key(&bin, dir.path());
@@ -168,5 +185,94 @@ async fn validation(args: &Args, bin: &std::path::Path) {
     println!(
         "median: {ma:.0}/s without, {mb:.0}/s with validation; ratio {:.3}",
         mb / ma
+    );
+}
+
+const CAPACITY: &str = "activity.capacity_state_changed";
+/// Revento's window for [`CAPACITY`] (its catalog).
+const WINDOW_S: u64 = 10;
+
+fn capacity_tpl(key: &str, activity: usize, n: usize) -> Template {
+    let body = format!(
+        r#"{{"type":"{CAPACITY}","channels":["activity:act_{activity:04}"],"data":{{"activity_id":"act_{activity:04}","capacity":80,"committed_signups_count":{n},"sign_ups_enabled":true,"signed_up_participant_ids":["ptp_010","ptp_011"],"snapshot_at":"2026-08-15T14:30:10.{n:03}Z"}}}}"#
+    );
+    Template {
+        method: hyper::Method::POST,
+        path: "/v1/messages".into(),
+        headers: vec![
+            ("x-api-key".to_string(), key.to_owned()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ],
+        body: Bytes::from(body),
+    }
+}
+
+/// Every committed message of `ty`, through `GET /v1/messages` pages.
+async fn committed_of(addr: std::net::SocketAddr, key: &str, ty: &str) -> Vec<serde_json::Value> {
+    let mut c = marquee_bench::Conn::open(addr).await.expect("connect");
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let tpl = Template {
+            method: hyper::Method::GET,
+            path: format!("/v1/messages?type={ty}&limit=100{after}"),
+            headers: vec![("x-api-key".to_string(), key.to_owned())],
+            body: Bytes::new(),
+        };
+        let (st, body) = c.send(tpl.build(&addr.to_string())).await.expect("list");
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        out.extend(v["data"].as_array().cloned().unwrap_or_default());
+        match v["next_cursor"].as_str() {
+            Some(n) if v["has_more"] == true => after = format!("&after={n}"),
+            _ => return out,
+        }
+    }
+}
+
+async fn coalesce(args: &Args, bin: &std::path::Path) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = provision_key(bin, dir.path());
+    let revento = provision_key_with(bin, dir.path(), &["revento"]);
+    let server = start_server(bin, Some(dir.path()), &[], &[]).await;
+    let d = Duration::from_secs(args.seconds);
+    println!(
+        "coalescing: {} s per scenario at {}/s, {} connections, {} keys, {WINDOW_S} s window",
+        args.seconds, args.rate, args.conns, args.keys
+    );
+    let base = fixed_rate(server.addr, args.conns, args.rate, d, publish_tpl(&plain)).await;
+    row(&format!("plain publishes at {}/s", args.rate), &base, 1);
+    // Several snapshots per key, so each key's window sees a run of updates.
+    let tpls: Vec<Template> = (0..args.keys * 4)
+        .map(|i| capacity_tpl(&revento, i % args.keys, i / args.keys))
+        .collect();
+    let started = std::time::Instant::now();
+    let co = fixed_rate_rotating(server.addr, args.conns, args.rate, d, tpls).await;
+    row(&format!("coalesced publishes at {}/s", args.rate), &co, 1);
+    // Let the last windows close (and the flusher commit them).
+    let last_window = started + Duration::from_secs(args.seconds + WINDOW_S + 2);
+    tokio::time::sleep_until(last_window.into()).await;
+    let msgs = committed_of(server.addr, &revento, CAPACITY).await;
+    let mut per_key: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for m in &msgs {
+        let k = m["data"]["activity_id"].as_str().unwrap_or("").to_owned();
+        *per_key.entry(k).or_default() += 1;
+    }
+    // Windows each key can have had: one per WINDOW_S of publishing.
+    let windows = args.seconds.div_ceil(WINDOW_S) as usize;
+    let most = per_key.values().copied().max().unwrap_or(0);
+    println!(
+        "committed {} messages for {} keys from {} acknowledged publishes ({} errors); \
+         at most {most} per key (target ≤ {windows} windows per key)",
+        msgs.len(),
+        per_key.len(),
+        co.ok,
+        co.errors
+    );
+    println!(
+        "ratios: coalesced/plain publishes = {:.3}; p99 coalesced {:.2} ms vs plain {:.2} ms",
+        co.per_sec() / base.per_sec(),
+        co.pct_ms(99.0),
+        base.pct_ms(99.0)
     );
 }

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use marquee_core::names::EventType;
-use marquee_core::profile::catalog::{CompiledSchema, TypeDef};
+use marquee_core::profile::catalog::{Coalesce, CompiledSchema, TypeDef};
 use marquee_store::EventTypeRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,8 +49,8 @@ fn builtin_json(profile: &str, d: &TypeDef) -> Value {
     v
 }
 
-fn own_json(t: &EventTypeRecord) -> Value {
-    json!({
+fn own_json(t: &EventTypeRecord, coalesce: Option<&Coalesce>) -> Value {
+    let mut v = json!({
         "object": "event_type",
         "type": t.name,
         "source": "organization",
@@ -58,7 +58,41 @@ fn own_json(t: &EventTypeRecord) -> Value {
         "schema": serde_json::from_str::<Value>(&t.schema).unwrap_or(Value::Null),
         "created_at": t.created_at.to_rfc3339(),
         "updated_at": t.updated_at.to_rfc3339(),
-    })
+    });
+    if let Some(c) = coalesce {
+        v["coalesce"] = json!({"key": c.key, "window_ms": c.window_ms});
+    }
+    v
+}
+
+/// Bounds of an organization type's `coalesce.window_ms`: a window shorter
+/// than 100 ms coalesces nothing useful, one longer than an hour holds
+/// messages back longer than any integration expects.
+pub const MIN_COALESCE_WINDOW_MS: u64 = 100;
+pub const MAX_COALESCE_WINDOW_MS: u64 = 3_600_000;
+
+fn check_coalesce(c: &Coalesce) -> ApiResult<()> {
+    let probe = TypeDef {
+        name: "probe".into(),
+        description: String::new(),
+        schema: Value::Bool(true),
+        dedup: None,
+        dedup_window_ms: None,
+        coalesce: Some(c.clone()),
+        project: None,
+    };
+    probe
+        .check_rules()
+        .map_err(|e| ApiError::invalid_param("coalesce.key", e.to_string()))?;
+    if !(MIN_COALESCE_WINDOW_MS..=MAX_COALESCE_WINDOW_MS).contains(&c.window_ms) {
+        return Err(ApiError::invalid_param(
+            "coalesce.window_ms",
+            format!(
+                "coalesce.window_ms must be {MIN_COALESCE_WINDOW_MS} to {MAX_COALESCE_WINDOW_MS} (one hour)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn type_name(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
@@ -78,19 +112,42 @@ async fn profiles(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> {
         .clone())
 }
 
+/// The `coalesce` rules of the organization's own types.
+async fn own_rules(
+    state: &AppState,
+    caller: &Caller,
+) -> ApiResult<std::collections::HashMap<String, Coalesce>> {
+    Ok(state
+        .store
+        .coalesce_rules(&caller.org_id)
+        .await?
+        .into_iter()
+        .map(|(t, r)| {
+            (
+                t,
+                Coalesce {
+                    key: r.key,
+                    window_ms: r.window_ms,
+                },
+            )
+        })
+        .collect())
+}
+
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let profiles = profiles(&state, &caller).await?;
     let mut data: Vec<Value> = builtins_of(&profiles)
         .into_iter()
         .map(|(p, d)| builtin_json(p, d))
         .collect();
+    let rules = own_rules(&state, &caller).await?;
     data.extend(
         state
             .store
             .list_event_types(&caller.org_id)
             .await?
             .iter()
-            .map(own_json),
+            .map(|t| own_json(t, rules.get(&t.name))),
     );
     Ok(json_response(StatusCode::OK, &list_json(data, false, None)))
 }
@@ -106,7 +163,10 @@ pub async fn get(
         return Ok(json_response(StatusCode::OK, &builtin_json(b.profile, b.def)));
     }
     match state.store.get_event_type(&caller.org_id, &name).await? {
-        Some(t) => Ok(json_response(StatusCode::OK, &own_json(&t))),
+        Some(t) => {
+            let rules = own_rules(&state, &caller).await?;
+            Ok(json_response(StatusCode::OK, &own_json(&t, rules.get(&t.name))))
+        }
         None => Err(ApiError::NotFound("No such event type.".into())),
     }
 }
@@ -117,6 +177,9 @@ pub struct PutBody {
     #[serde(default)]
     description: String,
     schema: Value,
+    /// Debounce messages of this type per key (see README, Coalescing).
+    #[serde(default)]
+    coalesce: Option<Coalesce>,
 }
 
 pub async fn put(
@@ -153,6 +216,9 @@ pub async fn put(
         ));
     }
     CompiledSchema::compile(&b.schema).map_err(|e| ApiError::invalid_param("schema", e.to_string()))?;
+    if let Some(c) = &b.coalesce {
+        check_coalesce(c)?;
+    }
     let existing = state.store.get_event_type(&caller.org_id, &name).await?;
     if existing.is_none() && state.store.list_event_types(&caller.org_id).await?.len() >= MAX_OWN_TYPES {
         return Err(ApiError::invalid_param(
@@ -160,6 +226,13 @@ pub async fn put(
             format!("an organization defines at most {MAX_OWN_TYPES} event types"),
         ));
     }
+    // The rule first: a failure between the two leaves a rule for a type
+    // that does not exist (ignored), never a type that lost its rule.
+    let rule = b.coalesce.as_ref().map(|c| marquee_store::coalesce::Rule {
+        key: c.key.clone(),
+        window_ms: c.window_ms,
+    });
+    state.store.put_coalesce_rule(&caller.org_id, &name, rule).await?;
     let (rec, created) = state
         .store
         .put_event_type(&caller.org_id, &name, &b.description, &text)
@@ -170,7 +243,7 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    Ok(json_response(status, &own_json(&rec)))
+    Ok(json_response(status, &own_json(&rec, b.coalesce.as_ref())))
 }
 
 pub async fn delete(

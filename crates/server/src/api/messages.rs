@@ -66,10 +66,25 @@ pub async fn publish(
         .messages
         .first()
         .ok_or_else(|| ApiError::Internal("publish returned no message".into()))?;
+    if marquee_store::coalesce::is_pending(m) {
+        state.ingest.coalescer.due(m.received_at);
+        let mut body = Vec::new();
+        render::published(&mut body, m);
+        let status = if outcome.replayed {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        let resp = crate::coalesce::mark(render::json_bytes(status, body));
+        return Ok(if outcome.replayed { replayed(resp) } else { resp });
+    }
     if outcome.replayed {
         Ok(replayed(render::json_bytes(StatusCode::OK, render::message(m))))
     } else if outcome.deduplicated.first() == Some(&true) {
-        Ok(deduplicated(render::json_bytes(StatusCode::OK, render::message(m))))
+        Ok(deduplicated(render::json_bytes(
+            StatusCode::OK,
+            render::message(m),
+        )))
     } else {
         Ok(render::json_bytes(StatusCode::CREATED, render::message(m)))
     }
@@ -114,7 +129,19 @@ pub async fn publish_batch(
             request_idempotency,
         })
         .await?;
-    let body = render::message_list(&outcome.messages, false, None);
+    let pending = state.ingest.coalescer.note(&outcome.messages);
+    let body = render::published_list(&outcome.messages);
+    if pending {
+        let resp = crate::coalesce::mark(render::json_bytes(
+            if outcome.replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            },
+            body,
+        ));
+        return Ok(if outcome.replayed { replayed(resp) } else { resp });
+    }
     let dups: Vec<String> = (outcome.deduplicated.iter().enumerate())
         .filter(|(_, d)| **d)
         .map(|(i, _)| i.to_string())

@@ -43,3 +43,40 @@ pub fn message_list(messages: &[StoredMessage], has_more: bool, next_cursor: Opt
     out.push(b'}');
     out
 }
+
+/// A coalesced publish's answer: `{"object":"pending_message",…}` with the
+/// id the message will have and when its window closes (`due_at`).
+pub fn pending_message(m: &StoredMessage) -> serde_json::Value {
+    serde_json::json!({
+        "object": "pending_message",
+        "id": m.id.as_str(),
+        "type": m.event_type.as_str(),
+        "channels": m.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "data": &m.data,
+        "occurred_at": m.occurred_at.to_rfc3339(),
+        "due_at": m.received_at.to_rfc3339(),
+    })
+}
+
+/// A publish answer item: the committed message, or a coalesced pending one.
+pub fn published(out: &mut Vec<u8>, m: &StoredMessage) {
+    if marquee_store::coalesce::is_pending(m) {
+        let _ = serde_json::to_writer(&mut *out, &pending_message(m));
+    } else {
+        write_native_json(out, m);
+    }
+}
+
+/// The list of a batch publish's answers (see [`published`]).
+pub fn published_list(messages: &[StoredMessage]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + messages.len() * 320);
+    out.extend_from_slice(br#"{"object":"list","data":["#);
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        published(&mut out, m);
+    }
+    out.extend_from_slice(br#"],"has_more":false,"next_cursor":null}"#);
+    out
+}

@@ -155,7 +155,7 @@ impl Cluster {
         }
     }
 
-    async fn drop_schema(&self) {
+    pub async fn drop_schema(&self) {
         if let Ok((client, conn)) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await {
             tokio::spawn(conn);
             let _ = client

@@ -8,6 +8,7 @@ mod catalogs;
 mod cli;
 mod cluster;
 mod cluster_streams;
+mod coalesce;
 mod connections;
 mod crash;
 mod devcli;

@@ -127,8 +127,14 @@ impl LogAppend {
     }
 
     /// Records an idempotency key for messages appended in this transaction.
-    pub fn remember_idempotency(&mut self, org: &str, idem: &Idempotency, seqs: &[u64], now: i64) {
-        self.rows.add_idempotency(org, idem, seqs, now);
+    pub fn remember_idempotency(
+        &mut self,
+        org: &str,
+        idem: &Idempotency,
+        answers: &[StoredMessage],
+        now: i64,
+    ) {
+        self.rows.add_idempotency(org, idem, answers, now);
     }
 
     /// Writes the buffered rows and advances `log_head`. Returns the
@@ -191,12 +197,11 @@ impl GroupRows {
         }
     }
 
-    fn add_idempotency(&mut self, org: &str, idem: &Idempotency, seqs: &[u64], now: i64) {
+    fn add_idempotency(&mut self, org: &str, idem: &Idempotency, answers: &[StoredMessage], now: i64) {
         self.idem_orgs.push(org.to_owned());
         self.idem_keys.push(idem.key.clone());
         self.idem_fps.push(idem.fingerprint.to_vec());
-        self.idem_seqs
-            .push(seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","));
+        self.idem_seqs.push(crate::coalesce::seqs_text(answers));
         self.idem_at.push(now);
     }
 

@@ -8,6 +8,7 @@
 //! the connection's `search_path` schema, which is how tests isolate
 //! themselves (`PgStore::connect(url, Some(schema))`).
 
+mod coalesce;
 mod log;
 mod rows;
 mod rules;
@@ -37,6 +38,7 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+/// Version 5: coalescing's pending rows.
 const SCHEMA_V5: &str = include_str!("schema_v5.sql");
 const SCHEMA_VERSION: i32 = 5;
 
@@ -436,6 +438,23 @@ impl Store for PgStore {
             .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?
+    }
+
+    async fn flush_coalesced(&self, now: Timestamp) -> Result<crate::coalesce::FlushReport> {
+        coalesce::flush(&self.pool, &self.hooks, now).await
+    }
+
+    async fn put_coalesce_rule(
+        &self,
+        org: &OrgId,
+        ty: &str,
+        rule: Option<crate::coalesce::Rule>,
+    ) -> Result<()> {
+        coalesce::put_rule(&self.pool, org.as_str(), ty, rule.as_ref()).await
+    }
+
+    async fn coalesce_rules(&self, org: &OrgId) -> Result<Vec<(String, crate::coalesce::Rule)>> {
+        coalesce::rules(&self.pool, org.as_str()).await
     }
 
     async fn get_message(&self, org: &OrgId, id: &MessageId) -> Result<Option<StoredMessage>> {

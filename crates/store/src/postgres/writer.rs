@@ -152,7 +152,8 @@ async fn find_idempotent(
             "this idempotency key was already used with a different request".into(),
         ));
     }
-    let seqs: Vec<i64> = seqs.split(',').filter_map(|s| s.parse().ok()).collect();
+    let entries: Vec<&str> = seqs.split(',').filter(|s| !s.is_empty()).collect();
+    let seqs: Vec<i64> = entries.iter().filter_map(|s| s.parse().ok()).collect();
     let found = tx
         .query(
             &format!(
@@ -167,10 +168,15 @@ async fn find_idempotent(
         let m = rows::message(r)?;
         by_seq.insert(m.seq as i64, m);
     }
-    let mut out = Vec::with_capacity(seqs.len());
-    for s in &seqs {
-        match by_seq.get(s) {
-            Some(m) => out.push(m.clone()),
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        // A coalesced publish's entry names its eventual message.
+        let found = match crate::coalesce::parse_marker(e) {
+            Some(id) => super::coalesce::replay(tx, org, &id).await?,
+            None => e.parse::<i64>().ok().and_then(|s| by_seq.get(&s).cloned()),
+        };
+        match found {
+            Some(m) => out.push(m),
             // Pruned by retention: the key no longer applies.
             None => return Ok(None),
         }
@@ -222,6 +228,9 @@ async fn publish_one(
                 plan = Plan::Duplicate(e);
             }
         }
+        if matches!(plan, Plan::Insert) {
+            super::coalesce::admit(tx, org, m).await?;
+        }
         plans.push(plan);
     }
     let replayed_all = crate::plan::all_replayed(&plans);
@@ -242,9 +251,14 @@ async fn publish_one(
                 continue;
             }
         }
+        if m.coalesce.is_some() {
+            // Held as a pending row until its window closes (coalesce.rs).
+            out.push(super::coalesce::pend(tx, &req.org_id, m.clone(), now).await?);
+            continue;
+        }
         let stored = log.append(tx, &req.org_id, m.clone()).await?;
         if let Some(idem) = &m.idempotency {
-            log.remember_idempotency(org, idem, &[stored.seq], now);
+            log.remember_idempotency(org, idem, std::slice::from_ref(&*stored), now);
             group_keys.insert(
                 (org.to_owned(), idem.key.clone()),
                 (idem.fingerprint, vec![stored.seq]),
@@ -253,8 +267,8 @@ async fn publish_one(
         out.push((*stored).clone());
     }
     if let Some(idem) = &req.request_idempotency {
+        log.remember_idempotency(org, idem, &out, now);
         let seqs: Vec<u64> = out.iter().map(|m| m.seq).collect();
-        log.remember_idempotency(org, idem, &seqs, now);
         group_keys.insert((org.to_owned(), idem.key.clone()), (idem.fingerprint, seqs));
     }
     Ok(PublishOutcome {

@@ -152,6 +152,13 @@ fn find_idempotent(
         rows::MESSAGE_COLUMNS
     ))?;
     for s in seqs.split(',').filter(|s| !s.is_empty()) {
+        if let Some(id) = crate::coalesce::parse_marker(s) {
+            match super::coalesce::replay(conn, org, &id)? {
+                Some(m) => out.push(m),
+                None => return Ok(None),
+            }
+            continue;
+        }
         let seq: i64 = s
             .parse()
             .map_err(|_| StoreError::Internal("corrupt idempotency record".into()))?;
@@ -168,10 +175,10 @@ fn remember_idempotent(
     conn: &Connection,
     org: &str,
     idem: &Idempotency,
-    seqs: &[u64],
+    messages: &[StoredMessage],
     now: i64,
 ) -> Result<()> {
-    let list = seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+    let list = crate::coalesce::seqs_text(messages);
     conn.prepare_cached(
         "INSERT OR REPLACE INTO idempotency (org_id, key, fingerprint, seqs, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -215,6 +222,9 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
                 plan = Plan::Duplicate(e);
             }
         }
+        if matches!(plan, Plan::Insert) {
+            super::coalesce::admit(ctx.conn, org, m)?;
+        }
         plans.push(plan);
     }
     let replayed_all = crate::plan::all_replayed(&plans);
@@ -239,16 +249,20 @@ pub fn publish(ctx: &mut Ctx<'_>, req: PublishRequest) -> Result<PublishOutcome>
                 continue;
             }
         }
+        if m.coalesce.is_some() {
+            // Held as a pending row until its window closes (coalesce.rs).
+            out.push(super::coalesce::pend(ctx, &req.org_id, m, now)?);
+            continue;
+        }
         let idem = m.idempotency.take();
         let stored = append(ctx, &req.org_id, m, received)?;
         if let Some(idem) = &idem {
-            remember_idempotent(ctx.conn, org, idem, &[stored.seq], now)?;
+            remember_idempotent(ctx.conn, org, idem, std::slice::from_ref(&*stored), now)?;
         }
         out.push((*stored).clone());
     }
     if let Some(idem) = &req.request_idempotency {
-        let seqs: Vec<u64> = out.iter().map(|m| m.seq).collect();
-        remember_idempotent(ctx.conn, org, idem, &seqs, now)?;
+        remember_idempotent(ctx.conn, org, idem, &out, now)?;
     }
     Ok(PublishOutcome {
         messages: out,

@@ -12,6 +12,7 @@
 //! the writer). Point lookups run inline on the async task — they take a few
 //! microseconds on a warm page cache — and scans run on the blocking pool.
 
+mod coalesce;
 mod endpoints;
 mod key_cache;
 mod log;
@@ -43,6 +44,7 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+/// Version 5: coalescing's pending rows.
 const SCHEMA_V5: &str = include_str!("schema_v5.sql");
 const SCHEMA_VERSION: i64 = 5;
 pub const DB_FILE: &str = "marquee.db";
@@ -537,6 +539,27 @@ impl Store for SqliteStore {
         self.writer
             .write_unguarded(move |ctx| log::publish(ctx, req))
             .await
+    }
+
+    async fn flush_coalesced(&self, now: Timestamp) -> Result<crate::coalesce::FlushReport> {
+        self.writer.write(move |ctx| coalesce::flush(ctx, now)).await
+    }
+
+    async fn put_coalesce_rule(
+        &self,
+        org: &OrgId,
+        ty: &str,
+        rule: Option<crate::coalesce::Rule>,
+    ) -> Result<()> {
+        let (org, ty) = (org.as_str().to_owned(), ty.to_owned());
+        self.writer
+            .write(move |ctx| coalesce::put_rule(ctx.conn, &org, &ty, rule.as_ref()))
+            .await
+    }
+
+    async fn coalesce_rules(&self, org: &OrgId) -> Result<Vec<(String, crate::coalesce::Rule)>> {
+        let org = org.as_str().to_owned();
+        self.readers.with(move |c| coalesce::rules(c, &org))
     }
 
     async fn get_message(&self, org: &OrgId, id: &MessageId) -> Result<Option<StoredMessage>> {

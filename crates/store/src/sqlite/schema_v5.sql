@@ -23,3 +23,28 @@ CREATE TABLE IF NOT EXISTS entities (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entities_sort ON entities (org_id, kind, sort_at, created_seq);
 CREATE INDEX IF NOT EXISTS entities_seq ON entities (seq);
+-- coalesce: messages of a coalesced type waiting for their window to close (one row per key).
+CREATE TABLE IF NOT EXISTS coalesce_pending (
+    org_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    -- The id the message gets when the row is committed to the log.
+    message_id TEXT NOT NULL UNIQUE,
+    -- The latest publish's channels (space-separated), data and occurred_at.
+    channels TEXT NOT NULL,
+    data TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    first_at INTEGER NOT NULL,
+    due_at INTEGER NOT NULL,
+    publishes INTEGER NOT NULL,
+    PRIMARY KEY (org_id, type, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS coalesce_pending_due ON coalesce_pending(due_at);
+-- coalesce: the `coalesce` rule of an organization-defined event type (written by PUT /v1/event-types).
+CREATE TABLE IF NOT EXISTS coalesce_rules (
+    org_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    window_ms BIGINT NOT NULL,
+    PRIMARY KEY (org_id, type)
+);

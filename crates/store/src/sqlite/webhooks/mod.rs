@@ -512,6 +512,7 @@ mod tests {
             idempotency: None,
             dedup: None,
             project: None,
+            coalesce: None,
         }
     }
 
