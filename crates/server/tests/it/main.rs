@@ -10,6 +10,7 @@ mod cluster;
 mod cluster_streams;
 mod connections;
 mod crash;
+mod dashboard;
 mod devcli;
 mod errors;
 mod first_run;
