@@ -548,6 +548,7 @@
       sessionStorage.setItem('marquee.dashboard.tail', JSON.stringify({ channels: $('tail-channels').value, types: $('tail-types').value }));
       const matches = typeMatcher($('tail-types').value);
       stopTail();
+      clear(rows); placeholder.hidden = false;
       start.disabled = true; stop.disabled = false;
       runTail(channels, matches, status, rows, placeholder).finally(() => { start.disabled = false; stop.disabled = true; });
     });

@@ -6,6 +6,8 @@
 # screenshots and the server log in $MARQUEE_BROWSER_ARTIFACTS (default
 # /var/cache/marquee-browser-artifacts, outside the clone).
 set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1
+echo "== dashboard browser tests (headless Chromium, Playwright)"
 here="$(cd "$(dirname "$0")" && pwd)"
 : "${MARQUEE_BIN:?set MARQUEE_BIN to the marquee binary, e.g. \$CARGO_TARGET_DIR/debug/marquee}"
 [ -x "$MARQUEE_BIN" ] || { echo "browser tests: no executable at MARQUEE_BIN=$MARQUEE_BIN" >&2; exit 1; }

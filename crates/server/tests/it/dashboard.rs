@@ -131,6 +131,22 @@ async fn attempt_request_is_what_the_receiver_got(tweak: impl FnOnce(&mut ServeC
         )
         .await;
     assert_eq!(r["object"], "attempt_request", "{r}");
+    let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "object",
+            "attempt_id",
+            "endpoint_id",
+            "format",
+            "method",
+            "url",
+            "headers",
+            "body",
+            "redacted"
+        ],
+        "the order README's Objects table documents"
+    );
     assert_eq!(r["endpoint_id"], ep["id"]);
     assert_eq!(r["method"], "POST");
     assert_eq!(r["url"], rx.url().as_str());
