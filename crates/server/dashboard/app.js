@@ -305,12 +305,12 @@
       for (const { ep, stats } of eps) {
         tbody.appendChild(h('tr', {},
           h('td', { class: 'url' }, h('a', { href: '#/endpoints/' + enc(ep.id) }, ep.url), ep.description ? h('div', { class: 'muted' }, ep.description) : null),
-          h('td', {}, health(ep, stats)),
-          h('td', {}, pct(stats && stats.success_rate_last_hour)),
-          h('td', {}, ago(stats && stats.last_failure_at)),
+          h('td', { 'data-label': 'Health' }, health(ep, stats)),
+          h('td', { 'data-label': 'Success rate' }, pct(stats && stats.success_rate_last_hour)),
+          h('td', { 'data-label': 'Last failure' }, ago(stats && stats.last_failure_at)),
           h('td', { class: 'mono hide-narrow' }, ep.format)));
       }
-      view.appendChild(h('div', { class: 'table-wrap' }, h('table', {},
+      view.appendChild(h('div', { class: 'table-wrap stack' }, h('table', {},
         h('caption', { class: 'muted' }, 'Success rate is over the last hour; open an endpoint for its attempts and actions.'),
         h('thead', {}, h('tr', {}, ...['URL', 'Health', 'Success rate', 'Last failure'].map((t) => h('th', { scope: 'col' }, t)), h('th', { scope: 'col', class: 'hide-narrow' }, 'Format'))),
         tbody)));

@@ -13,6 +13,7 @@ def test_wrong_key_is_refused(page):
     expect(err).to_be_visible()
     expect(err).to_contain_text("refused")
     expect(page.locator("#view")).to_be_hidden()
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
     shot(page, "wrong-key")
     sign_in(page, "not-the-admin-token")
     expect(err).to_contain_text("admin token was refused")
