@@ -9,6 +9,8 @@
 //! found by rendering with two throwaway secrets and answered as
 //! `"[redacted]"`, so no format's header names are known here and no secret
 //! material — not even a signature made with it — leaves the server.
+//! It renders with the endpoint's format now: after a `format` change an older
+//! attempt shows as the new format would send it (the response is as stored).
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
