@@ -19,6 +19,7 @@
 //! - [`demo`]: the `--demo` door-opening simulation.
 //! - [`webhooks`]: endpoints' delivery engine (dispatcher, signing, SSRF guard).
 //! - [`http`]: the HTTP listener (connection cap, header-read timeout).
+//! - [`dashboard`]: the web UI at `/dashboard` (embedded assets, strict CSP).
 //! - [`logging`]: log output (`MARQUEE_LOG`, `--log-format`, colour).
 
 pub mod admin_ops;
@@ -28,6 +29,7 @@ pub mod catalog;
 pub mod cli;
 pub mod coalesce;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod devcli;
 pub mod error;

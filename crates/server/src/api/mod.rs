@@ -1,6 +1,7 @@
 //! The HTTP API: routes, and the layers every response passes through.
 
 mod admin;
+mod attempt_request;
 pub(crate) mod endpoints;
 mod entities;
 mod event_types;
@@ -27,6 +28,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/attempts", get(endpoints::message_attempts))
         .route("/v1/messages/{id}/resend", post(endpoints::resend))
+        .route(
+            "/v1/messages/{id}/attempts/{attempt_id}/request",
+            get(attempt_request::get),
+        )
         .route("/v1/endpoints", post(endpoints::create).get(endpoints::list))
         .route(
             "/v1/endpoints/{id}",
@@ -59,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/keys/{id}/revoke", post(admin::revoke_key))
         .merge(entities::router())
         .merge(crate::platforms::router())
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -11,6 +11,7 @@ mod cluster_streams;
 mod coalesce;
 mod connections;
 mod crash;
+mod dashboard;
 mod devcli;
 mod errors;
 mod first_run;
