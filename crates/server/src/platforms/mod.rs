@@ -5,6 +5,7 @@
 //! or `/v1/stream`. The pure parts of a platform (wire format, catalog) live
 //! in `marquee_core::profile`.
 
+pub mod eventory;
 pub mod revolution;
 
 use axum::Router;
@@ -13,5 +14,5 @@ use crate::state::AppState;
 
 /// Every platform's routes, merged into the API router.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(revolution::router())
+    Router::new().merge(revolution::router()).merge(eventory::router())
 }

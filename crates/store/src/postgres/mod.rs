@@ -8,6 +8,7 @@
 //! the connection's `search_path` schema, which is how tests isolate
 //! themselves (`PgStore::connect(url, Some(schema))`).
 
+mod eventory;
 mod log;
 mod rows;
 mod webhooks;
@@ -36,7 +37,9 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
-const SCHEMA_VERSION: i32 = 4;
+/// Version 5: Eventory snapshots, watchlists and cooldowns.
+const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+const SCHEMA_VERSION: i32 = 5;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -162,6 +165,9 @@ async fn migrate(pool: &Pool) -> Result<()> {
     if v < 4 {
         tx.batch_execute(SCHEMA_V4).await?;
     }
+    if v < 5 {
+        tx.batch_execute(SCHEMA_V5).await?;
+    }
     if v == 0 {
         tx.execute(
             "INSERT INTO schema_version (version) VALUES ($1)",
@@ -178,6 +184,37 @@ async fn migrate(pool: &Pool) -> Result<()> {
 
 #[async_trait]
 impl Store for PgStore {
+    async fn eventory_watch_create(
+        &self,
+        w: crate::eventory::WatchRecord,
+        max: usize,
+    ) -> Result<Option<crate::eventory::WatchRecord>> {
+        self.ev_watch_create(w, max).await
+    }
+    async fn eventory_watch_list(&self, key: &KeyId) -> Result<Vec<crate::eventory::WatchRecord>> {
+        self.ev_watch_list(key).await
+    }
+    async fn eventory_watch_get(&self, key: &KeyId, id: &str) -> Result<Option<crate::eventory::WatchRecord>> {
+        self.ev_watch_get(key, id).await
+    }
+    async fn eventory_watch_update(
+        &self,
+        key: &KeyId,
+        id: &str,
+        entry: &str,
+    ) -> Result<Option<crate::eventory::WatchRecord>> {
+        self.ev_watch_update(key, id, entry).await
+    }
+    async fn eventory_watch_delete(&self, key: &KeyId, id: &str) -> Result<bool> {
+        self.ev_watch_delete(key, id).await
+    }
+    async fn eventory_cooldown_claim(&self, key: &KeyId, content: [u8; 32], now: i64, window: i64) -> Result<bool> {
+        self.ev_cooldown_claim(key, content, now, window).await
+    }
+    async fn eventory_cooldown_prune(&self, before: i64) -> Result<u64> {
+        self.ev_cooldown_prune(before).await
+    }
+
     async fn ping(&self) -> Result<()> {
         let c = self.pool.get().await?;
         c.query_one("SELECT 1", &[]).await?;

@@ -13,6 +13,7 @@
 //! microseconds on a warm page cache — and scans run on the blocking pool.
 
 mod endpoints;
+mod eventory;
 mod key_cache;
 mod log;
 mod reader;
@@ -42,7 +43,9 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
-const SCHEMA_VERSION: i64 = 4;
+/// Version 5: Eventory snapshots, watchlists and cooldowns.
+const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+const SCHEMA_VERSION: i64 = 5;
 pub const DB_FILE: &str = "marquee.db";
 
 impl From<rusqlite::Error> for StoreError {
@@ -193,8 +196,9 @@ fn migrate(conn: &Connection) -> Result<()> {
         // on a database below version 4 (the whole upgrade is one
         // transaction, so it never half-applies).
         let v4 = if version < 4 { SCHEMA_V4 } else { "" };
+        let v5 = if version < 5 { SCHEMA_V5 } else { "" };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} {v5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
     Ok(())
@@ -202,6 +206,37 @@ fn migrate(conn: &Connection) -> Result<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn eventory_watch_create(
+        &self,
+        w: crate::eventory::WatchRecord,
+        max: usize,
+    ) -> Result<Option<crate::eventory::WatchRecord>> {
+        self.ev_watch_create(w, max).await
+    }
+    async fn eventory_watch_list(&self, key: &KeyId) -> Result<Vec<crate::eventory::WatchRecord>> {
+        self.ev_watch_list(key).await
+    }
+    async fn eventory_watch_get(&self, key: &KeyId, id: &str) -> Result<Option<crate::eventory::WatchRecord>> {
+        self.ev_watch_get(key, id).await
+    }
+    async fn eventory_watch_update(
+        &self,
+        key: &KeyId,
+        id: &str,
+        entry: &str,
+    ) -> Result<Option<crate::eventory::WatchRecord>> {
+        self.ev_watch_update(key, id, entry).await
+    }
+    async fn eventory_watch_delete(&self, key: &KeyId, id: &str) -> Result<bool> {
+        self.ev_watch_delete(key, id).await
+    }
+    async fn eventory_cooldown_claim(&self, key: &KeyId, content: [u8; 32], now: i64, window: i64) -> Result<bool> {
+        self.ev_cooldown_claim(key, content, now, window).await
+    }
+    async fn eventory_cooldown_prune(&self, before: i64) -> Result<u64> {
+        self.ev_cooldown_prune(before).await
+    }
+
     async fn close(&self) -> Result<()> {
         let (reply, answer) = std::sync::mpsc::channel();
         let sent = self
