@@ -283,7 +283,9 @@ const RELOAD_EVERY: Duration = Duration::from_secs(10);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Notifications parsed once per node, shared by every connection they
-/// are offered to (by `seq`; the last few hundred).
+/// are offered to (by organization and `seq`; the last few hundred; the
+/// organization too because several servers may share one process, as in
+/// the tests).
 struct Parsed {
     notice: Notice,
     /// The envelope's bytes, as stored: the frame every client receives.
@@ -292,8 +294,10 @@ struct Parsed {
 
 const CACHE: usize = 512;
 
-fn cache() -> &'static Mutex<VecDeque<(u64, Option<Arc<Parsed>>)>> {
-    static C: OnceLock<Mutex<VecDeque<(u64, Option<Arc<Parsed>>)>>> = OnceLock::new();
+type Cached = (OrgId, u64, Option<Arc<Parsed>>);
+
+fn cache() -> &'static Mutex<VecDeque<Cached>> {
+    static C: OnceLock<Mutex<VecDeque<Cached>>> = OnceLock::new();
     C.get_or_init(|| Mutex::new(VecDeque::with_capacity(CACHE)))
 }
 
@@ -307,9 +311,9 @@ struct NativeFrame<'a> {
 
 /// The notification a live frame carries (`None`: another type, e.g. the
 /// snapshot itself, or not an envelope).
-fn parsed(f: &Frame) -> Option<Arc<Parsed>> {
+fn parsed(org: &OrgId, f: &Frame) -> Option<Arc<Parsed>> {
     if let Ok(c) = cache().lock()
-        && let Some((_, p)) = c.iter().rev().find(|(s, _)| *s == f.seq)
+        && let Some((_, _, p)) = c.iter().rev().find(|(o, s, _)| *s == f.seq && o == org)
     {
         return p.clone();
     }
@@ -326,7 +330,7 @@ fn parsed(f: &Frame) -> Option<Arc<Parsed>> {
         if c.len() >= CACHE {
             c.pop_front();
         }
-        c.push_back((f.seq, p.clone()));
+        c.push_back((org.clone(), f.seq, p.clone()));
     }
     p
 }
@@ -567,7 +571,7 @@ impl Conn {
     /// Applies the entries and the cooldown to one live frame; sends the
     /// envelope once if it passes.
     async fn offer(&mut self, socket: &mut WebSocket, f: &Frame) -> Result<(), Close> {
-        let Some(p) = parsed(f) else { return Ok(()) };
+        let Some(p) = parsed(&self.org, f) else { return Ok(()) };
         let now = Timestamp::now();
         let hit = self.entries.iter().any(|e| {
             if self.filtered {

@@ -12,6 +12,7 @@ mod connections;
 mod crash;
 mod devcli;
 mod errors;
+mod eventory;
 mod first_run;
 mod formats;
 mod keys;
