@@ -350,7 +350,7 @@ async fn bad_snapshots(pg: bool) {
     }
     let mut huge = offers("b1", json!({}));
     let mut sections = serde_json::Map::new();
-    for i in 0..30_000 {
+    for i in 0..50_000 {
         sections.insert(format!("s{i}"), offer(&format!("Section {i} with a long name"), 1, 1.0));
     }
     huge["sections"] = Value::Object(sections);
