@@ -36,7 +36,7 @@ use futures_util::StreamExt;
 use marquee_core::ids::{KeyId, MessageId, OrgId};
 use marquee_core::names::Channel;
 use marquee_core::profile::eventory::NOTIFICATION_TYPE;
-use marquee_core::profile::eventory::watch::{Entry, Notice};
+use marquee_core::profile::eventory::watch::{Entry, FIELDS, Notice};
 use marquee_core::timestamp::Timestamp;
 use marquee_store::eventory::WatchRecord;
 use serde::Deserialize;
@@ -105,7 +105,10 @@ pub fn router() -> Router<AppState> {
             get(get_one).patch(update).delete(remove),
         )
         .route("/eventory/notifications/subscribe", get(subscribe))
-        .route("/eventory/notifications/subscribe/filtered", get(subscribe_filtered))
+        .route(
+            "/eventory/notifications/subscribe/filtered",
+            get(subscribe_filtered),
+        )
 }
 
 async fn ping() -> Response {
@@ -139,8 +142,13 @@ fn entry_json(r: &WatchRecord) -> Value {
     let mut m = Map::new();
     m.insert("object".into(), json!("watchlist_entry"));
     m.insert("id".into(), json!(r.id));
-    if let Ok(Value::Object(e)) = serde_json::from_str::<Value>(&r.entry) {
-        m.extend(e);
+    // Every field, in the documented order; absent ones are null.
+    let e = match serde_json::from_str::<Value>(&r.entry) {
+        Ok(Value::Object(e)) => e,
+        _ => Map::new(),
+    };
+    for f in FIELDS {
+        m.insert(f.into(), e.get(f).cloned().unwrap_or(Value::Null));
     }
     m.insert("created_at".into(), json!(r.created_at.to_rfc3339()));
     m.insert("updated_at".into(), json!(r.updated_at.to_rfc3339()));
@@ -184,10 +192,7 @@ async fn create(
 ) -> ApiResult<Response> {
     let e = validate(&body)?;
     let now = Timestamp::now();
-    let id = format!(
-        "wl_{}",
-        MessageId::generate().as_str().trim_start_matches("msg_")
-    );
+    let id = format!("wl_{}", MessageId::generate().as_str().trim_start_matches("msg_"));
     let rec = WatchRecord {
         id,
         org_id: caller.org_id.clone(),
@@ -471,7 +476,9 @@ impl Conn {
                 .bus
                 .subscribe(&self.org, &c)
                 .await
-                .map_err(|e| ApiError::Unavailable(format!("Live delivery is unavailable ({e}); retry shortly.")))?;
+                .map_err(|e| {
+                    ApiError::Unavailable(format!("Live delivery is unavailable ({e}); retry shortly."))
+                })?;
             self.subs.list.push(Sub {
                 channel: c,
                 stream,
@@ -506,7 +513,10 @@ impl Conn {
 
     async fn run(&mut self, socket: &mut WebSocket, stop: &mut Option<crate::stream::StopSignal>) -> Close {
         let cfg = self.state.streams.config.clone();
-        let ping_every = cfg.ping_interval.min(cfg.idle_timeout / 2).max(Duration::from_millis(10));
+        let ping_every = cfg
+            .ping_interval
+            .min(cfg.idle_timeout / 2)
+            .max(Duration::from_millis(10));
         let mut tick = tokio::time::interval(ping_every.min(Duration::from_secs(1)));
         let mut last_ping = Instant::now();
         let mut last_heard = Instant::now();
@@ -571,7 +581,9 @@ impl Conn {
     /// Applies the entries and the cooldown to one live frame; sends the
     /// envelope once if it passes.
     async fn offer(&mut self, socket: &mut WebSocket, f: &Frame) -> Result<(), Close> {
-        let Some(p) = parsed(&self.org, f) else { return Ok(()) };
+        let Some(p) = parsed(&self.org, f) else {
+            return Ok(());
+        };
         let now = Timestamp::now();
         let hit = self.entries.iter().any(|e| {
             if self.filtered {

@@ -187,7 +187,9 @@ fn infos() -> Value {
 /// The `changes` of every notification in the log, oldest first.
 async fn logged_changes(base: &str, key: &str) -> Vec<Value> {
     let r: Value = http()
-        .get(format!("{base}/v1/messages?type=inventory.notification&limit=100"))
+        .get(format!(
+            "{base}/v1/messages?type=inventory.notification&limit=100"
+        ))
         .header("x-api-key", key)
         .send()
         .await
@@ -244,14 +246,24 @@ async fn ping_needs_no_key_and_the_stream_takes_the_key_only_from_the_apikey_hea
 // ---- snapshots → changes ----
 
 async fn snapshot_sequences(pg: bool) {
-    let Some(b) = Backend::start(pg, "evsnap", &[]).await else { return };
+    let Some(b) = Backend::start(pg, "evsnap", &[]).await else {
+        return;
+    };
     let base = b.base();
     let (_, key) = tenant(&base).await;
     watch(&base, &key, json!({"event_id": "of1"})).await;
-    watch(&base, &key, json!({"event_id": "sm1", "change_type": "price_decrease"})).await;
+    watch(
+        &base,
+        &key,
+        json!({"event_id": "sm1", "change_type": "price_decrease"}),
+    )
+    .await;
     let mut ws = connect(&base, &key, SUB).await;
     // OfferSections: first snapshot, no change, more stock + cheaper, sold out.
-    let s1 = offers("of1", json!({"floor-ga": offer("Floor GA", 2, 129.5), "vip": offer("VIP", 0, 300.0)}));
+    let s1 = offers(
+        "of1",
+        json!({"floor-ga": offer("Floor GA", 2, 129.5), "vip": offer("VIP", 0, 300.0)}),
+    );
     snapshot(&base, &key, s1.clone()).await;
     let n = next_text(&mut ws, Duration::from_secs(15)).await.unwrap();
     // Byte-for-byte the document's envelope, in its field order; no
@@ -260,20 +272,36 @@ async fn snapshot_sequences(pg: bool) {
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["timestamp", "website", "version", "event_id", "region", "changes", "sections_type", "sections", "stock"]
+        [
+            "timestamp",
+            "website",
+            "version",
+            "event_id",
+            "region",
+            "changes",
+            "sections_type",
+            "sections",
+            "stock"
+        ]
     );
     assert_eq!(v["version"], "1.0");
     assert_eq!(v["changes"], json!({"stock_increase": ["Floor GA"]}));
     assert_eq!(v["sections"], s1["sections"]);
     snapshot(&base, &key, s1.clone()).await;
-    let s2 = offers("of1", json!({"floor-ga": offer("Floor GA", 5, 99.0), "vip": offer("VIP", 4, 350.0)}));
+    let s2 = offers(
+        "of1",
+        json!({"floor-ga": offer("Floor GA", 5, 99.0), "vip": offer("VIP", 4, 350.0)}),
+    );
     snapshot(&base, &key, s2).await;
     let v = next_json(&mut ws).await;
     assert_eq!(
         v["changes"],
         json!({"stock_increase": ["Floor GA", "VIP"], "price_decrease": ["Floor GA"], "price_increase": ["VIP"]})
     );
-    let s3 = offers("of1", json!({"floor-ga": offer("Floor GA", 0, 99.0), "vip": offer("VIP", 1, 350.0)}));
+    let s3 = offers(
+        "of1",
+        json!({"floor-ga": offer("Floor GA", 0, 99.0), "vip": offer("VIP", 1, 350.0)}),
+    );
     snapshot(&base, &key, s3).await;
     // SeatMapSections: per offer and per section aggregate.
     let m1 = seatmap(
@@ -332,7 +360,9 @@ async fn snapshot_sequences_produce_the_expected_changes_postgres() {
 // ---- bad snapshots ----
 
 async fn bad_snapshots(pg: bool) {
-    let Some(b) = Backend::start(pg, "evbad", &[]).await else { return };
+    let Some(b) = Backend::start(pg, "evbad", &[]).await else {
+        return;
+    };
     let base = b.base();
     let (_, key) = tenant(&base).await;
     let mut wrong = offers("b1", json!({"ga": offer("GA", 2, 10.0)}));
@@ -351,10 +381,15 @@ async fn bad_snapshots(pg: bool) {
     let mut huge = offers("b1", json!({}));
     let mut sections = serde_json::Map::new();
     for i in 0..50_000 {
-        sections.insert(format!("s{i}"), offer(&format!("Section {i} with a long name"), 1, 1.0));
+        sections.insert(
+            format!("s{i}"),
+            offer(&format!("Section {i} with a long name"), 1, 1.0),
+        );
     }
     huge["sections"] = Value::Object(sections);
-    let body = serde_json::to_vec(&json!({"type": "inventory.snapshot", "channels": ["event:b1"], "data": huge})).unwrap();
+    let body =
+        serde_json::to_vec(&json!({"type": "inventory.snapshot", "channels": ["event:b1"], "data": huge}))
+            .unwrap();
     assert!(body.len() > 5_000_000);
     let r = http()
         .post(format!("{base}/v1/messages"))
@@ -362,10 +397,13 @@ async fn bad_snapshots(pg: bool) {
         .header("content-type", "application/json")
         .body(body)
         .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    assert!(status == 413 || status == 400, "{status}");
+        .await;
+    // Refused with 413 (larger than --max-body-bytes), or the server closed
+    // the connection after answering it before the client finished writing.
+    match r {
+        Ok(r) => assert_eq!(r.status(), 413),
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
     // Nothing stored: no message, and no snapshot state (the next snapshot
     // is the first one of its key).
     let all: Value = http()
@@ -379,7 +417,10 @@ async fn bad_snapshots(pg: bool) {
         .unwrap();
     assert_eq!(all["data"], json!([]));
     snapshot(&base, &key, offers("b1", json!({"ga": offer("GA", 2, 10.0)}))).await;
-    assert_eq!(logged_changes(&base, &key).await, vec![json!({"stock_increase": ["GA"]})]);
+    assert_eq!(
+        logged_changes(&base, &key).await,
+        vec![json!({"stock_increase": ["GA"]})]
+    );
 }
 
 #[tokio::test]
@@ -395,22 +436,44 @@ async fn bad_snapshots_are_refused_and_nothing_is_stored_postgres() {
 // ---- watchlist API ----
 
 async fn watchlist_api(pg: bool) {
-    let Some(b) = Backend::start(pg, "evwatch", &["--eventory-max-watchlist", "3"]).await else { return };
+    let Some(b) = Backend::start(pg, "evwatch", &["--eventory-max-watchlist", "3"]).await else {
+        return;
+    };
     let base = b.base();
     let (org, key) = tenant(&base).await;
     let other = new_key(&base, &org).await;
-    let e = watch(&base, &key, json!({"event_id": "w1", "max_price_filter": 100, "keywords": ["Tour"]})).await;
+    let e = watch(
+        &base,
+        &key,
+        json!({"event_id": "w1", "max_price_filter": 100, "keywords": ["Tour"]}),
+    )
+    .await;
     assert_eq!(e["object"], "watchlist_entry");
     assert_eq!(e["change_type"], "stock_increase");
     let id = e["id"].as_str().unwrap();
     let get = |k: &str, p: String| http().get(format!("{base}{p}")).header("x-api-key", k.to_owned());
-    let list: Value = get(&key, "/eventory/watchlist".into()).send().await.unwrap().json().await.unwrap();
+    let list: Value = get(&key, "/eventory/watchlist".into())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["object"], "list");
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     // Another identity sees none of it.
-    let list: Value = get(&other, "/eventory/watchlist".into()).send().await.unwrap().json().await.unwrap();
+    let list: Value = get(&other, "/eventory/watchlist".into())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["data"], json!([]));
-    let r = get(&other, format!("/eventory/watchlist/{id}")).send().await.unwrap();
+    let r = get(&other, format!("/eventory/watchlist/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, 404, "not_found").await;
     // PATCH merges; null removes.
     let r = http()
@@ -423,27 +486,50 @@ async fn watchlist_api(pg: bool) {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["seat_quantity"], 2);
-    assert!(v.get("max_price_filter").is_none());
+    assert!(v["max_price_filter"].is_null());
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 2 + 15 + 2, "every field, absent ones null: {keys:?}");
     assert_eq!(v["keywords"], json!(["Tour"]));
     // Every field validated, with the field named.
     for (body, param) in [
         (json!({}), "event_id"),
         (json!({"event_id": "has space"}), "event_id"),
         (json!({"event_id": "e", "change_type": "Stock Up"}), "change_type"),
-        (json!({"event_id": "e", "min_price_filter": -1}), "min_price_filter"),
-        (json!({"event_id": "e", "max_price_filter": "10"}), "max_price_filter"),
-        (json!({"event_id": "e", "stock_threshold_filter": 1.5}), "stock_threshold_filter"),
+        (
+            json!({"event_id": "e", "min_price_filter": -1}),
+            "min_price_filter",
+        ),
+        (
+            json!({"event_id": "e", "max_price_filter": "10"}),
+            "max_price_filter",
+        ),
+        (
+            json!({"event_id": "e", "stock_threshold_filter": 1.5}),
+            "stock_threshold_filter",
+        ),
         (json!({"event_id": "e", "seat_quantity": 0}), "seat_quantity"),
         (json!({"event_id": "e", "section": ""}), "section"),
         (json!({"event_id": "e", "keywords": []}), "keywords"),
         (json!({"event_id": "e", "keywords": ["ok", 3]}), "keywords[1]"),
-        (json!({"event_id": "e", "standard_tickets": "yes"}), "standard_tickets"),
+        (
+            json!({"event_id": "e", "standard_tickets": "yes"}),
+            "standard_tickets",
+        ),
         (json!({"event_id": "e", "resale_tickets": 1}), "resale_tickets"),
-        (json!({"event_id": "e", "general_admission_tickets": null, "platinum_tickets": []}), "platinum_tickets"),
-        (json!({"event_id": "e", "date_filter": {"from": "soon"}}), "date_filter.from"),
+        (
+            json!({"event_id": "e", "general_admission_tickets": null, "platinum_tickets": []}),
+            "platinum_tickets",
+        ),
+        (
+            json!({"event_id": "e", "date_filter": {"from": "soon"}}),
+            "date_filter.from",
+        ),
         (json!({"event_id": "e", "date_filter": {}}), "date_filter"),
         (json!({"event_id": "e", "row_filter": 7}), "row_filter"),
-        (json!({"event_id": "e", "muted_until": "2026-13-01T00:00:00Z"}), "muted_until"),
+        (
+            json!({"event_id": "e", "muted_until": "2026-13-01T00:00:00Z"}),
+            "muted_until",
+        ),
         (json!({"event_id": "e", "colour": "red"}), "colour"),
     ] {
         let r = http()
@@ -474,7 +560,10 @@ async fn watchlist_api(pg: bool) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = get(&key, format!("/eventory/watchlist/{id}")).send().await.unwrap();
+    let r = get(&key, format!("/eventory/watchlist/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, 404, "not_found").await;
 }
 
@@ -491,7 +580,12 @@ async fn watchlist_crud_validates_every_field_postgres() {
 // ---- /filtered: one case per filter field ----
 
 /// A ready notification for `event` with one changed section.
-fn notice(event: &str, seatmap_sections: Option<Value>, offer_sections: Option<Value>, with_infos: bool) -> Value {
+fn notice(
+    event: &str,
+    seatmap_sections: Option<Value>,
+    offer_sections: Option<Value>,
+    with_infos: bool,
+) -> Value {
     let (ty, sections, changed) = match (seatmap_sections, offer_sections) {
         (Some(s), _) => {
             let k: Vec<String> = s.as_object().unwrap().keys().cloned().collect();
@@ -530,7 +624,9 @@ fn sm(section: &str, stock: i64, price: f64, kind: &str, adjacent: i64, ga: bool
 }
 
 async fn filter_cases(pg: bool) {
-    let Some(b) = Backend::start(pg, "evfilter", &[]).await else { return };
+    let Some(b) = Backend::start(pg, "evfilter", &[]).await else {
+        return;
+    };
     let base = b.base();
     let (org, _) = tenant(&base).await;
     let std = |s: &str| sm(s, 4, 50.0, "primary", 2, false, "Standard");
@@ -539,26 +635,51 @@ async fn filter_cases(pg: bool) {
         (
             "min_price_filter",
             json!({"min_price_filter": 40}),
-            notice("", Some(sm("1", 4, 30.0, "primary", 2, false, "Standard")), None, false),
+            notice(
+                "",
+                Some(sm("1", 4, 30.0, "primary", 2, false, "Standard")),
+                None,
+                false,
+            ),
             notice("", Some(std("1")), None, false),
         ),
         (
             "max_price_filter",
             json!({"max_price_filter": 60}),
-            notice("", Some(sm("1", 4, 70.0, "primary", 2, false, "Standard")), None, false),
+            notice(
+                "",
+                Some(sm("1", 4, 70.0, "primary", 2, false, "Standard")),
+                None,
+                false,
+            ),
             notice("", Some(std("1")), None, false),
         ),
         (
             "stock_threshold_filter",
             json!({"stock_threshold_filter": 4}),
-            notice("", Some(sm("1", 3, 50.0, "primary", 2, false, "Standard")), None, false),
+            notice(
+                "",
+                Some(sm("1", 3, 50.0, "primary", 2, false, "Standard")),
+                None,
+                false,
+            ),
             notice("", Some(std("1")), None, false),
         ),
         (
             "seat_quantity",
             json!({"seat_quantity": 3}),
-            notice("", Some(sm("1", 4, 50.0, "primary", 2, false, "Standard")), None, false),
-            notice("", Some(sm("1", 4, 50.0, "primary", 3, false, "Standard")), None, false),
+            notice(
+                "",
+                Some(sm("1", 4, 50.0, "primary", 2, false, "Standard")),
+                None,
+                false,
+            ),
+            notice(
+                "",
+                Some(sm("1", 4, 50.0, "primary", 3, false, "Standard")),
+                None,
+                false,
+            ),
         ),
         (
             "seat_quantity (OfferSections: stock)",
@@ -582,24 +703,44 @@ async fn filter_cases(pg: bool) {
             "standard_tickets",
             json!({"standard_tickets": false}),
             notice("", Some(std("1")), None, false),
-            notice("", Some(sm("1", 4, 50.0, "resale", 2, false, "Standard")), None, false),
+            notice(
+                "",
+                Some(sm("1", 4, 50.0, "resale", 2, false, "Standard")),
+                None,
+                false,
+            ),
         ),
         (
             "resale_tickets",
             json!({"resale_tickets": false}),
-            notice("", Some(sm("1", 4, 50.0, "resale", 2, false, "Standard")), None, false),
+            notice(
+                "",
+                Some(sm("1", 4, 50.0, "resale", 2, false, "Standard")),
+                None,
+                false,
+            ),
             notice("", Some(std("1")), None, false),
         ),
         (
             "general_admission_tickets",
             json!({"general_admission_tickets": false}),
-            notice("", Some(sm("1", 4, 50.0, "primary", 2, true, "Standard")), None, false),
+            notice(
+                "",
+                Some(sm("1", 4, 50.0, "primary", 2, true, "Standard")),
+                None,
+                false,
+            ),
             notice("", Some(std("1")), None, false),
         ),
         (
             "platinum_tickets",
             json!({"platinum_tickets": false}),
-            notice("", Some(sm("1", 4, 50.0, "primary", 2, false, "Platinum")), None, false),
+            notice(
+                "",
+                Some(sm("1", 4, 50.0, "primary", 2, false, "Platinum")),
+                None,
+                false,
+            ),
             notice("", Some(std("1")), None, false),
         ),
         (
@@ -611,8 +752,18 @@ async fn filter_cases(pg: bool) {
         (
             "row_filter",
             json!({"row_filter": "row a"}),
-            notice("", Some(sm("1", 4, 50.0, "primary", 2, false, "Row B")), None, false),
-            notice("", Some(sm("1", 4, 50.0, "primary", 2, false, "Row A")), None, false),
+            notice(
+                "",
+                Some(sm("1", 4, 50.0, "primary", 2, false, "Row B")),
+                None,
+                false,
+            ),
+            notice(
+                "",
+                Some(sm("1", 4, 50.0, "primary", 2, false, "Row A")),
+                None,
+                false,
+            ),
         ),
         (
             "muted_until",
@@ -645,18 +796,44 @@ async fn filter_cases(pg: bool) {
         // A notification of an event not on the watchlist is never sent.
         let mut stranger = pass.clone();
         stranger["event_id"] = json!("not-watched");
-        assert_eq!(publish(&base, &key, "inventory.notification", "not-watched", stranger).await.status(), 201);
-        assert_eq!(publish(&base, &key, "inventory.notification", &event, drop.clone()).await.status(), 201);
+        assert_eq!(
+            publish(&base, &key, "inventory.notification", "not-watched", stranger)
+                .await
+                .status(),
+            201
+        );
+        assert_eq!(
+            publish(&base, &key, "inventory.notification", &event, drop.clone())
+                .await
+                .status(),
+            201
+        );
         if field == "muted_until" {
             // Muted: nothing at all.
-            assert_eq!(publish(&base, &key, "inventory.notification", &event, pass).await.status(), 201);
-            assert!(next_text(&mut ws, Duration::from_secs(1)).await.is_none(), "{field}");
+            assert_eq!(
+                publish(&base, &key, "inventory.notification", &event, pass)
+                    .await
+                    .status(),
+                201
+            );
+            assert!(
+                next_text(&mut ws, Duration::from_secs(1)).await.is_none(),
+                "{field}"
+            );
             continue;
         }
-        assert_eq!(publish(&base, &key, "inventory.notification", &event, pass.clone()).await.status(), 201);
+        assert_eq!(
+            publish(&base, &key, "inventory.notification", &event, pass.clone())
+                .await
+                .status(),
+            201
+        );
         // Same topic, publish order: the first frame is the passing one.
         let got = next_json(&mut ws).await;
-        assert_eq!(got, pass, "{field}: the drop case got through, or the pass case did not");
+        assert_eq!(
+            got, pass,
+            "{field}: the drop case got through, or the pass case did not"
+        );
         // The unfiltered endpoint applies only membership + change_type.
         let key2 = new_key(&base, &org).await;
         let mut entry = filters;
@@ -665,9 +842,17 @@ async fn filter_cases(pg: bool) {
         let mut plain = connect(&base, &key2, SUB).await;
         let mut again = drop;
         again["stock"] = json!(1000 + i);
-        assert_eq!(publish(&base, &key2, "inventory.notification", &event, again.clone()).await.status(), 201);
+        assert_eq!(
+            publish(&base, &key2, "inventory.notification", &event, again.clone())
+                .await
+                .status(),
+            201
+        );
         if field == "change_type" {
-            assert!(next_text(&mut plain, Duration::from_secs(1)).await.is_none(), "{field}");
+            assert!(
+                next_text(&mut plain, Duration::from_secs(1)).await.is_none(),
+                "{field}"
+            );
         } else {
             assert_eq!(next_json(&mut plain).await, again, "{field} on /subscribe");
         }
@@ -687,7 +872,9 @@ async fn filtered_applies_every_field_subscribe_only_two_postgres() {
 // ---- cooldown ----
 
 async fn cooldown(pg: bool) {
-    let Some(b) = Backend::start(pg, "evcool", &["--eventory-cooldown", "3s"]).await else { return };
+    let Some(b) = Backend::start(pg, "evcool", &["--eventory-cooldown", "3s"]).await else {
+        return;
+    };
     let base = b.base();
     let (org, a) = tenant(&base).await;
     let bkey = new_key(&base, &org).await;
@@ -749,13 +936,19 @@ async fn a_restart_inside_the_cooldown_keeps_it_sqlite() {
     let mut n2 = n.clone();
     n2["stock"] = json!(4);
     publish(&base, &key, "inventory.notification", "r1", n2.clone()).await;
-    assert_eq!(next_json(&mut ws).await, n2, "the repeat inside the window was not sent");
+    assert_eq!(
+        next_json(&mut ws).await,
+        n2,
+        "the repeat inside the window was not sent"
+    );
     drop(dir);
 }
 
 #[tokio::test]
 async fn a_restart_inside_the_cooldown_keeps_it_postgres() {
-    let Some(mut c) = Cluster::start("evrestart", 1, &[]).await else { return };
+    let Some(mut c) = Cluster::start("evrestart", 1, &[]).await else {
+        return;
+    };
     let base = c.base(0).to_owned();
     let (_, key) = tenant(&base).await;
     watch(&base, &key, json!({"event_id": "r1"})).await;
@@ -773,12 +966,18 @@ async fn a_restart_inside_the_cooldown_keeps_it_postgres() {
     let mut n2 = n.clone();
     n2["stock"] = json!(4);
     publish(&base, &key, "inventory.notification", "r1", n2.clone()).await;
-    assert_eq!(next_json(&mut ws).await, n2, "the repeat inside the window was not sent");
+    assert_eq!(
+        next_json(&mut ws).await,
+        n2,
+        "the repeat inside the window was not sent"
+    );
 }
 
 #[tokio::test]
 async fn two_nodes_one_identity_receive_a_change_once_between_them() {
-    let Some(nats) = crate::cluster_streams::nats_url() else { return };
+    let Some(nats) = crate::cluster_streams::nats_url() else {
+        return;
+    };
     let prefix = format!("mqev{}", free_port());
     let Some(c) = Cluster::start("evnodes", 2, &["--nats", &nats, "--nats-prefix", &prefix]).await else {
         return;

@@ -15,7 +15,12 @@ use crate::eventory::WatchRecord;
 /// Called by `LogAppend::append` after each appended message: a snapshot
 /// replaces the kept one for its key and, when something changed, appends
 /// its notification in the same transaction.
-pub async fn after_append(log: &mut LogAppend, tx: &Transaction<'_>, org: &OrgId, m: &StoredMessage) -> Result<()> {
+pub async fn after_append(
+    log: &mut LogAppend,
+    tx: &Transaction<'_>,
+    org: &OrgId,
+    m: &StoredMessage,
+) -> Result<()> {
     let new = NewMessage {
         id: m.id.clone(),
         event_type: m.event_type.clone(),
@@ -123,7 +128,12 @@ impl PgStore {
         .transpose()
     }
 
-    pub(crate) async fn ev_watch_update(&self, key: &KeyId, id: &str, entry: &str) -> Result<Option<WatchRecord>> {
+    pub(crate) async fn ev_watch_update(
+        &self,
+        key: &KeyId,
+        id: &str,
+        entry: &str,
+    ) -> Result<Option<WatchRecord>> {
         let c = self.pool.get().await?;
         c.query_opt(
             &format!(
@@ -147,7 +157,13 @@ impl PgStore {
         Ok(n > 0)
     }
 
-    pub(crate) async fn ev_cooldown_claim(&self, key: &KeyId, content: [u8; 32], now: i64, window: i64) -> Result<bool> {
+    pub(crate) async fn ev_cooldown_claim(
+        &self,
+        key: &KeyId,
+        content: [u8; 32],
+        now: i64,
+        window: i64,
+    ) -> Result<bool> {
         let c = self.pool.get().await?;
         let since = crate::eventory::cooldown_since(now, window);
         // The conflicting row is locked by the upsert: of two nodes claiming
@@ -165,7 +181,9 @@ impl PgStore {
 
     pub(crate) async fn ev_cooldown_prune(&self, before: i64) -> Result<u64> {
         let c = self.pool.get().await?;
-        Ok(c.execute("DELETE FROM eventory_cooldowns WHERE sent_at <= $1", &[&before])
-            .await?)
+        Ok(
+            c.execute("DELETE FROM eventory_cooldowns WHERE sent_at <= $1", &[&before])
+                .await?,
+        )
     }
 }

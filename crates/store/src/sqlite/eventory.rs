@@ -40,7 +40,14 @@ pub fn after_append(ctx: &mut Ctx<'_>, org: &OrgId, m: &StoredMessage, received:
             "INSERT OR REPLACE INTO eventory_snapshots (org_id, website, event_id, region, data, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![org.as_str(), key.website, key.event_id, key.region, m.data.get(), received])?;
+        .execute(params![
+            org.as_str(),
+            key.website,
+            key.event_id,
+            key.region,
+            m.data.get(),
+            received
+        ])?;
     if let Some(n) = n {
         super::log::append(ctx, org, n, received)?;
     }
@@ -50,11 +57,18 @@ pub fn after_append(ctx: &mut Ctx<'_>, org: &OrgId, m: &StoredMessage, received:
 const COLUMNS: &str = "id, org_id, key_id, entry, created_at, updated_at";
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<WatchRecord> {
-    let bad = |i, e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into());
+    let bad =
+        |i, e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into());
     Ok(WatchRecord {
         id: r.get(0)?,
-        org_id: r.get::<_, String>(1)?.parse().map_err(|_| bad(1, "org id".into()))?,
-        key_id: r.get::<_, String>(2)?.parse().map_err(|_| bad(2, "key id".into()))?,
+        org_id: r
+            .get::<_, String>(1)?
+            .parse()
+            .map_err(|_| bad(1, "org id".into()))?,
+        key_id: r
+            .get::<_, String>(2)?
+            .parse()
+            .map_err(|_| bad(2, "key id".into()))?,
         entry: r.get(3)?,
         created_at: Timestamp::from_micros(r.get(4)?),
         updated_at: Timestamp::from_micros(r.get(5)?),
@@ -95,7 +109,9 @@ impl SqliteStore {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM eventory_watchlist WHERE key_id = ?1 ORDER BY created_at, id"
             ))?;
-            let v = st.query_map([key], record)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let v = st
+                .query_map([key], record)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(v)
         })
     }
@@ -112,7 +128,12 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) async fn ev_watch_update(&self, key: &KeyId, id: &str, entry: &str) -> Result<Option<WatchRecord>> {
+    pub(crate) async fn ev_watch_update(
+        &self,
+        key: &KeyId,
+        id: &str,
+        entry: &str,
+    ) -> Result<Option<WatchRecord>> {
         let (key, id, entry) = (key.as_str().to_owned(), id.to_owned(), entry.to_owned());
         self.writer
             .write(move |ctx| {
@@ -145,7 +166,13 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn ev_cooldown_claim(&self, key: &KeyId, content: [u8; 32], now: i64, window: i64) -> Result<bool> {
+    pub(crate) async fn ev_cooldown_claim(
+        &self,
+        key: &KeyId,
+        content: [u8; 32],
+        now: i64,
+        window: i64,
+    ) -> Result<bool> {
         let key = key.as_str().to_owned();
         let since = crate::eventory::cooldown_since(now, window);
         self.writer
@@ -168,9 +195,9 @@ impl SqliteStore {
             .write_unguarded(move |ctx| {
                 Ok(ctx
                     .conn
-                    .execute("DELETE FROM eventory_cooldowns WHERE sent_at <= ?1", [before])? as u64)
+                    .execute("DELETE FROM eventory_cooldowns WHERE sent_at <= ?1", [before])?
+                    as u64)
             })
             .await
     }
 }
-

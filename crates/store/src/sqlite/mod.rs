@@ -216,7 +216,11 @@ impl Store for SqliteStore {
     async fn eventory_watch_list(&self, key: &KeyId) -> Result<Vec<crate::eventory::WatchRecord>> {
         self.ev_watch_list(key).await
     }
-    async fn eventory_watch_get(&self, key: &KeyId, id: &str) -> Result<Option<crate::eventory::WatchRecord>> {
+    async fn eventory_watch_get(
+        &self,
+        key: &KeyId,
+        id: &str,
+    ) -> Result<Option<crate::eventory::WatchRecord>> {
         self.ev_watch_get(key, id).await
     }
     async fn eventory_watch_update(
@@ -230,7 +234,13 @@ impl Store for SqliteStore {
     async fn eventory_watch_delete(&self, key: &KeyId, id: &str) -> Result<bool> {
         self.ev_watch_delete(key, id).await
     }
-    async fn eventory_cooldown_claim(&self, key: &KeyId, content: [u8; 32], now: i64, window: i64) -> Result<bool> {
+    async fn eventory_cooldown_claim(
+        &self,
+        key: &KeyId,
+        content: [u8; 32],
+        now: i64,
+        window: i64,
+    ) -> Result<bool> {
         self.ev_cooldown_claim(key, content, now, window).await
     }
     async fn eventory_cooldown_prune(&self, before: i64) -> Result<u64> {

@@ -362,8 +362,7 @@ pub fn derive(prev: Option<&str>, next: &str, at: Timestamp) -> Result<Derived, 
         });
     }
     let cj = changes_json(&c);
-    let changes_raw: Box<RawValue> =
-        RawValue::from_string(cj).map_err(|e| NotASnapshot(e.to_string()))?;
+    let changes_raw: Box<RawValue> = RawValue::from_string(cj).map_err(|e| NotASnapshot(e.to_string()))?;
     let env = Envelope {
         timestamp: at.to_rfc3339(),
         website: &n.website,
@@ -407,19 +406,31 @@ mod tests {
     #[test]
     fn offers_first_snapshot_then_changes() {
         let a = snap("OfferSections", serde_json::json!({"ga": offer(2, 100.0, true)}));
-        assert_eq!(ch(&changes(None, &a).unwrap()), vec![("stock_increase", vec!["Floor GA"])]);
+        assert_eq!(
+            ch(&changes(None, &a).unwrap()),
+            vec![("stock_increase", vec!["Floor GA"])]
+        );
         assert!(changes(Some(&a), &a).unwrap().0.is_empty());
         let b = snap("OfferSections", serde_json::json!({"ga": offer(5, 90.0, true)}));
         assert_eq!(
             ch(&changes(Some(&a), &b).unwrap()),
-            vec![("stock_increase", vec!["Floor GA"]), ("price_decrease", vec!["Floor GA"])]
+            vec![
+                ("stock_increase", vec!["Floor GA"]),
+                ("price_decrease", vec!["Floor GA"])
+            ]
         );
         let c = snap("OfferSections", serde_json::json!({"ga": offer(5, 90.0, false)}));
-        assert_eq!(ch(&changes(Some(&b), &c).unwrap()), vec![("sold_out", vec!["Floor GA"])]);
+        assert_eq!(
+            ch(&changes(Some(&b), &c).unwrap()),
+            vec![("sold_out", vec!["Floor GA"])]
+        );
         let d = snap("OfferSections", serde_json::json!({"ga": offer(3, 95.0, true)}));
         assert_eq!(
             ch(&changes(Some(&c), &d).unwrap()),
-            vec![("stock_increase", vec!["Floor GA"]), ("price_increase", vec!["Floor GA"])]
+            vec![
+                ("stock_increase", vec!["Floor GA"]),
+                ("price_increase", vec!["Floor GA"])
+            ]
         );
     }
 
@@ -431,13 +442,34 @@ mod tests {
                 "stock": stock, "stock_not_available": 0, "atc": "", "longest_adjacent_seats": 2,
                 "general_admission": false})
         };
-        let a = snap("SeatMapSections", serde_json::json!({"sec-101": {"stock": 5, "o1": o(5, 95.0)}}));
-        let b = snap("SeatMapSections", serde_json::json!({"sec-101": {"stock": 5, "o1": o(5, 80.0)}}));
-        assert_eq!(ch(&changes(Some(&a), &b).unwrap()), vec![("price_decrease", vec!["sec-101"])]);
-        let c = snap("SeatMapSections", serde_json::json!({"sec-101": {"stock": 0, "o1": o(0, 80.0)}}));
-        assert_eq!(ch(&changes(Some(&b), &c).unwrap()), vec![("sold_out", vec!["sec-101"])]);
-        let d = snap("SeatMapSections", serde_json::json!({"sec-101": {"stock": 7, "o1": o(7, 80.0)}}));
-        assert_eq!(ch(&changes(Some(&c), &d).unwrap()), vec![("stock_increase", vec!["sec-101"])]);
+        let a = snap(
+            "SeatMapSections",
+            serde_json::json!({"sec-101": {"stock": 5, "o1": o(5, 95.0)}}),
+        );
+        let b = snap(
+            "SeatMapSections",
+            serde_json::json!({"sec-101": {"stock": 5, "o1": o(5, 80.0)}}),
+        );
+        assert_eq!(
+            ch(&changes(Some(&a), &b).unwrap()),
+            vec![("price_decrease", vec!["sec-101"])]
+        );
+        let c = snap(
+            "SeatMapSections",
+            serde_json::json!({"sec-101": {"stock": 0, "o1": o(0, 80.0)}}),
+        );
+        assert_eq!(
+            ch(&changes(Some(&b), &c).unwrap()),
+            vec![("sold_out", vec!["sec-101"])]
+        );
+        let d = snap(
+            "SeatMapSections",
+            serde_json::json!({"sec-101": {"stock": 7, "o1": o(7, 80.0)}}),
+        );
+        assert_eq!(
+            ch(&changes(Some(&c), &d).unwrap()),
+            vec![("stock_increase", vec!["sec-101"])]
+        );
     }
 
     #[test]

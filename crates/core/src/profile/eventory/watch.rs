@@ -133,8 +133,12 @@ fn instant(v: &Value, f: &str) -> Result<String, Invalid> {
     let s = v
         .as_str()
         .ok_or_else(|| bad(f, format!("{f} must be an RFC 3339 timestamp string")))?;
-    Timestamp::parse_rfc3339(s)
-        .map_err(|_| bad(f, format!("{f} must be an RFC 3339 timestamp, like 2026-06-15T20:00:00Z")))?;
+    Timestamp::parse_rfc3339(s).map_err(|_| {
+        bad(
+            f,
+            format!("{f} must be an RFC 3339 timestamp, like 2026-06-15T20:00:00Z"),
+        )
+    })?;
     Ok(s.to_owned())
 }
 
@@ -167,7 +171,10 @@ impl Entry {
                 }
                 "change_type" => {
                     let s = text(v, k, 64)?;
-                    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                    if !s
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    {
                         return Err(bad(
                             k,
                             "change_type is a change-type identifier: lower-case letters, digits and '_' (e.g. stock_increase)",
@@ -199,7 +206,10 @@ impl Entry {
                 "platinum_tickets" => e.platinum_tickets = Some(flag(v, k)?),
                 "date_filter" => {
                     let o = v.as_object().ok_or_else(|| {
-                        bad(k, "date_filter must be an object {\"from\", \"to\"} of RFC 3339 timestamps")
+                        bad(
+                            k,
+                            "date_filter must be an object {\"from\", \"to\"} of RFC 3339 timestamps",
+                        )
                     })?;
                     let mut d = DateFilter { from: None, to: None };
                     for (dk, dv) in o {
@@ -232,7 +242,10 @@ impl Entry {
         if let (Some(lo), Some(hi)) = (e.min_price_filter, e.max_price_filter)
             && lo > hi
         {
-            return Err(bad("min_price_filter", "min_price_filter is above max_price_filter"));
+            return Err(bad(
+                "min_price_filter",
+                "min_price_filter is above max_price_filter",
+            ));
         }
         Ok(e)
     }
@@ -307,7 +320,9 @@ impl Entry {
         }
         if let Some(d) = &self.date_filter {
             let Some(at) = n.event_date else { return false };
-            if d.from.as_deref().is_some_and(|f| at < parse(f)) || d.to.as_deref().is_some_and(|t| at > parse(t)) {
+            if d.from.as_deref().is_some_and(|f| at < parse(f))
+                || d.to.as_deref().is_some_and(|t| at > parse(t))
+            {
                 return false;
             }
         }
@@ -334,7 +349,8 @@ impl Entry {
     fn offer_ok(&self, o: &Offer, seatmap: bool) -> bool {
         let price_ok = |p: Option<f64>| match p {
             Some(p) => {
-                self.min_price_filter.is_none_or(|lo| p >= lo) && self.max_price_filter.is_none_or(|hi| p <= hi)
+                self.min_price_filter.is_none_or(|lo| p >= lo)
+                    && self.max_price_filter.is_none_or(|hi| p <= hi)
             }
             None => false,
         };
@@ -486,7 +502,12 @@ impl Notice {
             .map(Timestamp::as_micros);
         let changes: Vec<(String, Vec<String>)> = e.changes.0;
         let mut h = Sha256::new();
-        for part in [e.event_id.as_str(), e.region.as_str(), e.sections.get(), e.stock.get()] {
+        for part in [
+            e.event_id.as_str(),
+            e.region.as_str(),
+            e.sections.get(),
+            e.stock.get(),
+        ] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
@@ -570,6 +591,8 @@ mod tests {
         assert!(ok(serde_json::json!({"event_id": "e", "seat_quantity": 4})));
         assert!(!ok(serde_json::json!({"event_id": "e", "seat_quantity": 5})));
         assert!(ok(serde_json::json!({"event_id": "e", "keywords": ["floor"]})));
-        assert!(!ok(serde_json::json!({"event_id": "e", "date_filter": {"from": "2026-01-01T00:00:00Z"}})));
+        assert!(!ok(
+            serde_json::json!({"event_id": "e", "date_filter": {"from": "2026-01-01T00:00:00Z"}})
+        ));
     }
 }
