@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub nats: Option<NatsConfig>,
     /// What this node does.
     pub role: Role,
+    /// Eventory's cooldown and watchlist bounds.
+    pub eventory: crate::platforms::eventory::EventoryConfig,
 }
 
 #[derive(Clone)]
@@ -93,6 +95,7 @@ impl ServeConfig {
             server_secret: None,
             nats: None,
             role: Role::All,
+            eventory: crate::platforms::eventory::EventoryConfig::default(),
         }
     }
 }

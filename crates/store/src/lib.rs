@@ -22,6 +22,7 @@ use marquee_core::message::{Idempotency, NewMessage, StoredMessage};
 use marquee_core::timestamp::Timestamp;
 
 pub mod coalesce;
+pub mod eventory;
 mod hooks;
 mod plan;
 pub mod postgres;
@@ -257,6 +258,39 @@ pub trait Store: webhooks::WebhookStore + Send + Sync + 'static {
     async fn put_coalesce_rule(&self, org: &OrgId, ty: &str, rule: Option<coalesce::Rule>) -> Result<()>;
     /// The `coalesce` rules of the organization's own types, by type name.
     async fn coalesce_rules(&self, org: &OrgId) -> Result<Vec<(String, coalesce::Rule)>>;
+    // ---- Eventory (ticket-inventory monitor): watchlists and cooldowns ----
+    // (its snapshot state is written by the log append itself.)
+
+    /// Adds a watchlist entry unless its identity already holds `max`
+    /// (`Ok(None)`), atomically, cluster-wide.
+    async fn eventory_watch_create(
+        &self,
+        w: eventory::WatchRecord,
+        max: usize,
+    ) -> Result<Option<eventory::WatchRecord>>;
+    /// An identity's entries, oldest first.
+    async fn eventory_watch_list(&self, key: &KeyId) -> Result<Vec<eventory::WatchRecord>>;
+    async fn eventory_watch_get(&self, key: &KeyId, id: &str) -> Result<Option<eventory::WatchRecord>>;
+    /// Replaces an entry's JSON; `None` if the identity has no such entry.
+    async fn eventory_watch_update(
+        &self,
+        key: &KeyId,
+        id: &str,
+        entry: &str,
+    ) -> Result<Option<eventory::WatchRecord>>;
+    async fn eventory_watch_delete(&self, key: &KeyId, id: &str) -> Result<bool>;
+    /// Atomically records that `content` is sent to `key` at `now` and
+    /// answers true, unless it was already sent within `window_micros`
+    /// (false, nothing changed). All nodes share the answer.
+    async fn eventory_cooldown_claim(
+        &self,
+        key: &KeyId,
+        content: [u8; 32],
+        now: i64,
+        window_micros: i64,
+    ) -> Result<bool>;
+    /// Forgets cooldowns recorded at or before `before` (µs).
+    async fn eventory_cooldown_prune(&self, before: i64) -> Result<u64>;
 
     /// A clean shutdown: nothing more will be written. SQLite checkpoints
     /// its write-ahead log into the database and truncates it, so a stopped

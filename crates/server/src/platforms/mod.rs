@@ -6,6 +6,7 @@
 //! in `marquee_core::profile`.
 
 pub mod eventium;
+pub mod eventory;
 pub mod revolution;
 
 use axum::Router;
@@ -17,4 +18,5 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(revolution::router())
         .merge(eventium::router())
+        .merge(eventory::router())
 }

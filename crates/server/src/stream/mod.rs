@@ -32,7 +32,7 @@ mod limits;
 mod nats_bus;
 mod replay;
 pub mod sse;
-mod subs;
+pub(crate) mod subs;
 pub mod ws;
 
 use std::collections::HashMap;

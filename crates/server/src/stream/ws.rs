@@ -214,7 +214,7 @@ fn parse_action(text: &str) -> Result<Action, ClientError> {
 
 /// Runs a write while watching the backlog: a peer that does not read is
 /// closed as a slow consumer rather than waited on forever.
-async fn watched<F>(write: F, subs: &Subs, cfg: &StreamConfig) -> Result<(), Close>
+pub(crate) async fn watched<F>(write: F, subs: &Subs, cfg: &StreamConfig) -> Result<(), Close>
 where
     F: Future<Output = Result<(), axum::Error>>,
 {
@@ -552,7 +552,7 @@ impl Connection {
 }
 
 /// Resolves on shutdown; never without a signal.
-pub(super) async fn stopped(stop: &mut Option<StopSignal>) {
+pub(crate) async fn stopped(stop: &mut Option<StopSignal>) {
     match stop {
         Some(s) => s.await,
         None => std::future::pending().await,

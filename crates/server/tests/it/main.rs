@@ -14,6 +14,7 @@ mod crash;
 mod dashboard;
 mod devcli;
 mod errors;
+mod eventory;
 mod first_run;
 mod formats;
 mod keys;

@@ -123,6 +123,7 @@ impl LogAppend {
             received_at: Timestamp::from_micros(self.received),
         });
         self.committed.push(stored.clone());
+        super::eventory::after_append(self, tx, org_id, &stored).await?;
         Ok(stored)
     }
 

@@ -9,6 +9,7 @@
 //! themselves (`PgStore::connect(url, Some(schema))`).
 
 mod coalesce;
+mod eventory;
 mod log;
 mod rows;
 mod rules;
@@ -38,7 +39,9 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
-/// Version 5: coalescing's pending rows.
+/// Version 5 (issue 11–12 read models and rules): dedup keys, projected
+/// entities, coalescing's pending rows, attendance, erasures, Eventory
+/// snapshots, watchlists and cooldowns.
 const SCHEMA_V5: &str = include_str!("schema_v5.sql");
 const SCHEMA_VERSION: i32 = 5;
 
@@ -185,6 +188,47 @@ async fn migrate(pool: &Pool) -> Result<()> {
 
 #[async_trait]
 impl Store for PgStore {
+    async fn eventory_watch_create(
+        &self,
+        w: crate::eventory::WatchRecord,
+        max: usize,
+    ) -> Result<Option<crate::eventory::WatchRecord>> {
+        self.ev_watch_create(w, max).await
+    }
+    async fn eventory_watch_list(&self, key: &KeyId) -> Result<Vec<crate::eventory::WatchRecord>> {
+        self.ev_watch_list(key).await
+    }
+    async fn eventory_watch_get(
+        &self,
+        key: &KeyId,
+        id: &str,
+    ) -> Result<Option<crate::eventory::WatchRecord>> {
+        self.ev_watch_get(key, id).await
+    }
+    async fn eventory_watch_update(
+        &self,
+        key: &KeyId,
+        id: &str,
+        entry: &str,
+    ) -> Result<Option<crate::eventory::WatchRecord>> {
+        self.ev_watch_update(key, id, entry).await
+    }
+    async fn eventory_watch_delete(&self, key: &KeyId, id: &str) -> Result<bool> {
+        self.ev_watch_delete(key, id).await
+    }
+    async fn eventory_cooldown_claim(
+        &self,
+        key: &KeyId,
+        content: [u8; 32],
+        now: i64,
+        window: i64,
+    ) -> Result<bool> {
+        self.ev_cooldown_claim(key, content, now, window).await
+    }
+    async fn eventory_cooldown_prune(&self, before: i64) -> Result<u64> {
+        self.ev_cooldown_prune(before).await
+    }
+
     async fn ping(&self) -> Result<()> {
         let c = self.pool.get().await?;
         c.query_one("SELECT 1", &[]).await?;

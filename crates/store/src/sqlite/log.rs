@@ -74,6 +74,7 @@ pub fn append(ctx: &mut Ctx<'_>, org_id: &OrgId, m: NewMessage, received: i64) -
     });
     insert_deliveries(ctx, &endpoints, &stored)?;
     ctx.committed.push(stored.clone());
+    super::eventory::after_append(ctx, org_id, &stored, received)?;
     Ok(stored)
 }
 

@@ -1,0 +1,622 @@
+//! Eventory's HTTP and stream surface (reference 001): `GET /eventory/ping`,
+//! the watchlist API `/eventory/watchlist` (the document names the fields
+//! but no API; marquee's design is in the README), and the two WebSocket
+//! endpoints `/eventory/notifications/subscribe[/filtered]`.
+//!
+//! Identity: the API key. Its watchlist, its cooldowns and every connection
+//! opened with it belong together, so several connections of one key share
+//! one dedup state (the document's §7). The key is read only from the
+//! `apikey` header of the upgrade; a query-string key is refused here.
+//!
+//! Notifications are ordinary log messages (`inventory.notification` on
+//! `event:<event_id>`: computed from snapshots by the store's append, or
+//! published ready-made). A connection subscribes the bus topic of every
+//! event on its watchlist before the upgrade is answered, so a client whose
+//! handshake completed misses nothing; it parses each notification once
+//! per node ([`NoticeCache`]), applies its entries, then claims the
+//! cooldown in the store (atomic, shared by all nodes) and only then sends
+//! the envelope's own bytes. Back-pressure is the native stream's: bounded
+//! rings per topic, 4008 "slow consumer" when the backlog passes the limits.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use marquee_core::ids::{KeyId, MessageId, OrgId};
+use marquee_core::names::Channel;
+use marquee_core::profile::eventory::NOTIFICATION_TYPE;
+use marquee_core::profile::eventory::watch::{Entry, FIELDS, Notice};
+use marquee_core::timestamp::Timestamp;
+use marquee_store::eventory::WatchRecord;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use crate::api::endpoints::{json_response, list_json};
+use crate::auth::{self, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+use crate::stream::bus::{Frame, Lagged};
+use crate::stream::close_code;
+use crate::stream::subs::{Sub, Subs, over_limit};
+use crate::stream::ws::{admit, stopped, watched};
+
+/// Eventory settings (`--eventory-*`).
+#[derive(Debug, Clone)]
+pub struct EventoryConfig {
+    /// The same content is not sent to one identity again within this.
+    pub cooldown: Duration,
+    /// Watchlist entries per identity.
+    pub max_entries: usize,
+}
+
+impl Default for EventoryConfig {
+    fn default() -> Self {
+        EventoryConfig {
+            cooldown: Duration::from_secs(15 * 60),
+            max_entries: 100,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EventoryArgs {
+    /// Eventory: how long a notification with the same content is not sent
+    /// again to the same identity (API key).
+    #[arg(long, env = "MARQUEE_EVENTORY_COOLDOWN", default_value = "15m", value_parser = parse_duration)]
+    pub eventory_cooldown: Duration,
+    /// Eventory: watchlist entries per identity (API key), 1 to 1000.
+    #[arg(long, env = "MARQUEE_EVENTORY_MAX_WATCHLIST", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub eventory_max_watchlist: u16,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    marquee_core::duration::parse(s).map_err(|e| e.to_string())
+}
+
+impl EventoryArgs {
+    pub fn into_config(self) -> EventoryConfig {
+        EventoryConfig {
+            cooldown: self.eventory_cooldown,
+            max_entries: self.eventory_max_watchlist as usize,
+        }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/eventory/ping", get(ping))
+        .route("/eventory/watchlist", get(list).post(create))
+        .route(
+            "/eventory/watchlist/{id}",
+            get(get_one).patch(update).delete(remove),
+        )
+        .route("/eventory/notifications/subscribe", get(subscribe))
+        .route(
+            "/eventory/notifications/subscribe/filtered",
+            get(subscribe_filtered),
+        )
+}
+
+async fn ping() -> Response {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+// ---- Watchlists ----
+
+/// Bumped on every watchlist change made on this node, so that node's
+/// connections of the identity reload at once (others reload every
+/// [`RELOAD_EVERY`]).
+fn generations() -> &'static Mutex<HashMap<KeyId, u64>> {
+    static G: OnceLock<Mutex<HashMap<KeyId, u64>>> = OnceLock::new();
+    G.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn generation(key: &KeyId) -> u64 {
+    generations()
+        .lock()
+        .map(|g| g.get(key).copied().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn bump(key: &KeyId) {
+    if let Ok(mut g) = generations().lock() {
+        *g.entry(key.clone()).or_insert(0) += 1;
+    }
+}
+
+fn entry_json(r: &WatchRecord) -> Value {
+    let mut m = Map::new();
+    m.insert("object".into(), json!("watchlist_entry"));
+    m.insert("id".into(), json!(r.id));
+    // Every field, in the documented order; absent ones are null.
+    let e = match serde_json::from_str::<Value>(&r.entry) {
+        Ok(Value::Object(e)) => e,
+        _ => Map::new(),
+    };
+    for f in FIELDS {
+        m.insert(f.into(), e.get(f).cloned().unwrap_or(Value::Null));
+    }
+    m.insert("created_at".into(), json!(r.created_at.to_rfc3339()));
+    m.insert("updated_at".into(), json!(r.updated_at.to_rfc3339()));
+    Value::Object(m)
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("No such watchlist entry.".into())
+}
+
+/// Validates a body into an entry (every field; the event id must also be
+/// a channel id, as notifications travel on `event:<event_id>`).
+fn validate(body: &Value) -> ApiResult<Entry> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("A watchlist entry is a JSON object."))?;
+    let e = Entry::from_json(obj).map_err(|i| ApiError::invalid_param(i.param, i.message))?;
+    if Channel::from_parts("event", &e.event_id).is_err() {
+        return Err(ApiError::invalid_param(
+            "event_id",
+            "event_id must be 1 to 128 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(e)
+}
+
+fn entry_text(e: &Entry) -> String {
+    serde_json::to_string(e).unwrap_or_default()
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let v = state.store.eventory_watch_list(&caller.key_id).await?;
+    let data = v.iter().map(entry_json).collect();
+    Ok(json_response(StatusCode::OK, &list_json(data, false, None)))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    let e = validate(&body)?;
+    let now = Timestamp::now();
+    let id = format!("wl_{}", MessageId::generate().as_str().trim_start_matches("msg_"));
+    let rec = WatchRecord {
+        id,
+        org_id: caller.org_id.clone(),
+        key_id: caller.key_id.clone(),
+        entry: entry_text(&e),
+        created_at: now,
+        updated_at: now,
+    };
+    let max = state.config.eventory.max_entries;
+    let Some(rec) = state.store.eventory_watch_create(rec, max).await? else {
+        return Err(ApiError::invalid(format!(
+            "This API key's watchlist holds its maximum of {max} entries; delete one first."
+        )));
+    };
+    bump(&caller.key_id);
+    Ok(json_response(StatusCode::CREATED, &entry_json(&rec)))
+}
+
+fn id_of(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    let Path(id) = path.map_err(|_| not_found())?;
+    if !id.starts_with("wl_") || id.len() > 64 {
+        return Err(not_found());
+    }
+    Ok(id)
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = id_of(path)?;
+    let r = state
+        .store
+        .eventory_watch_get(&caller.key_id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(json_response(StatusCode::OK, &entry_json(&r)))
+}
+
+/// A merge patch: given fields replace, `null` removes (back to the
+/// default), absent ones stay; the result is validated whole.
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    let id = id_of(path)?;
+    let patch = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("A watchlist patch is a JSON object."))?;
+    let r = state
+        .store
+        .eventory_watch_get(&caller.key_id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    let mut merged = match serde_json::from_str::<Value>(&r.entry) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for (k, v) in patch {
+        merged.insert(k.clone(), v.clone());
+    }
+    let e = validate(&Value::Object(merged))?;
+    let r = state
+        .store
+        .eventory_watch_update(&caller.key_id, &id, &entry_text(&e))
+        .await?
+        .ok_or_else(not_found)?;
+    bump(&caller.key_id);
+    Ok(json_response(StatusCode::OK, &entry_json(&r)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = id_of(path)?;
+    if !state.store.eventory_watch_delete(&caller.key_id, &id).await? {
+        return Err(not_found());
+    }
+    bump(&caller.key_id);
+    Ok(json_response(StatusCode::OK, &json!({"id": id, "deleted": true})))
+}
+
+// ---- The stream ----
+
+/// How often a connection re-reads its watchlist even without a local change
+/// (a change made through another node).
+const RELOAD_EVERY: Duration = Duration::from_secs(10);
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Notifications parsed once per node, shared by every connection they
+/// are offered to (by organization and `seq`; the last few hundred; the
+/// organization too because several servers may share one process, as in
+/// the tests).
+struct Parsed {
+    notice: Notice,
+    /// The envelope's bytes, as stored: the frame every client receives.
+    text: Utf8Bytes,
+}
+
+const CACHE: usize = 512;
+
+type Cached = (OrgId, u64, Option<Arc<Parsed>>);
+
+fn cache() -> &'static Mutex<VecDeque<Cached>> {
+    static C: OnceLock<Mutex<VecDeque<Cached>>> = OnceLock::new();
+    C.get_or_init(|| Mutex::new(VecDeque::with_capacity(CACHE)))
+}
+
+#[derive(Deserialize)]
+struct NativeFrame<'a> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// The notification a live frame carries (`None`: another type, e.g. the
+/// snapshot itself, or not an envelope).
+fn parsed(org: &OrgId, f: &Frame) -> Option<Arc<Parsed>> {
+    if let Ok(c) = cache().lock()
+        && let Some((_, _, p)) = c.iter().rev().find(|(o, s, _)| *s == f.seq && o == org)
+    {
+        return p.clone();
+    }
+    let p = serde_json::from_str::<NativeFrame<'_>>(f.text.as_str())
+        .ok()
+        .filter(|n| n.event_type == NOTIFICATION_TYPE)
+        .and_then(|n| {
+            Some(Arc::new(Parsed {
+                notice: Notice::parse(n.payload.get())?,
+                text: Utf8Bytes::from(n.payload.get().to_owned()),
+            }))
+        });
+    if let Ok(mut c) = cache().lock() {
+        if c.len() >= CACHE {
+            c.pop_front();
+        }
+        c.push_back((org.clone(), f.seq, p.clone()));
+    }
+    p
+}
+
+async fn subscribe(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    open(state, query, headers, upgrade, false)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn subscribe_filtered(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    open(state, query, headers, upgrade, true)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+const HEADER_ONLY: &str = "Send the API key in the apikey header of the WebSocket upgrade.";
+
+async fn open(
+    state: AppState,
+    query: Option<String>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    filtered: bool,
+) -> ApiResult<Response> {
+    let in_query = query.as_deref().is_some_and(|q| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .map(|v| v.iter().any(|(k, _)| k.eq_ignore_ascii_case("apikey")))
+            .unwrap_or(true)
+    });
+    if in_query {
+        return Err(ApiError::InvalidApiKey(
+            "A key in the query string is refused here: send it in the apikey header of the WebSocket upgrade.",
+        ));
+    }
+    let key = headers.get("apikey").and_then(|v| v.to_str().ok()).map(str::trim);
+    if key.is_none() {
+        return Err(ApiError::InvalidApiKey(HEADER_ONLY));
+    }
+    let caller = auth::authenticate(&state, key).await?;
+    if !caller.tier.can_stream() {
+        return Err(ApiError::Forbidden(
+            "Streaming needs a pro or enterprise key; this key is free tier.".into(),
+        ));
+    }
+    let Ok(upgrade) = upgrade else {
+        return Err(ApiError::invalid(
+            "This endpoint upgrades to a WebSocket (GET with Upgrade: websocket).",
+        ));
+    };
+    let hub = state.streams.clone();
+    let mut guard = admit(&hub, &caller)?;
+    let stop = guard.stop_signal();
+    let mut conn = Conn {
+        state: state.clone(),
+        org: caller.org_id.clone(),
+        key: caller.key_id.clone(),
+        filtered,
+        entries: Vec::new(),
+        subs: Subs::default(),
+        generation: 0,
+        loaded_at: Instant::now(),
+    };
+    // Subscribed before the handshake completes: nothing committed after the
+    // client's connect returned is missed.
+    conn.reload().await?;
+    let cfg = &hub.config;
+    Ok(upgrade
+        .read_buffer_size(cfg.read_buffer_bytes)
+        .max_message_size(cfg.max_inbound_bytes)
+        .max_frame_size(cfg.max_inbound_bytes)
+        .on_upgrade(move |socket| async move {
+            let _guard = guard;
+            conn.serve(socket, stop).await;
+        }))
+}
+
+type Close = Option<(u16, &'static str)>;
+
+struct Conn {
+    state: AppState,
+    org: OrgId,
+    key: KeyId,
+    filtered: bool,
+    entries: Vec<Entry>,
+    subs: Subs,
+    generation: u64,
+    loaded_at: Instant,
+}
+
+enum Event {
+    Shutdown,
+    Tick,
+    Inbound(Option<Result<Message, axum::Error>>),
+    Live(usize, Option<Result<Frame, Lagged>>),
+}
+
+static CLAIMS: AtomicU64 = AtomicU64::new(0);
+
+impl Conn {
+    /// Reads the watchlist and subscribes (only) the events on it.
+    async fn reload(&mut self) -> ApiResult<()> {
+        self.generation = generation(&self.key);
+        self.loaded_at = Instant::now();
+        let recs = self.state.store.eventory_watch_list(&self.key).await?;
+        self.entries = recs
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Entry>(&r.entry).ok())
+            .collect();
+        let mut want: Vec<Channel> = Vec::new();
+        for e in &self.entries {
+            if let Ok(c) = Channel::from_parts("event", &e.event_id)
+                && !want.contains(&c)
+            {
+                want.push(c);
+            }
+        }
+        want.truncate(self.state.streams.config.max_subscriptions.max(1));
+        self.subs.list.retain(|s| want.contains(&s.channel));
+        self.subs.next = 0;
+        for c in want {
+            if self.subs.position(&c).is_some() {
+                continue;
+            }
+            let stream = self
+                .state
+                .streams
+                .bus
+                .subscribe(&self.org, &c)
+                .await
+                .map_err(|e| {
+                    ApiError::Unavailable(format!("Live delivery is unavailable ({e}); retry shortly."))
+                })?;
+            self.subs.list.push(Sub {
+                channel: c,
+                stream,
+                last_seq: 0,
+            });
+        }
+        Ok(())
+    }
+
+    async fn serve(mut self, mut socket: WebSocket, mut stop: Option<crate::stream::StopSignal>) {
+        let close = self.run(&mut socket, &mut stop).await;
+        if let Some((code, reason)) = close {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = tokio::time::timeout(
+                CLOSE_GRACE,
+                Box::pin(async {
+                    socket.send(Message::Close(Some(frame))).await?;
+                    while let Some(m) = socket.next().await {
+                        if let Message::Close(_) = m? {
+                            break;
+                        }
+                    }
+                    Ok::<(), axum::Error>(())
+                }),
+            )
+            .await;
+        }
+    }
+
+    async fn run(&mut self, socket: &mut WebSocket, stop: &mut Option<crate::stream::StopSignal>) -> Close {
+        let cfg = self.state.streams.config.clone();
+        let ping_every = cfg
+            .ping_interval
+            .min(cfg.idle_timeout / 2)
+            .max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(ping_every.min(Duration::from_secs(1)));
+        let mut last_ping = Instant::now();
+        let mut last_heard = Instant::now();
+        loop {
+            let event = tokio::select! {
+                biased;
+                () = stopped(stop) => Event::Shutdown,
+                _ = tick.tick() => Event::Tick,
+                m = socket.next() => Event::Inbound(m),
+                (i, item) = self.subs.next_frame() => Event::Live(i, item),
+            };
+            match event {
+                Event::Shutdown => return Some((close_code::GOING_AWAY, "server shutting down")),
+                Event::Tick => {
+                    if last_heard.elapsed() >= cfg.idle_timeout {
+                        return Some((close_code::IDLE_TIMEOUT, "idle timeout"));
+                    }
+                    if (generation(&self.key) != self.generation || self.loaded_at.elapsed() >= RELOAD_EVERY)
+                        && Box::pin(self.reload()).await.is_err()
+                    {
+                        return Some((close_code::INTERNAL_ERROR, "watchlist unavailable"));
+                    }
+                    if last_ping.elapsed() >= ping_every {
+                        last_ping = Instant::now();
+                        if self.state.streams.key_revoked(&self.state.store, &self.key).await {
+                            return Some((close_code::KEY_REVOKED, "api key revoked"));
+                        }
+                        let ping = async { socket.send(Message::Ping(Bytes::new())).await };
+                        if let Err(c) = Box::pin(watched(ping, &self.subs, &cfg)).await {
+                            return c;
+                        }
+                    }
+                }
+                Event::Inbound(m) => match m {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                    // The document defines no client messages: anything
+                    // read only proves the peer is alive.
+                    Some(Ok(_)) => last_heard = Instant::now(),
+                },
+                Event::Live(i, item) => {
+                    let f = match item {
+                        Some(Ok(f)) => f,
+                        Some(Err(Lagged(_))) => return Some((close_code::SLOW_CONSUMER, "slow consumer")),
+                        None => return Some((close_code::INTERNAL_ERROR, "live feed ended")),
+                    };
+                    let sub = &mut self.subs.list[i];
+                    if f.seq <= sub.last_seq {
+                        continue;
+                    }
+                    sub.last_seq = f.seq;
+                    if over_limit(self.subs.backlog(), &cfg) {
+                        return Some((close_code::SLOW_CONSUMER, "slow consumer"));
+                    }
+                    if let Err(c) = Box::pin(self.offer(socket, &f)).await {
+                        return c;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the entries and the cooldown to one live frame; sends the
+    /// envelope once if it passes.
+    async fn offer(&mut self, socket: &mut WebSocket, f: &Frame) -> Result<(), Close> {
+        let Some(p) = parsed(&self.org, f) else {
+            return Ok(());
+        };
+        let now = Timestamp::now();
+        let hit = self.entries.iter().any(|e| {
+            if self.filtered {
+                e.admits(&p.notice, now)
+            } else {
+                e.admits_basic(&p.notice)
+            }
+        });
+        if !hit {
+            return Ok(());
+        }
+        let window = i64::try_from(self.state.config.eventory.cooldown.as_micros()).unwrap_or(i64::MAX);
+        match self
+            .state
+            .store
+            .eventory_cooldown_claim(&self.key, p.notice.content, now.as_micros(), window)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            // Better a duplicate than a lost notification.
+            Err(e) => tracing::warn!(error = %e, "eventory cooldown claim failed; sending anyway"),
+        }
+        if CLAIMS.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            let store = self.state.store.clone();
+            let before = now.as_micros().saturating_sub(window);
+            tokio::spawn(async move {
+                if let Err(e) = store.eventory_cooldown_prune(before).await {
+                    tracing::warn!(error = %e, "pruning eventory cooldowns failed");
+                }
+            });
+        }
+        let cfg = self.state.streams.config.clone();
+        watched(socket.send(Message::Text(p.text.clone())), &self.subs, &cfg).await
+    }
+}
