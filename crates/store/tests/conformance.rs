@@ -1451,7 +1451,7 @@ async fn sqlite_a_version_3_database_upgrades_to_4() {
     drop(store);
     let c = rusqlite::Connection::open(dir.path().join(marquee_store::sqlite::DB_FILE)).unwrap();
     let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
     drop(c);
     // Opening a v4 database again migrates nothing (and does not fail).
     let store: DynStore = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
@@ -1534,7 +1534,7 @@ async fn postgres_a_version_3_schema_upgrades_to_4() {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(v, 4);
+        assert_eq!(v, 5);
     }
     drop_schema(&url, &schema).await;
 }

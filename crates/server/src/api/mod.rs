@@ -2,6 +2,7 @@
 
 mod admin;
 pub(crate) mod endpoints;
+mod erasures;
 mod event_types;
 mod health;
 pub(crate) mod messages;
@@ -56,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/v1/keys/{id}", patch(admin::patch_key))
         .route("/admin/v1/keys/{id}/revoke", post(admin::revoke_key))
+        .route("/v1/erasures", post(erasures::create).get(erasures::list))
+        .route("/v1/erasures/{id}", get(erasures::get))
         .merge(crate::platforms::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -11,6 +11,7 @@ mod cluster_streams;
 mod connections;
 mod crash;
 mod devcli;
+mod erasure;
 mod errors;
 mod first_run;
 mod formats;

@@ -8,6 +8,7 @@
 //! the connection's `search_path` schema, which is how tests isolate
 //! themselves (`PgStore::connect(url, Some(schema))`).
 
+mod erasure;
 mod log;
 mod rows;
 mod webhooks;
@@ -36,7 +37,9 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
-const SCHEMA_VERSION: i32 = 4;
+/// Version 5: erasures (issue 11).
+const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+const SCHEMA_VERSION: i32 = 5;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -161,6 +164,9 @@ async fn migrate(pool: &Pool) -> Result<()> {
     }
     if v < 4 {
         tx.batch_execute(SCHEMA_V4).await?;
+    }
+    if v < 5 {
+        tx.batch_execute(SCHEMA_V5).await?;
     }
     if v == 0 {
         tx.execute(
@@ -637,5 +643,55 @@ impl Store for PgStore {
 
     fn add_commit_listener(&self, listener: CommitListener) {
         self.hooks.add_listener(listener);
+    }
+
+    // ---- Erasure (issue 11): `erasure.rs` ----
+
+    async fn create_erasure(
+        &self,
+        org: &OrgId,
+        channel: &str,
+        within: Option<&str>,
+    ) -> Result<crate::erasure::ErasureRecord> {
+        erasure::create(&self.pool, org, channel, within).await
+    }
+
+    async fn get_erasure(
+        &self,
+        org: &OrgId,
+        id: &marquee_core::ids::ErasureId,
+    ) -> Result<Option<crate::erasure::ErasureRecord>> {
+        erasure::get(&self.pool, org, id).await
+    }
+
+    async fn list_erasures(
+        &self,
+        org: &OrgId,
+        before: Option<&marquee_core::ids::ErasureId>,
+        limit: usize,
+    ) -> Result<(Vec<crate::erasure::ErasureRecord>, bool)> {
+        erasure::list(&self.pool, org, before, limit).await
+    }
+
+    async fn claim_erasure(
+        &self,
+        token: &str,
+        lease_micros: i64,
+    ) -> Result<Option<crate::erasure::ErasureRecord>> {
+        erasure::claim(&self.pool, token, lease_micros).await
+    }
+
+    async fn erase_step(
+        &self,
+        id: &marquee_core::ids::ErasureId,
+        token: &str,
+        lease_micros: i64,
+        limit: usize,
+    ) -> Result<Option<crate::erasure::ErasureStep>> {
+        erasure::step(&self.pool, id, token, lease_micros, limit).await
+    }
+
+    async fn recently_erased(&self, since: Timestamp) -> Result<Vec<(u64, Timestamp)>> {
+        erasure::recently_erased(&self.pool, since).await
     }
 }

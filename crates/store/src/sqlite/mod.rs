@@ -13,6 +13,7 @@
 //! microseconds on a warm page cache — and scans run on the blocking pool.
 
 mod endpoints;
+mod erasure;
 mod key_cache;
 mod log;
 mod reader;
@@ -42,7 +43,9 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
-const SCHEMA_VERSION: i64 = 4;
+/// Version 5: erasures (issue 11).
+const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+const SCHEMA_VERSION: i64 = 5;
 pub const DB_FILE: &str = "marquee.db";
 
 impl From<rusqlite::Error> for StoreError {
@@ -193,8 +196,9 @@ fn migrate(conn: &Connection) -> Result<()> {
         // on a database below version 4 (the whole upgrade is one
         // transaction, so it never half-applies).
         let v4 = if version < 4 { SCHEMA_V4 } else { "" };
+        let v5 = if version < 5 { SCHEMA_V5 } else { "" };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} {v5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
     Ok(())
@@ -578,5 +582,55 @@ impl Store for SqliteStore {
 
     fn add_commit_listener(&self, listener: CommitListener) {
         self.hooks.add_listener(listener);
+    }
+
+    // ---- Erasure (issue 11): `erasure.rs` ----
+
+    async fn create_erasure(
+        &self,
+        org: &OrgId,
+        channel: &str,
+        within: Option<&str>,
+    ) -> Result<crate::erasure::ErasureRecord> {
+        erasure::create(&self.writer, &self.readers, org, channel, within).await
+    }
+
+    async fn get_erasure(
+        &self,
+        org: &OrgId,
+        id: &marquee_core::ids::ErasureId,
+    ) -> Result<Option<crate::erasure::ErasureRecord>> {
+        erasure::get(&self.readers, org, id)
+    }
+
+    async fn list_erasures(
+        &self,
+        org: &OrgId,
+        before: Option<&marquee_core::ids::ErasureId>,
+        limit: usize,
+    ) -> Result<(Vec<crate::erasure::ErasureRecord>, bool)> {
+        erasure::list(&self.readers, org, before, limit)
+    }
+
+    async fn claim_erasure(
+        &self,
+        token: &str,
+        lease_micros: i64,
+    ) -> Result<Option<crate::erasure::ErasureRecord>> {
+        erasure::claim(&self.writer, token, lease_micros).await
+    }
+
+    async fn erase_step(
+        &self,
+        id: &marquee_core::ids::ErasureId,
+        token: &str,
+        lease_micros: i64,
+        limit: usize,
+    ) -> Result<Option<crate::erasure::ErasureStep>> {
+        erasure::step(&self.writer, id, token, lease_micros, limit).await
+    }
+
+    async fn recently_erased(&self, since: Timestamp) -> Result<Vec<(u64, Timestamp)>> {
+        erasure::recently_erased(&self.readers, since).await
     }
 }
