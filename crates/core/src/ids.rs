@@ -147,6 +147,9 @@ prefixed_id!(
 prefixed_id!(
     /// One HTTP attempt of a delivery.
     AttemptId, "atmpt_", "attempt");
+prefixed_id!(
+    /// An erasure: the removal of every stored message on a channel.
+    ErasureId, "era_", "erasure");
 
 #[cfg(test)]
 mod tests {

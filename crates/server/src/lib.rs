@@ -32,6 +32,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod devcli;
+pub mod erasure;
 pub mod error;
 pub mod extract;
 pub mod http;
@@ -176,8 +177,14 @@ pub async fn run(
         }
     };
     let commits = stream::register_commit_listener(&store);
-    let streams = stream::StreamHub::new(config.streams.clone(), bus.clone());
-    let webhooks = webhooks::Dispatcher::new(store.clone(), &secrets, config.webhooks.clone())?;
+    let erasures = Arc::new(erasure::Erasures::default());
+    let streams = stream::StreamHub::new(config.streams.clone(), bus.clone(), erasures.erased.clone());
+    let webhooks = webhooks::Dispatcher::new(
+        store.clone(),
+        &secrets,
+        config.webhooks.clone(),
+        erasures.erased.clone(),
+    )?;
     let http_config = config.http.clone();
     let state = AppState {
         store: store.clone(),
@@ -187,11 +194,13 @@ pub async fn run(
         ingest: Arc::new(ingest::IngestRules::default()),
         streams: streams.clone(),
         webhooks: webhooks.clone(),
+        erasures,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
     background.spawn(retention::run(state.clone(), stop_rx.clone()));
     background.spawn(coalesce::run(state.clone(), stop_rx.clone()));
+    background.spawn(erasure::run(state.clone(), stop_rx.clone()));
     background.spawn(stream::feed(bus, commits, stop_rx.clone()));
     let delivers = state.config.webhooks.dispatch && state.config.role.delivers_webhooks();
     if delivers {

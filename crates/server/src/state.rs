@@ -20,4 +20,6 @@ pub struct AppState {
     pub streams: Arc<crate::stream::StreamHub>,
     /// The webhook dispatcher (also holds the secret sealer).
     pub webhooks: Arc<crate::webhooks::Dispatcher>,
+    /// Erasure: the worker's wake-up and this node's filter of erased seqs.
+    pub erasures: Arc<crate::erasure::Erasures>,
 }

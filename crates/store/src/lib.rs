@@ -17,11 +17,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use marquee_core::Tier;
 use marquee_core::apikey::KeyDigest;
-use marquee_core::ids::{KeyId, MessageId, OrgId};
+use marquee_core::ids::{ErasureId, KeyId, MessageId, OrgId};
 use marquee_core::message::{Idempotency, NewMessage, StoredMessage};
 use marquee_core::timestamp::Timestamp;
 
 pub mod coalesce;
+pub mod erasure;
 pub mod eventory;
 mod hooks;
 mod plan;
@@ -291,6 +292,40 @@ pub trait Store: webhooks::WebhookStore + Send + Sync + 'static {
     ) -> Result<bool>;
     /// Forgets cooldowns recorded at or before `before` (µs).
     async fn eventory_cooldown_prune(&self, before: i64) -> Result<u64>;
+    // ---- Erasure (issue 11; decisions in `erasure.rs`) ----
+
+    /// Stores a running erasure of the organization's messages on `channel`
+    /// (and, with `within`, also on that channel) committed up to now.
+    async fn create_erasure(
+        &self,
+        org: &OrgId,
+        channel: &str,
+        within: Option<&str>,
+    ) -> Result<erasure::ErasureRecord>;
+    async fn get_erasure(&self, org: &OrgId, id: &ErasureId) -> Result<Option<erasure::ErasureRecord>>;
+    /// The organization's erasures, newest first, below `before`; and
+    /// whether there are more.
+    async fn list_erasures(
+        &self,
+        org: &OrgId,
+        before: Option<&ErasureId>,
+        limit: usize,
+    ) -> Result<(Vec<erasure::ErasureRecord>, bool)>;
+    /// Leases the oldest running erasure whose lease is free or expired to
+    /// `token` for `lease_micros` (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+    async fn claim_erasure(&self, token: &str, lease_micros: i64) -> Result<Option<erasure::ErasureRecord>>;
+    /// One bounded step (one transaction, at most `limit` messages) of an
+    /// erasure leased to `token`, renewing the lease; `None` if the lease
+    /// is no longer `token`'s or the erasure is not running.
+    async fn erase_step(
+        &self,
+        id: &ErasureId,
+        token: &str,
+        lease_micros: i64,
+        limit: usize,
+    ) -> Result<Option<erasure::ErasureStep>>;
+    /// Seqs erased at or after `since` (kept for `erasure::ERASED_SEQS_KEPT`).
+    async fn recently_erased(&self, since: Timestamp) -> Result<Vec<(u64, Timestamp)>>;
 
     /// A clean shutdown: nothing more will be written. SQLite checkpoints
     /// its write-ahead log into the database and truncates it, so a stopped

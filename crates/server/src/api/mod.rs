@@ -4,6 +4,7 @@ mod admin;
 mod attempt_request;
 pub(crate) mod endpoints;
 mod entities;
+mod erasures;
 mod event_types;
 mod health;
 pub(crate) mod messages;
@@ -63,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/keys/{id}", patch(admin::patch_key))
         .route("/admin/v1/keys/{id}/revoke", post(admin::revoke_key))
         .merge(entities::router())
+        .route("/v1/erasures", post(erasures::create).get(erasures::list))
+        .route("/v1/erasures/{id}", get(erasures::get))
         .merge(crate::platforms::router())
         .merge(crate::dashboard::router())
         .fallback(not_found)

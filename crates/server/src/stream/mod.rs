@@ -272,6 +272,10 @@ pub struct StreamHub {
     /// Shared by all of the key's connections on this node, so heartbeats of
     /// 50,000 idle sockets cost a handful of store reads, not 2,000/s.
     key_checks: Mutex<HashMap<KeyId, (std::time::Instant, bool)>>,
+    /// Recently erased seqs: frames still held in rings and subscription
+    /// buffers are checked against it before they are written
+    /// (`crate::erasure`).
+    pub erased: Arc<crate::erasure::ErasedSeqs>,
 }
 
 /// Why a connection was not admitted.
@@ -283,8 +287,9 @@ pub enum AdmitError {
 }
 
 impl StreamHub {
-    pub fn new(config: StreamConfig, bus: DynBus) -> Arc<Self> {
+    pub fn new(config: StreamConfig, bus: DynBus, erased: Arc<crate::erasure::ErasedSeqs>) -> Arc<Self> {
         Arc::new(StreamHub {
+            erased,
             bus,
             config,
             connections: Mutex::new(HashMap::new()),

@@ -262,7 +262,9 @@ impl SseTask {
                 && f.seq > self.last_sent
             {
                 self.last_sent = f.seq;
-                event(&mut out, &f);
+                if !self.hub.erased.contains(f.seq) {
+                    event(&mut out, &f);
+                }
             }
             if out.len() >= 64 * 1024 {
                 self.send(out.split().freeze()).await?;
@@ -319,7 +321,10 @@ impl SseTask {
             for f in &ready {
                 if f.seq > self.last_sent {
                     self.last_sent = f.seq;
-                    event(&mut out, f);
+                    // An erased message still in the ring is skipped.
+                    if !self.hub.erased.contains(f.seq) {
+                        event(&mut out, f);
+                    }
                 }
             }
             if !out.is_empty() {

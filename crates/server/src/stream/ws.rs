@@ -492,7 +492,11 @@ impl Connection {
                 if let Some(last) = frames.last() {
                     pos = last.seq;
                 }
-                let texts: Vec<Utf8Bytes> = frames.into_iter().map(|f| f.text).collect();
+                let texts: Vec<Utf8Bytes> = frames
+                    .into_iter()
+                    .filter(|f| !self.hub.erased.contains(f.seq))
+                    .map(|f| f.text)
+                    .collect();
                 watched(write_all(socket, texts), &self.subs, &self.hub.config).await?;
                 if !more {
                     break;
@@ -522,10 +526,13 @@ impl Connection {
                 Some(Ok(f)) => {
                     let sub = &mut self.subs.list[i];
                     // Frames already sent by the replay are skipped.
+                    // An erased message still in the ring is skipped.
                     if f.seq > sub.last_seq {
                         sub.last_seq = f.seq;
-                        bytes += f.text.len();
-                        batch.push(f.text);
+                        if !self.hub.erased.contains(f.seq) {
+                            bytes += f.text.len();
+                            batch.push(f.text);
+                        }
                     }
                 }
                 Some(Err(Lagged(_))) => return Err(Some((close_code::SLOW_CONSUMER, "slow consumer"))),

@@ -509,5 +509,17 @@ async fn every_object_starts_with_object_and_id_in_the_documented_order() {
         &docs,
         &[],
     );
+    let era = s
+        .post(&key, "/v1/erasures")
+        .json(&json!({"channel": "user:nobody"}))
+        .send()
+        .await
+        .unwrap();
+    assert_order(&text(era).await, &docs, &[]);
+    assert_order(
+        &text(s.get(&key, "/v1/erasures").send().await.unwrap()).await,
+        &docs,
+        &[],
+    );
     s.stop().await;
 }

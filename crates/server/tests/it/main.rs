@@ -13,6 +13,7 @@ mod connections;
 mod crash;
 mod dashboard;
 mod devcli;
+mod erasure;
 mod errors;
 mod eventory;
 mod first_run;

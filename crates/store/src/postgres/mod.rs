@@ -9,6 +9,7 @@
 //! themselves (`PgStore::connect(url, Some(schema))`).
 
 mod coalesce;
+mod erasure;
 mod eventory;
 mod log;
 mod rows;
@@ -718,5 +719,55 @@ impl Store for PgStore {
         query: &crate::rules::EntityQuery,
     ) -> Result<crate::rules::EntityPage> {
         rules::list_entities(&self.pool, org.as_str(), query).await
+    }
+
+    // ---- Erasure (issue 11): `erasure.rs` ----
+
+    async fn create_erasure(
+        &self,
+        org: &OrgId,
+        channel: &str,
+        within: Option<&str>,
+    ) -> Result<crate::erasure::ErasureRecord> {
+        erasure::create(&self.pool, org, channel, within).await
+    }
+
+    async fn get_erasure(
+        &self,
+        org: &OrgId,
+        id: &marquee_core::ids::ErasureId,
+    ) -> Result<Option<crate::erasure::ErasureRecord>> {
+        erasure::get(&self.pool, org, id).await
+    }
+
+    async fn list_erasures(
+        &self,
+        org: &OrgId,
+        before: Option<&marquee_core::ids::ErasureId>,
+        limit: usize,
+    ) -> Result<(Vec<crate::erasure::ErasureRecord>, bool)> {
+        erasure::list(&self.pool, org, before, limit).await
+    }
+
+    async fn claim_erasure(
+        &self,
+        token: &str,
+        lease_micros: i64,
+    ) -> Result<Option<crate::erasure::ErasureRecord>> {
+        erasure::claim(&self.pool, token, lease_micros).await
+    }
+
+    async fn erase_step(
+        &self,
+        id: &marquee_core::ids::ErasureId,
+        token: &str,
+        lease_micros: i64,
+        limit: usize,
+    ) -> Result<Option<crate::erasure::ErasureStep>> {
+        erasure::step(&self.pool, id, token, lease_micros, limit).await
+    }
+
+    async fn recently_erased(&self, since: Timestamp) -> Result<Vec<(u64, Timestamp)>> {
+        erasure::recently_erased(&self.pool, since).await
     }
 }

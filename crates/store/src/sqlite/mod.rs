@@ -14,6 +14,7 @@
 
 mod coalesce;
 mod endpoints;
+mod erasure;
 mod eventory;
 mod key_cache;
 mod log;
@@ -664,5 +665,55 @@ impl Store for SqliteStore {
 
     fn add_commit_listener(&self, listener: CommitListener) {
         self.hooks.add_listener(listener);
+    }
+
+    // ---- Erasure (issue 11): `erasure.rs` ----
+
+    async fn create_erasure(
+        &self,
+        org: &OrgId,
+        channel: &str,
+        within: Option<&str>,
+    ) -> Result<crate::erasure::ErasureRecord> {
+        erasure::create(&self.writer, &self.readers, org, channel, within).await
+    }
+
+    async fn get_erasure(
+        &self,
+        org: &OrgId,
+        id: &marquee_core::ids::ErasureId,
+    ) -> Result<Option<crate::erasure::ErasureRecord>> {
+        erasure::get(&self.readers, org, id)
+    }
+
+    async fn list_erasures(
+        &self,
+        org: &OrgId,
+        before: Option<&marquee_core::ids::ErasureId>,
+        limit: usize,
+    ) -> Result<(Vec<crate::erasure::ErasureRecord>, bool)> {
+        erasure::list(&self.readers, org, before, limit)
+    }
+
+    async fn claim_erasure(
+        &self,
+        token: &str,
+        lease_micros: i64,
+    ) -> Result<Option<crate::erasure::ErasureRecord>> {
+        erasure::claim(&self.writer, token, lease_micros).await
+    }
+
+    async fn erase_step(
+        &self,
+        id: &marquee_core::ids::ErasureId,
+        token: &str,
+        lease_micros: i64,
+        limit: usize,
+    ) -> Result<Option<crate::erasure::ErasureStep>> {
+        erasure::step(&self.writer, id, token, lease_micros, limit).await
+    }
+
+    async fn recently_erased(&self, since: Timestamp) -> Result<Vec<(u64, Timestamp)>> {
+        erasure::recently_erased(&self.readers, since).await
     }
 }

@@ -94,6 +94,9 @@ pub struct Dispatcher {
     saturated: Arc<Mutex<HashSet<EndpointId>>>,
     /// `run` is delivering (limits are live, not just loaded).
     running: std::sync::atomic::AtomicBool,
+    /// Recently erased seqs: a queued delivery of one is dropped, not sent
+    /// (its row is gone; `crate::erasure`).
+    erased: Arc<crate::erasure::ErasedSeqs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +126,7 @@ impl Dispatcher {
         store: DynStore,
         secrets: &ServerSecrets,
         config: WebhookConfig,
+        erased: Arc<crate::erasure::ErasedSeqs>,
     ) -> Result<Arc<Self>, DispatchError> {
         let roots = match &config.ca_file {
             Some(path) => {
@@ -162,6 +166,7 @@ impl Dispatcher {
             reload_lock: tokio::sync::Mutex::new(()),
             saturated: Arc::default(),
             running: std::sync::atomic::AtomicBool::new(false),
+            erased,
         });
         let weak: Weak<Dispatcher> = Arc::downgrade(&d);
         store.add_commit_listener(Arc::new(move |msgs: &[Arc<StoredMessage>]| {
@@ -499,6 +504,12 @@ impl Dispatcher {
                 let Some(front) = ep.queue.front() else {
                     break;
                 };
+                if self.erased.contains(front.message.seq) {
+                    // Erased while queued: its row is gone, nothing to send
+                    // or give back.
+                    ep.queue.pop_front();
+                    continue;
+                }
                 if front.lease_until < fresh_after {
                     // Too close to its lease expiring: give it back, to be
                     // claimed again with a fresh lease.
@@ -654,6 +665,17 @@ impl Dispatcher {
     ) {
         if let Some(s) = slot {
             tokio::time::sleep_until(s).await;
+        }
+        if self.erased.contains(d.message.seq) {
+            // Erased while it waited for its rate-limit slot.
+            drop(permit);
+            if let Ok(mut st) = self.state.lock()
+                && let Some(ep) = st.endpoints.get_mut(&live.id)
+            {
+                ep.in_flight = ep.in_flight.saturating_sub(1);
+            }
+            self.notify.notify_one();
+            return;
         }
         let r = self
             .send(&live, d.id.as_str(), d.attempt_count + 1, &d.message)

@@ -130,7 +130,10 @@ pub(super) async fn insert_attempts(
             "INSERT INTO attempts ({ATTEMPT_COLUMNS})
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
                                   $7::int8[], $8::int8[], $9::int4[], $10::bool[], $11::text[], $12::text[],
-                                  $13::text[])
+                                  $13::text[]) AS u(i, d, o, e, m, n, s, du, st, ok, er, h, b)
+             -- No attempt of a message no longer stored (erased while the
+             -- POST was in flight): its response body must not come back.
+             WHERE u.m IS NULL OR EXISTS (SELECT 1 FROM messages WHERE messages.id = u.m)
              ON CONFLICT (id) DO NOTHING
              RETURNING endpoint_id, started_at, succeeded"
         ),

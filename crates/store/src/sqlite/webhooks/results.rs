@@ -51,7 +51,10 @@ pub(super) fn record(
         let n = ctx
             .conn
             .prepare_cached(&format!(
-                "INSERT OR IGNORE INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                // No attempt of a message no longer stored (erased while the
+                // POST was in flight): its response body must not come back.
+                "INSERT OR IGNORE INTO attempts ({ATTEMPT_COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 \
+                 WHERE ?5 IS NULL OR EXISTS (SELECT 1 FROM messages WHERE id = ?5)"
             ))?
             .execute(params![
                 a.id.as_str(),
