@@ -138,6 +138,8 @@ pub struct ServeArgs {
     pub streams: crate::stream::StreamArgs,
     #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookArgs,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -175,6 +177,7 @@ impl ServeArgs {
                     prefix: self.nats_prefix.clone(),
                 }),
             role: self.role,
+            metrics: self.metrics.clone().into_config(),
         };
         self.store.apply(&mut c);
         c

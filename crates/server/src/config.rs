@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub nats: Option<NatsConfig>,
     /// What this node does.
     pub role: Role,
+    /// `GET /metrics` settings.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 #[derive(Clone)]
@@ -93,6 +95,7 @@ impl ServeConfig {
             server_secret: None,
             nats: None,
             role: Role::All,
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }

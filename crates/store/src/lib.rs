@@ -22,6 +22,7 @@ use marquee_core::message::{Idempotency, NewMessage, StoredMessage};
 use marquee_core::timestamp::Timestamp;
 
 mod hooks;
+pub mod metrics;
 mod plan;
 pub mod postgres;
 pub mod sqlite;
