@@ -160,11 +160,9 @@ impl ClientOptions {
             builder = builder.add_root_certificate(cert);
         }
         let wss = tls::stream_config(&extra_roots)?;
-        let http = builder
-            .build()
-            .map_err(|e| {
-                Error::new(ConnectErrorKind::Build, "could not build the HTTP client").with_source(e)
-            })?;
+        let http = builder.build().map_err(|e| {
+            Error::new(ConnectErrorKind::Build, "could not build the HTTP client").with_source(e)
+        })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 base,

@@ -14,7 +14,10 @@ pub(crate) fn roots_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>,
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
-            Error::new(ConnectErrorKind::InvalidCa, format!("the CA bundle is not valid PEM: {e}"))
+            Error::new(
+                ConnectErrorKind::InvalidCa,
+                format!("the CA bundle is not valid PEM: {e}"),
+            )
         })?;
     if certs.is_empty() {
         return Err(Error::new(
@@ -26,13 +29,18 @@ pub(crate) fn roots_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>,
 }
 
 /// The rustls settings of streams: web roots plus `extra`.
-pub(crate) fn stream_config(extra: &[CertificateDer<'static>]) -> Result<Arc<rustls::ClientConfig>, ConnectError> {
+pub(crate) fn stream_config(
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, ConnectError> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     for cert in extra {
         roots.add(cert.clone()).map_err(|e| {
-            Error::new(ConnectErrorKind::InvalidCa, format!("a CA certificate was refused: {e}"))
+            Error::new(
+                ConnectErrorKind::InvalidCa,
+                format!("a CA certificate was refused: {e}"),
+            )
         })?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -235,9 +235,7 @@ async fn tls_connection(
 /// in the error envelope, then closes.
 async fn refuse_plain(stream: TcpStream, header_timeout: Duration) {
     let refusal = Router::new().fallback(|| async {
-        crate::error::ApiError::invalid(
-            "this server only accepts TLS: use https:// (or wss:// for streams)",
-        )
+        crate::error::ApiError::invalid("this server only accepts TLS: use https:// (or wss:// for streams)")
     });
     let service = TowerToHyperService::new(refusal);
     let mut builder = http1::Builder::new();
@@ -267,7 +265,9 @@ where
         // Past this hyper itself answers a bare 431; between
         // MAX_HEADER_BYTES and here the API answers it in the envelope.
         .max_buf_size(HYPER_MAX_BUF);
-    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let mut asked = false;
     loop {

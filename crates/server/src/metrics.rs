@@ -114,7 +114,15 @@ pub fn router(handle: PrometheusHandle, config: MetricsConfig) -> Router {
         get(move |headers: HeaderMap| {
             let handle = handle.clone();
             let token = config.token.clone();
-            async move { scrape(&handle, token.as_deref(), &headers) }
+            async move {
+                let mut resp = scrape(&handle, token.as_deref(), &headers);
+                // As every API response (this route sits outside the API's layers).
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("private, no-store"),
+                );
+                resp
+            }
         }),
     )
 }
@@ -188,7 +196,9 @@ pub async fn track_publish(req: axum::extract::Request, next: axum::middleware::
 /// One webhook attempt: by outcome and `error_kind`, and its latency.
 pub fn attempt(succeeded: bool, error_kind: Option<&str>, duration: Duration) {
     let outcome = if succeeded { "succeeded" } else { "failed" };
-    let kind = error_kind.unwrap_or(if succeeded { "none" } else { "http_status" }).to_owned();
+    let kind = error_kind
+        .unwrap_or(if succeeded { "none" } else { "http_status" })
+        .to_owned();
     counter!("marquee_delivery_attempts_total", "outcome" => outcome, "error_kind" => kind).increment(1);
     histogram!("marquee_delivery_attempt_seconds").record(duration.as_secs_f64());
 }

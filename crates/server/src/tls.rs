@@ -48,7 +48,11 @@ pub enum TlsError {
         detail: String,
     },
     #[error("the TLS certificate {cert} and key {key} do not make a usable server identity: {detail}")]
-    Config { cert: String, key: String, detail: String },
+    Config {
+        cert: String,
+        key: String,
+        detail: String,
+    },
 }
 
 /// `Some` only when both files are given; one without the other is an error.

@@ -183,7 +183,12 @@ async fn validation(args: &Args, bin: &std::path::Path) {
 }
 
 /// Fetches `/metrics` every second until dropped; counts the scrapes.
-fn scraper(addr: std::net::SocketAddr) -> (tokio::task::JoinHandle<()>, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+fn scraper(
+    addr: std::net::SocketAddr,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let count = n.clone();
@@ -224,7 +229,10 @@ async fn scrape(args: &Args, bin: &std::path::Path) {
         let on = closed_loop(server.addr, args.conns, d, publish_tpl(&key)).await;
         task.abort();
         row(
-            &format!("scraping /metrics every 1 s ({} scrapes)", scrapes.load(std::sync::atomic::Ordering::Relaxed)),
+            &format!(
+                "scraping /metrics every 1 s ({} scrapes)",
+                scrapes.load(std::sync::atomic::Ordering::Relaxed)
+            ),
             &on,
             1,
         );
@@ -236,5 +244,8 @@ async fn scrape(args: &Args, bin: &std::path::Path) {
         v[v.len() / 2]
     };
     let (ma, mb) = (med(&mut a), med(&mut b));
-    println!("median: {ma:.0}/s without, {mb:.0}/s with a scraper; ratio {:.3}", mb / ma);
+    println!(
+        "median: {ma:.0}/s without, {mb:.0}/s with a scraper; ratio {:.3}",
+        mb / ma
+    );
 }

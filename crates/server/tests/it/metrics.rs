@@ -49,7 +49,9 @@ async fn flow(s: &TestServer, backend: &str) {
     req.headers_mut().insert("x-api-key", key.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     ws.send(tungstenite::Message::Text(
-        json!({"action": "subscribe", "channel": "venue:m"}).to_string().into(),
+        json!({"action": "subscribe", "channel": "venue:m"})
+            .to_string()
+            .into(),
     ))
     .await
     .unwrap();
@@ -59,8 +61,14 @@ async fn flow(s: &TestServer, backend: &str) {
     for n in 0..3 {
         s.publish(&key, checkin("venue:m", n)).await;
     }
-    s.publish_batch(&key, vec![checkin("venue:m", 10), checkin("venue:m", 11)]).await;
-    let bad = s.post(&key, "/v1/messages").json(&json!({"type": ""})).send().await.unwrap();
+    s.publish_batch(&key, vec![checkin("venue:m", 10), checkin("venue:m", 11)])
+        .await;
+    let bad = s
+        .post(&key, "/v1/messages")
+        .json(&json!({"type": ""}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     // Frames for all five reach the subscriber.
     for _ in 0..5 {
@@ -80,20 +88,48 @@ async fn flow(s: &TestServer, backend: &str) {
     // Attempt metrics are recorded as each attempt ends: allow a moment.
     let mut after = scrape(s).await;
     for _ in 0..100 {
-        let attempts = value(&after, "marquee_delivery_attempts_total", &[("outcome", "succeeded")])
-            - value(&before, "marquee_delivery_attempts_total", &[("outcome", "succeeded")]);
+        let attempts = value(
+            &after,
+            "marquee_delivery_attempts_total",
+            &[("outcome", "succeeded")],
+        ) - value(
+            &before,
+            "marquee_delivery_attempts_total",
+            &[("outcome", "succeeded")],
+        );
         if attempts >= 5.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         after = scrape(s).await;
     }
-    let moved = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels) - value(&before, name, labels);
-    assert!(moved("marquee_publish_requests_total", &[("kind", "single"), ("outcome", "created")]) >= 3.0);
-    assert!(moved("marquee_publish_requests_total", &[("kind", "batch"), ("outcome", "created")]) >= 1.0);
-    assert!(moved("marquee_publish_requests_total", &[("kind", "single"), ("outcome", "invalid")]) >= 1.0);
+    let moved =
+        |name: &str, labels: &[(&str, &str)]| value(&after, name, labels) - value(&before, name, labels);
+    assert!(
+        moved(
+            "marquee_publish_requests_total",
+            &[("kind", "single"), ("outcome", "created")]
+        ) >= 3.0
+    );
+    assert!(
+        moved(
+            "marquee_publish_requests_total",
+            &[("kind", "batch"), ("outcome", "created")]
+        ) >= 1.0
+    );
+    assert!(
+        moved(
+            "marquee_publish_requests_total",
+            &[("kind", "single"), ("outcome", "invalid")]
+        ) >= 1.0
+    );
     assert!(moved("marquee_messages_committed_total", &[("backend", backend)]) >= 5.0);
-    assert!(moved("marquee_commit_groups_total", &[("backend", backend), ("outcome", "committed")]) >= 1.0);
+    assert!(
+        moved(
+            "marquee_commit_groups_total",
+            &[("backend", backend), ("outcome", "committed")]
+        ) >= 1.0
+    );
     assert!(moved("marquee_commit_seconds", &[("backend", backend)]) >= 1.0);
     assert!(moved("marquee_commit_group_size", &[("backend", backend)]) >= 1.0);
     assert!(value(&after, "marquee_log_head_seq", &[]) >= 5.0);

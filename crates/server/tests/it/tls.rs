@@ -70,7 +70,10 @@ impl TlsServer {
             .expect("server run");
         });
         let ca = reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap();
-        let http = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .unwrap();
         let base = format!("https://localhost:{port}");
         wait_up(&http, &base).await;
         TlsServer {
@@ -98,7 +101,11 @@ impl TlsServer {
             .unwrap();
         let key: Value = self
             .http
-            .post(format!("{}/admin/v1/orgs/{}/keys", self.base, org["id"].as_str().unwrap()))
+            .post(format!(
+                "{}/admin/v1/orgs/{}/keys",
+                self.base,
+                org["id"].as_str().unwrap()
+            ))
             .bearer_auth(ADMIN_TOKEN)
             .json(&json!({"tier": "pro"}))
             .send()
@@ -188,7 +195,10 @@ async fn https_and_wss_share_the_listener_and_plain_http_is_refused() {
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
     let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
     assert_eq!(body["error"]["code"], "invalid_request", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("https://"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("https://"),
+        "{body}"
+    );
     // A plain WebSocket upgrade is refused the same way.
     let ws = plain(
         s.port,
@@ -201,7 +211,9 @@ async fn https_and_wss_share_the_listener_and_plain_http_is_refused() {
     // A client that connects and sends nothing is dropped after the
     // header-read timeout (10 s default) instead of holding a slot; the
     // server still serves others meanwhile.
-    let _idle = tokio::net::TcpStream::connect(("127.0.0.1", s.port)).await.unwrap();
+    let _idle = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
     let r = s.http.get(format!("{}/readyz", s.base)).send().await.unwrap();
     assert!(r.status().is_success());
     s.stop().await;
@@ -212,10 +224,13 @@ async fn start_err(tweak: impl FnOnce(&mut ServeConfig)) -> String {
     let mut config = ServeConfig::with_data_dir(dir.path().join("data"));
     tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(10), marquee_server::run(config, listener, async {}))
-        .await
-        .expect("start refused promptly")
-        .expect_err("bad TLS files must stop the start");
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        marquee_server::run(config, listener, async {}),
+    )
+    .await
+    .expect("start refused promptly")
+    .expect_err("bad TLS files must stop the start");
     err.to_string()
 }
 
@@ -232,7 +247,10 @@ async fn bad_certificate_or_key_files_stop_the_start_with_the_file_named() {
         cfg.http.tls_key = Some(c.key.clone());
     })
     .await;
-    assert!(e.contains("cannot read the TLS certificate file") && e.contains("nope.pem"), "{e}");
+    assert!(
+        e.contains("cannot read the TLS certificate file") && e.contains("nope.pem"),
+        "{e}"
+    );
 
     let e = start_err(|cfg| {
         cfg.http.tls_cert = Some(c.cert.clone());
@@ -246,7 +264,10 @@ async fn bad_certificate_or_key_files_stop_the_start_with_the_file_named() {
         cfg.http.tls_key = Some(c.key.clone());
     })
     .await;
-    assert!(e.contains("TLS certificate file") && e.contains("garbage.pem"), "{e}");
+    assert!(
+        e.contains("TLS certificate file") && e.contains("garbage.pem"),
+        "{e}"
+    );
 
     // A key that is not the certificate's.
     let e = start_err(|cfg| {
@@ -275,7 +296,8 @@ async fn tail_streams_over_wss_with_a_ca_file() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
     tokio::spawn(async move {
         while let Ok(Some(l)) = lines.next_line().await {

@@ -101,7 +101,14 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, hooks: &Hooks) {
         Ok((committed, _)) => (committed.len(), committed.last().map_or(0, |m| m.seq)),
         Err(_) => (0, 0),
     };
-    crate::metrics::group_committed("postgres", jobs.len(), n, started.elapsed(), outcome.is_ok(), head);
+    crate::metrics::group_committed(
+        "postgres",
+        jobs.len(),
+        n,
+        started.elapsed(),
+        outcome.is_ok(),
+        head,
+    );
     match outcome {
         Ok((committed, handed)) => {
             hooks.announce(handoff.as_ref().map(|h| &h.deliver), handed, &committed);

@@ -293,7 +293,14 @@ fn run(
             );
         }
         handed.clear();
-        crate::metrics::group_committed("sqlite", group_jobs, committed.len(), group_started.elapsed(), ok, next_seq - 1);
+        crate::metrics::group_committed(
+            "sqlite",
+            group_jobs,
+            committed.len(),
+            group_started.elapsed(),
+            ok,
+            next_seq - 1,
+        );
         if !ok {
             // The cache may hold endpoints read inside the rolled-back group.
             endpoint_cache.clear();
