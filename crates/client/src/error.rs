@@ -134,4 +134,6 @@ pub enum VerifyErrorKind {
 pub enum ConnectErrorKind {
     InvalidUrl,
     Build,
+    /// The CA bundle given to `ca_certificate_pem` holds no usable certificate.
+    InvalidCa,
 }

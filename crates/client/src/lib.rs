@@ -22,6 +22,7 @@
 mod error;
 mod rest;
 mod stream;
+mod tls;
 mod webhook;
 
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub struct ClientOptions {
     event_callback: Option<EventFn>,
     max_reconnects: Option<usize>,
     buffer: usize,
+    /// Extra trusted roots (PEM), for servers with a private CA.
+    ca_pem: Option<Vec<u8>>,
 }
 
 /// The default reconnect delay: 0 for the first attempt, then doubling from
@@ -87,6 +90,7 @@ impl ClientOptions {
             event_callback: None,
             max_reconnects: None,
             buffer: 1024,
+            ca_pem: None,
         }
     }
 
@@ -124,8 +128,16 @@ impl ClientOptions {
         self
     }
 
-    /// A client for the server at `url` (`http://host:port`). No request is
-    /// made yet.
+    /// Also trust the CA certificates in this PEM bundle (beside the
+    /// public web roots), for an `https://` server whose certificate a
+    /// private CA signed. Applies to REST and to `wss://` streams.
+    pub fn ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// A client for the server at `url` (`http://host:port`, or
+    /// `https://host:port`: streams then use `wss://`). No request is made yet.
     pub fn connect(self, url: &str) -> Result<Client, ConnectError> {
         let base = url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -134,17 +146,28 @@ impl ClientOptions {
                 format!("the server URL must start with http:// or https:// (got {url:?})"),
             ));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(self.request_timeout)
-            .user_agent(concat!("marquee-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::new(ConnectErrorKind::Build, "could not build the HTTP client").with_source(e)
+            .user_agent(concat!("marquee-client/", env!("CARGO_PKG_VERSION")));
+        let extra_roots = match &self.ca_pem {
+            Some(pem) => tls::roots_from_pem(pem)?,
+            None => Vec::new(),
+        };
+        for der in &extra_roots {
+            let cert = reqwest::Certificate::from_der(der).map_err(|e| {
+                Error::new(ConnectErrorKind::InvalidCa, "a CA certificate was refused").with_source(e)
             })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let wss = tls::stream_config(&extra_roots)?;
+        let http = builder.build().map_err(|e| {
+            Error::new(ConnectErrorKind::Build, "could not build the HTTP client").with_source(e)
+        })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 base,
                 http,
+                wss,
                 options: self,
             }),
         })
@@ -160,6 +183,8 @@ pub struct Client {
 struct Inner {
     base: String,
     http: reqwest::Client,
+    /// The TLS settings of `wss://` streams.
+    wss: Arc<rustls::ClientConfig>,
     options: ClientOptions,
 }
 

@@ -81,7 +81,17 @@ async fn connect(client: &Client) -> Result<Ws, ConnectFail> {
         })
     })?;
     req.headers_mut().insert("x-api-key", key);
-    match tokio::time::timeout(Duration::from_secs(15), tokio_tungstenite::connect_async(req)).await {
+    match tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(client.inner.wss.clone())),
+        ),
+    )
+    .await
+    {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
             let status = resp.status().as_u16();

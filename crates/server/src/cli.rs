@@ -140,6 +140,8 @@ pub struct ServeArgs {
     pub webhooks: crate::webhooks::WebhookArgs,
     #[command(flatten)]
     pub eventory: crate::platforms::eventory::EventoryArgs,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -178,6 +180,7 @@ impl ServeArgs {
                 }),
             role: self.role,
             eventory: self.eventory.clone().into_config(),
+            metrics: self.metrics.clone().into_config(),
         };
         self.store.apply(&mut c);
         c

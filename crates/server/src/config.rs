@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub role: Role,
     /// Eventory's cooldown and watchlist bounds.
     pub eventory: crate::platforms::eventory::EventoryConfig,
+    /// `GET /metrics` settings.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 #[derive(Clone)]
@@ -96,6 +98,7 @@ impl ServeConfig {
             nats: None,
             role: Role::All,
             eventory: crate::platforms::eventory::EventoryConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }

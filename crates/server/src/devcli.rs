@@ -24,18 +24,31 @@ pub struct ConnArgs {
     /// An API key (pro or enterprise for streams).
     #[arg(long, env = "MARQUEE_API_KEY", hide_env_values = true)]
     pub api_key: String,
+    /// Also trust the CA certificates in this PEM file, for an https://
+    /// server with a certificate from a private CA.
+    #[arg(long, env = "MARQUEE_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ConnArgs {
     fn client(&self) -> Result<Client, String> {
-        ClientOptions::with_api_key(self.api_key.clone())
+        let mut options = ClientOptions::with_api_key(self.api_key.clone());
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+            options = options.ca_certificate_pem(pem);
+        }
+        options
             .event_callback(|e| {
                 if let marquee_client::Event::ServerError { code, message } = e {
                     eprintln!("marquee: server: {code}: {message}");
                 }
             })
             .connect(&self.url)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match &self.ca_file {
+                Some(p) => format!("{e} (CA file {})", p.display()),
+                None => e.to_string(),
+            })
     }
 }
 

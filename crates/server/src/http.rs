@@ -15,11 +15,17 @@
 //! - an upgraded connection (WebSocket) leaves this count when it upgrades:
 //!   streams are authenticated and capped per key by the stream hub.
 //!
+//! With `--tls-cert`/`--tls-key` every connection is TLS (see [`crate::tls`]):
+//! the TLS handshake counts against the connection cap and must finish
+//! within `header_read_timeout` too; a plain-HTTP client gets one `400`
+//! saying to use https, then the connection closes.
+//!
 //! Shutdown: stop accepting, ask every connection to finish its request in
 //! flight and close (hyper's graceful shutdown), and return once all have;
 //! the caller bounds that wait with its grace period.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +33,10 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 /// Connection limits of the HTTP listener.
 #[derive(Clone, Debug)]
@@ -38,6 +46,9 @@ pub struct HttpConfig {
     /// to fit the open-files limit, only warned about.
     pub max_connections_explicit: bool,
     pub header_read_timeout: Duration,
+    /// PEM certificate chain and private key: serve HTTPS/WSS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `--max-connections` when not given.
@@ -49,6 +60,8 @@ impl Default for HttpConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_explicit: false,
             header_read_timeout: Duration::from_secs(10),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -96,6 +109,13 @@ pub struct HttpArgs {
     /// How long a client may take to send a request's headers (e.g. 10s).
     #[arg(long, env = "MARQUEE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+    /// PEM certificate chain for HTTPS/WSS on the listener (with --tls-key);
+    /// plain HTTP is then refused. Without both: plain HTTP.
+    #[arg(long, env = "MARQUEE_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "MARQUEE_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -112,6 +132,8 @@ impl HttpArgs {
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
             max_connections_explicit: self.max_connections.is_some(),
             header_read_timeout: self.header_read_timeout,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
         }
     }
 }
@@ -126,10 +148,12 @@ const HYPER_MAX_BUF: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the
 /// connections finish their requests in flight and returns once they have.
+/// With `tls`, every connection must be TLS.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: HttpConfig,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
@@ -164,37 +188,15 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let mut closing = closing_rx.clone();
+        let app = app.clone();
+        let closing = closing_rx.clone();
         let header_timeout = config.header_read_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_headers(MAX_HEADERS)
-                // Past this hyper itself answers a bare 431; between
-                // MAX_HEADER_BYTES and here the API answers it in the envelope.
-                .max_buf_size(HYPER_MAX_BUF);
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            let mut asked = false;
-            loop {
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::trace!(error = %e, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    _ = closing.wait_for(|c| *c), if !asked => {
-                        asked = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
+            match tls {
+                None => connection(stream, app, header_timeout, closing).await,
+                Some(tls) => tls_connection(stream, tls, app, header_timeout, closing).await,
             }
         });
     }
@@ -203,6 +205,85 @@ pub async fn serve(
     // Every connection holds a slot until it ends.
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
+}
+
+/// A connection on a TLS listener: plain HTTP is answered with a refusal;
+/// the first byte and the handshake must arrive within `header_timeout`.
+async fn tls_connection(
+    stream: TcpStream,
+    tls: TlsAcceptor,
+    app: Router,
+    header_timeout: Duration,
+    closing: watch::Receiver<bool>,
+) {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
+    match peeked {
+        Ok(Ok(1)) if crate::tls::starts_tls(first[0]) => {}
+        Ok(Ok(1)) => return refuse_plain(stream, header_timeout).await,
+        // Closed, failed or silent: nothing to answer.
+        _ => return,
+    }
+    match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => connection(stream, app, header_timeout, closing).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!("TLS handshake timed out"),
+    }
+}
+
+/// Answers every request on a plain connection to a TLS listener with 400
+/// in the error envelope, then closes.
+async fn refuse_plain(stream: TcpStream, header_timeout: Duration) {
+    let refusal = Router::new().fallback(|| async {
+        crate::error::ApiError::invalid("this server only accepts TLS: use https:// (or wss:// for streams)")
+    });
+    let service = TowerToHyperService::new(refusal);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(false)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(HYPER_MAX_BUF);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    // The body is never read: bound the whole exchange.
+    let _ = tokio::time::timeout(header_timeout * 2, conn).await;
+}
+
+/// Serves HTTP/1.1 (and upgrades) on one connection until it ends or the
+/// listener closes.
+async fn connection<I>(io: I, app: Router, header_timeout: Duration, mut closing: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_headers(MAX_HEADERS)
+        // Past this hyper itself answers a bare 431; between
+        // MAX_HEADER_BYTES and here the API answers it in the envelope.
+        .max_buf_size(HYPER_MAX_BUF);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let mut asked = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::trace!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = closing.wait_for(|c| *c), if !asked => {
+                asked = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }
 
 #[cfg(test)]

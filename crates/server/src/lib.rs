@@ -18,8 +18,10 @@
 //! - [`stream`]: WebSocket and SSE streams and the live fan-out bus.
 //! - [`demo`]: the `--demo` door-opening simulation.
 //! - [`webhooks`]: endpoints' delivery engine (dispatcher, signing, SSRF guard).
-//! - [`http`]: the HTTP listener (connection cap, header-read timeout).
 //! - [`dashboard`]: the web UI at `/dashboard` (embedded assets, strict CSP).
+//! - [`http`]: the HTTP listener (connection cap, header-read timeout);
+//!   [`tls`]: HTTPS/WSS on it.
+//! - [`metrics`]: `GET /metrics` (Prometheus) and the recording helpers.
 //! - [`logging`]: log output (`MARQUEE_LOG`, `--log-format`, colour).
 
 pub mod admin_ops;
@@ -38,12 +40,14 @@ pub mod extract;
 pub mod http;
 pub mod ingest;
 pub mod logging;
+pub mod metrics;
 pub mod platforms;
 pub mod ratelimit;
 pub mod retention;
 pub mod secrets;
 pub mod state;
 pub mod stream;
+pub mod tls;
 pub mod webhooks;
 
 use std::future::Future;
@@ -70,6 +74,8 @@ pub enum ServeError {
     DataDirBusy(String),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Opens the store selected by the configuration, with the server secrets
@@ -144,6 +150,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Bad certificate or key files stop the start before anything opens.
+    let tls = tls::files(config.http.tls_cert.clone(), config.http.tls_key.clone())?
+        .map(|f| tls::acceptor(&f))
+        .transpose()?;
     if config.demo {
         demo::allow_local_receivers(&mut config.webhooks);
     }
@@ -155,6 +165,8 @@ pub async fn run(
         None => Some(lock_data_dir(&config.data_dir)?),
         Some(_) => None,
     };
+    let metrics_handle = metrics::install();
+    metrics::node_role(config.role);
     let (store, secrets) = open_backend(&config).await?;
     // The NATS connection, kept for webhook wake-ups between roles.
     let mut nats: Option<(async_nats::Client, String)> = None;
@@ -201,6 +213,7 @@ pub async fn run(
     background.spawn(retention::run(state.clone(), stop_rx.clone()));
     background.spawn(coalesce::run(state.clone(), stop_rx.clone()));
     background.spawn(erasure::run(state.clone(), stop_rx.clone()));
+    background.spawn(metrics::upkeep(metrics_handle.clone(), stop_rx.clone()));
     background.spawn(stream::feed(bus, commits, stop_rx.clone()));
     let delivers = state.config.webhooks.dispatch && state.config.role.delivers_webhooks();
     if delivers {
@@ -223,11 +236,13 @@ pub async fn run(
         }
     }
     tracing::info!(addr = %listener.local_addr()?, data_dir = %state.config.data_dir.display(), "marquee serving");
+    let metrics_routes = metrics::router(metrics_handle, state.config.metrics.clone());
     let app = if state.config.role.serves_api() {
         api::router(state)
     } else {
         api::health_router(state)
     };
+    let app = app.merge(metrics_routes);
     // Streams never finish on their own: end them when shutdown starts, so
     // the graceful shutdown below does not wait for them.
     let (begun_tx, mut begun_rx) = tokio::sync::watch::channel(false);
@@ -244,7 +259,7 @@ pub async fn run(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        () = http::serve(listener, app, http_config, shutdown) => {},
+        () = http::serve(listener, app, http_config, tls, shutdown) => {},
         _ = deadline => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
     let _ = stop_tx.send(true);

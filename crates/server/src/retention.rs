@@ -25,6 +25,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                 // A chunk may come back short (batches are never split), so
                 // keep going until a job deletes nothing.
                 Ok(n) if n > 0 => {
+                    crate::metrics::pruned(n);
                     if *stop.borrow() {
                         return;
                     }

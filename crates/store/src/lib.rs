@@ -25,6 +25,7 @@ pub mod coalesce;
 pub mod erasure;
 pub mod eventory;
 mod hooks;
+pub mod metrics;
 mod plan;
 pub mod postgres;
 pub mod rules;

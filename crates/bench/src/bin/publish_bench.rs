@@ -17,6 +17,10 @@
 //! `--keys` activities for `--seconds`; after the last window closed it
 //! counts the committed messages per activity through the API (one per key
 //! per 10 s window is the target).
+//! `--scrape` (issue 14) runs instead, in one run: single publishes with
+//! nobody reading `/metrics`, and with a scraper fetching `/metrics` every
+//! second (far more often than Prometheus' usual 15 s), interleaved A/B
+//! `--rounds` times; reports the median ratio.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,7 +49,7 @@ struct Args {
     /// Measure schema validation's cost instead (see the module docs).
     #[arg(long)]
     validation: bool,
-    /// A/B rounds of `--validation`.
+    /// A/B rounds of `--validation` or `--scrape`.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Measure coalescing instead (see the module docs).
@@ -54,6 +58,9 @@ struct Args {
     /// Distinct coalescing keys of `--coalesce`.
     #[arg(long, default_value_t = 1000)]
     keys: usize,
+    /// Measure a /metrics scraper's cost instead (see the module docs).
+    #[arg(long)]
+    scrape: bool,
 }
 
 fn main() {
@@ -73,6 +80,9 @@ async fn run(args: Args) {
     }
     if args.coalesce {
         return coalesce(&args, &bin).await;
+    }
+    if args.scrape {
+        return scrape(&args, &bin).await;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let key = provision_key(&bin, dir.path());
@@ -276,5 +286,73 @@ async fn coalesce(args: &Args, bin: &std::path::Path) {
         co.per_sec() / base.per_sec(),
         co.pct_ms(99.0),
         base.pct_ms(99.0)
+    );
+}
+
+/// Fetches `/metrics` every second until dropped; counts the scrapes.
+fn scraper(
+    addr: std::net::SocketAddr,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = n.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                continue;
+            };
+            let req = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+            if s.write_all(req.as_bytes()).await.is_err() {
+                continue;
+            }
+            let mut out = Vec::new();
+            if s.read_to_end(&mut out).await.is_ok() && out.starts_with(b"HTTP/1.1 200") {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    (task, n)
+}
+
+async fn scrape(args: &Args, bin: &std::path::Path) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = provision_key(bin, dir.path());
+    let server = start_server(bin, Some(dir.path()), &[], &[]).await;
+    let d = Duration::from_secs(args.seconds);
+    println!(
+        "/metrics scrape cost: single publishes, {} s per run, {} connections, {} A/B rounds",
+        args.seconds, args.conns, args.rounds
+    );
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        let off = closed_loop(server.addr, args.conns, d, publish_tpl(&key)).await;
+        row("no scraper", &off, 1);
+        let (task, scrapes) = scraper(server.addr);
+        let on = closed_loop(server.addr, args.conns, d, publish_tpl(&key)).await;
+        task.abort();
+        row(
+            &format!(
+                "scraping /metrics every 1 s ({} scrapes)",
+                scrapes.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+            &on,
+            1,
+        );
+        a.push(off.per_sec());
+        b.push(on.per_sec());
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ma, mb) = (med(&mut a), med(&mut b));
+    println!(
+        "median: {ma:.0}/s without, {mb:.0}/s with a scraper; ratio {:.3}",
+        mb / ma
     );
 }

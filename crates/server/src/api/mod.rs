@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(cap_headers))
         .layer(axum::middleware::map_response(no_store))
         .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn(crate::metrics::track_publish))
         .with_state(state)
 }
 

@@ -137,6 +137,7 @@ fn parse_cursor(v: &str, param: &str) -> Result<Cursor, ApiError> {
 }
 
 fn event(out: &mut BytesMut, f: &Frame) {
+    crate::metrics::frames_sent(crate::metrics::Protocol::Sse, 1);
     out.put_slice(b"id: ");
     out.put_slice(Cursor::from_seq(f.seq).encode().as_bytes());
     out.put_slice(b"\ndata: ");
@@ -167,6 +168,7 @@ struct SseTask {
 
 impl SseTask {
     async fn run(mut self, after: Option<Cursor>) {
+        let _open = crate::metrics::stream_open(crate::metrics::Protocol::Sse);
         let result = async {
             self.send(Bytes::from_static(b"retry: 2000\n\n")).await?;
             if let Some(after) = after {
@@ -177,6 +179,7 @@ impl SseTask {
         .await;
         if let Err(Stop::Slow) = result {
             tracing::debug!("closing slow SSE consumer");
+            crate::metrics::slow_consumer_closed(crate::metrics::Protocol::Sse);
         }
     }
 

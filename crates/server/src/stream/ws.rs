@@ -242,6 +242,7 @@ where
 }
 
 async fn write_all(socket: &mut WebSocket, frames: Vec<Utf8Bytes>) -> Result<(), axum::Error> {
+    crate::metrics::frames_sent(crate::metrics::Protocol::Ws, frames.len());
     for f in frames {
         socket.feed(Message::Text(f)).await?;
     }
@@ -288,7 +289,11 @@ impl Connection {
     }
 
     async fn serve(mut self, mut socket: WebSocket) {
+        let _open = crate::metrics::stream_open(crate::metrics::Protocol::Ws);
         let close = self.run(&mut socket).await;
+        if let Some((close_code::SLOW_CONSUMER, _)) = close {
+            crate::metrics::slow_consumer_closed(crate::metrics::Protocol::Ws);
+        }
         if let Some((code, reason)) = close {
             tracing::debug!(code, reason, "closing stream connection");
             let frame = CloseFrame {
@@ -378,6 +383,7 @@ impl Connection {
     }
 
     async fn send(&self, socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), Close> {
+        crate::metrics::frames_sent(crate::metrics::Protocol::Ws, 1);
         watched(socket.send(Message::Text(text)), &self.subs, &self.hub.config).await
     }
 

@@ -78,6 +78,7 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, hooks: &Hooks) {
         until: h.until,
         skip: h.skip.iter().map(|e| e.as_str().to_owned()).collect(),
     });
+    let started = std::time::Instant::now();
     let outcome: Result<(Vec<Arc<StoredMessage>>, Vec<ClaimedDelivery>)> = async {
         let tx = client.transaction().await?;
         let mut log = LogAppend::begin(&tx, leased).await?;
@@ -96,6 +97,18 @@ async fn commit_group(pool: &Pool, jobs: Vec<Job>, hooks: &Hooks) {
         Ok(appended)
     }
     .await;
+    let (n, head) = match &outcome {
+        Ok((committed, _)) => (committed.len(), committed.last().map_or(0, |m| m.seq)),
+        Err(_) => (0, 0),
+    };
+    crate::metrics::group_committed(
+        "postgres",
+        jobs.len(),
+        n,
+        started.elapsed(),
+        outcome.is_ok(),
+        head,
+    );
     match outcome {
         Ok((committed, handed)) => {
             hooks.announce(handoff.as_ref().map(|h| &h.deliver), handed, &committed);

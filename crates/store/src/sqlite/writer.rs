@@ -216,6 +216,7 @@ fn run(
             }
         }
         let group_seq = next_seq;
+        let (group_jobs, group_started) = (jobs.len(), std::time::Instant::now());
         let handoff = hooks.lease();
         let ok = match conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
@@ -292,6 +293,14 @@ fn run(
             );
         }
         handed.clear();
+        crate::metrics::group_committed(
+            "sqlite",
+            group_jobs,
+            committed.len(),
+            group_started.elapsed(),
+            ok,
+            next_seq - 1,
+        );
         if !ok {
             // The cache may hold endpoints read inside the rolled-back group.
             endpoint_cache.clear();

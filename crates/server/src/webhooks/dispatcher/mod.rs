@@ -444,7 +444,12 @@ impl Dispatcher {
         match self.store.pending_endpoints().await {
             Ok(list) => {
                 let now = Timestamp::now().as_micros();
+                let retrying = list.iter().filter(|(_, at)| at.as_micros() > now).count();
                 if let Ok(mut st) = self.state.lock() {
+                    let (in_flight, queued) = st.endpoints.values().fold((0, 0), |(f, q), ep| {
+                        (f + ep.in_flight as usize, q + ep.queue.len())
+                    });
+                    crate::metrics::pending(list.len(), retrying, in_flight, queued);
                     for (id, at) in list {
                         if !st.endpoints.contains_key(&id) && !st.broken.contains(&id) {
                             // Created on another node (or before a local
@@ -760,6 +765,7 @@ impl Dispatcher {
         )
         .await;
         client::log_attempt(&live.id, &live.url, delivery, &r);
+        crate::metrics::attempt(r.succeeded(), r.error_kind, r.duration);
         r
     }
 

@@ -82,6 +82,7 @@ impl Dispatcher {
                         }
                     }
                 };
+                crate::metrics::endpoints_disabled(summary.as_ref().map_or(0, |s| s.disabled.len()));
                 for id in summary.iter().flat_map(|s| &s.disabled) {
                     let why = batch
                         .iter()
