@@ -2,16 +2,18 @@
 //! routes has one module here that owns its `router()`, registered below in
 //! one line. Every path is the document's own, so an integrator changes only
 //! the host; none collides with the native `/v1/messages`, `/v1/endpoints`
-//! or `/v1/stream`. The pure parts of a platform (wire format, catalog) live
+//! or `/v1/stream`. Handlers carry `#[utoipa::path]` and are registered
+//! with `utoipa_axum::routes!`, so they are in `/openapi.json` (see
+//! `api::openapi`). The pure parts of a platform (wire format, catalog) live
 //! in `marquee_core::profile`.
 
 pub mod revolution;
 
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
-/// Every platform's routes, merged into the API router.
-pub fn router() -> Router<AppState> {
-    Router::new().merge(revolution::router())
+/// Every platform's routes (and their operations), merged into the API router.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(revolution::routes())
 }

@@ -16,6 +16,7 @@ mod first_run;
 mod formats;
 mod keys;
 mod messages;
+mod openapi;
 mod profiles;
 mod readme;
 mod roles;
