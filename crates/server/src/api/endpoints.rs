@@ -719,7 +719,7 @@ pub async fn rotate_secret(
 #[into_params(parameter_in = Query)]
 pub struct AttemptsQuery {
     /// `succeeded` or `failed`.
-    #[param(value_type = Option<schemas::AttemptStatus>)]
+    #[param(value_type = Option<schemas::AttemptStatus>, inline)]
     status: Option<String>,
     /// An attempt id: the attempts after it.
     after: Option<String>,

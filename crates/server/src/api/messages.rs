@@ -199,7 +199,7 @@ pub struct ListQuery {
     /// A cursor: messages before it (with `order=desc`, newest first).
     before: Option<String>,
     /// `asc` (default) or `desc`.
-    #[param(value_type = Option<ListOrder>)]
+    #[param(value_type = Option<ListOrder>, inline)]
     order: Option<String>,
     /// RFC 3339: messages received at or after it.
     since: Option<String>,
