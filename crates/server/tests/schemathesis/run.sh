@@ -8,7 +8,7 @@
 # port with a temporary data dir, an organization and an enterprise key.
 # Exits non-zero on any failure; the server's log is printed then.
 #
-# Knobs: SCHEMATHESIS_MAX_EXAMPLES (default 20 per operation),
+# Knobs: SCHEMATHESIS_MAX_EXAMPLES (default 10 per operation),
 # MARQUEE_SCHEMATHESIS_VENV (default /var/cache/marquee-venv-schemathesis).
 # Excluded, and why: see README, "OpenAPI".
 set -euo pipefail
@@ -21,7 +21,7 @@ if [ ! -x "$MARQUEE_BIN" ]; then
   exit 1
 fi
 venv="${MARQUEE_SCHEMATHESIS_VENV:-/var/cache/marquee-venv-schemathesis}"
-max_examples="${SCHEMATHESIS_MAX_EXAMPLES:-20}"
+max_examples="${SCHEMATHESIS_MAX_EXAMPLES:-10}"
 
 # The venv, outside the clone: (re)built only when requirements.txt changed.
 want="$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)"
