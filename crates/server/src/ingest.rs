@@ -20,22 +20,37 @@ use crate::catalog::OrgRules;
 use crate::error::ApiError;
 
 /// The body of `POST /v1/messages` (and each item of a batch).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishBody {
+    /// The event type (`fan_checkin`, `order.completed`); checked against
+    /// its schema when the organization's catalog has one.
     #[serde(rename = "type")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$", example = "fan_checkin")]
     pub event_type: String,
+    /// 1 to 16 channels, each `kind:id`.
+    #[schema(min_items = 1, max_items = 16, example = json!(["venue:stubbs-austin"]))]
     pub channels: Vec<String>,
+    /// A JSON object (I-JSON, nesting at most 64 deep), stored byte for byte.
+    #[schema(value_type = Object)]
     pub data: Box<RawValue>,
+    /// RFC 3339 (default: now).
     #[serde(default)]
+    #[schema(example = "2026-12-01T20:00:00Z")]
     pub occurred_at: Option<String>,
+    /// 1 to 255 bytes without control characters; the same key with the
+    /// same body answers the stored message (200), with another body 409.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/messages/batch`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
+    /// 1 to 1,000 messages, committed together.
+    #[schema(min_items = 1, max_items = 1000)]
     pub messages: Vec<PublishBody>,
 }
 

@@ -26,6 +26,7 @@
 
 pub mod admin_ops;
 pub mod api;
+pub mod api_reference;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

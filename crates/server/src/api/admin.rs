@@ -10,15 +10,19 @@ use marquee_core::ids::{KeyId, OrgId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::openapi::{AdminAuth, Body, Common, Conflict, NotFound};
+use super::schemas;
 use crate::admin_ops;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// The body of `POST /admin/v1/orgs`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
+    #[schema(example = "Stubb's Austin")]
     name: String,
     /// Enabled profiles (see `admin_ops::ENABLEABLE_PROFILES`).
     #[serde(default)]
@@ -35,6 +39,19 @@ where
     T::deserialize(d).map(Some)
 }
 
+/// Create an organization.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/orgs",
+    tag = "admin",
+    operation_id = "create_org",
+    request_body = CreateOrg,
+    responses(
+        (status = 201, description = "Created.", body = schemas::Organization),
+        Common, AdminAuth, Body, Conflict,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn create_org(
     State(state): State<AppState>,
     _admin: Admin,
@@ -44,6 +61,18 @@ pub async fn create_org(
     Ok((StatusCode::CREATED, Json(admin_ops::org_json(&org))))
 }
 
+/// List organizations.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/orgs",
+    tag = "admin",
+    operation_id = "list_orgs",
+    responses(
+        (status = 200, description = "Every organization.", body = schemas::OrganizationList),
+        Common, AdminAuth,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn list_orgs(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<Value>> {
     let orgs = state.store.list_orgs().await?;
     let data: Vec<Value> = orgs.iter().map(admin_ops::org_json).collect();
@@ -58,6 +87,19 @@ fn org_id(path: Result<Path<String>, PathRejection>) -> ApiResult<OrgId> {
         .ok_or_else(|| ApiError::NotFound("No such organization.".into()))
 }
 
+/// Fetch an organization.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/orgs/{id}",
+    tag = "admin",
+    operation_id = "get_org",
+    params(("id" = String, Path, description = "An organization id (`org_…`).")),
+    responses(
+        (status = 200, description = "The organization.", body = schemas::Organization),
+        Common, AdminAuth, NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn get_org(
     State(state): State<AppState>,
     _admin: Admin,
@@ -72,15 +114,31 @@ pub async fn get_org(
     Ok(Json(admin_ops::org_json(&org)))
 }
 
-#[derive(Deserialize)]
+/// The body of `PATCH /admin/v1/orgs/{id}`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchOrg {
+    /// Replaces the enabled profiles (required).
     #[serde(default)]
     profiles: Option<Vec<String>>,
 }
 
 /// `PATCH /admin/v1/orgs/{id}`: `{"profiles": [...]}` replaces the enabled
 /// profiles.
+/// Replace an organization's enabled profiles.
+#[utoipa::path(
+    patch,
+    path = "/admin/v1/orgs/{id}",
+    tag = "admin",
+    operation_id = "update_org",
+    params(("id" = String, Path, description = "An organization id (`org_…`).")),
+    request_body = PatchOrg,
+    responses(
+        (status = 200, description = "The organization as changed.", body = schemas::Organization),
+        Common, AdminAuth, Body, NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn patch_org(
     State(state): State<AppState>,
     _admin: Admin,
@@ -96,9 +154,12 @@ pub async fn patch_org(
     Ok(Json(admin_ops::org_json(&org)))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /admin/v1/orgs/{id}/keys`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// `free`, `pro` or `enterprise`.
+    #[schema(example = "pro")]
     tier: String,
     #[serde(default)]
     name: Option<String>,
@@ -107,13 +168,29 @@ pub struct CreateKey {
     max_stream_connections: Option<u32>,
 }
 
-#[derive(Deserialize)]
+/// The body of `PATCH /admin/v1/keys/{id}`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchKey {
+    /// Connections per node (null: the tier default); required.
     #[serde(default, deserialize_with = "present")]
     max_stream_connections: Option<Option<u32>>,
 }
 
+/// Create an API key; its text is answered once as `key`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/orgs/{id}/keys",
+    tag = "admin",
+    operation_id = "create_key",
+    params(("id" = String, Path, description = "An organization id (`org_…`).")),
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "Created, with `key`.", body = schemas::ApiKey),
+        Common, AdminAuth, Body, NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn create_key(
     State(state): State<AppState>,
     _admin: Admin,
@@ -139,6 +216,19 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+/// List an organization's keys (never their text).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/orgs/{id}/keys",
+    tag = "admin",
+    operation_id = "list_keys",
+    params(("id" = String, Path, description = "An organization id (`org_…`).")),
+    responses(
+        (status = 200, description = "Every key of the organization.", body = schemas::ApiKeyList),
+        Common, AdminAuth, NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn list_keys(
     State(state): State<AppState>,
     _admin: Admin,
@@ -162,6 +252,19 @@ fn key_id(path: Result<Path<String>, PathRejection>) -> ApiResult<KeyId> {
         .ok_or_else(|| ApiError::NotFound("No such key.".into()))
 }
 
+/// Revoke a key: refused from the next request on.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/keys/{id}/revoke",
+    tag = "admin",
+    operation_id = "revoke_key",
+    params(("id" = String, Path, description = "A key id (`key_…`).")),
+    responses(
+        (status = 200, description = "The revoked key.", body = schemas::ApiKey),
+        Common, AdminAuth, NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn revoke_key(
     State(state): State<AppState>,
     _admin: Admin,
@@ -179,6 +282,20 @@ pub async fn revoke_key(
 /// `PATCH /admin/v1/keys/{id}`: `{"max_stream_connections": N | null}`
 /// (`null`: back to the tier default). New connections get the new limit
 /// at once; open ones are not closed.
+/// Set a key's own stream connection limit.
+#[utoipa::path(
+    patch,
+    path = "/admin/v1/keys/{id}",
+    tag = "admin",
+    operation_id = "update_key",
+    params(("id" = String, Path, description = "A key id (`key_…`).")),
+    request_body = PatchKey,
+    responses(
+        (status = 200, description = "The key as changed.", body = schemas::ApiKey),
+        Common, AdminAuth, Body, NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn patch_key(
     State(state): State<AppState>,
     _admin: Admin,

@@ -24,7 +24,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::messages::parse_limit;
-use super::render;
+use super::openapi::{BadRequest, Body, Common, Conflict, KeyAuth, NotFound};
+use super::{render, schemas};
 use crate::auth::Caller;
 use crate::catalog::OrgRules;
 use crate::error::{ApiError, ApiResult};
@@ -54,42 +55,68 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /v1/endpoints`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    /// An absolute http(s) URL, at most 2,048 characters, not pointing at a
+    /// private address unless the server allows it.
+    #[schema(example = "https://example.com/webhooks", max_length = 2048)]
     pub url: String,
+    #[schema(max_length = 1024)]
     pub description: Option<String>,
+    /// Type filters (`order.completed`, `order.*`), at most 64; empty or
+    /// absent = every type.
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub types: Vec<String>,
+    /// Channel filters (`kind:id`), at most 64; empty = every channel.
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub channels: Vec<String>,
+    /// The wire format: `standard` (default), `revolution`, `eventory`,
+    /// `eventium`, `revento`, `attendee`.
+    #[schema(example = "standard")]
     pub format: Option<String>,
     /// A secret the integrator chose, for formats that accept one
     /// (`revolution`, and `standard` as `whsec_…`).
     pub secret: Option<String>,
+    /// Deliveries per second at most (1 to 100,000; null: unlimited).
+    #[schema(minimum = 1, maximum = 100000)]
     pub rate_limit: Option<u32>,
     /// Absent or null: adaptive (up to `--webhook-adaptive-cap`).
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_in_flight: Option<u32>,
+    /// One delivery in flight at a time, in log order.
     #[serde(default)]
     pub ordered: bool,
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `PATCH /v1/endpoints/{id}`: only the fields given change.
+/// A format with another secret scheme re-issues the secret (answered once).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
+    #[schema(max_length = 2048)]
     url: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(max_length = 1024)]
     description: Option<Option<String>>,
+    #[schema(max_items = 64)]
     types: Option<Vec<String>>,
+    #[schema(max_items = 64)]
     channels: Option<Vec<String>>,
     format: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 1, maximum = 100000)]
     rate_limit: Option<Option<u32>>,
     /// null: adaptive from now on; a number: fixed.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 1, maximum = 1000)]
     max_in_flight: Option<Option<u32>>,
     ordered: Option<bool>,
+    /// Enabling clears `disabled_reason` and `failing_since`.
     enabled: Option<bool>,
 }
 
@@ -334,6 +361,22 @@ fn open(state: &AppState, rec: &EndpointRecord) -> ApiResult<SigningSecret> {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// Create a webhook endpoint.
+///
+/// The answer carries the signing `secret` (and `identifier` for formats
+/// that sign with one), shown only here and on rotation.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints",
+    tag = "endpoints",
+    operation_id = "create_endpoint",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "Created, with its secret.", body = schemas::Endpoint),
+        Common, KeyAuth, Body, Conflict,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -390,6 +433,19 @@ pub async fn create_endpoint(
     Ok((rec, secret))
 }
 
+/// Fetch an endpoint.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/{id}",
+    tag = "endpoints",
+    operation_id = "get_endpoint",
+    params(("id" = String, Path, description = "An endpoint id (`ep_…`).")),
+    responses(
+        (status = 200, description = "The endpoint.", body = schemas::Endpoint),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -400,13 +456,30 @@ pub async fn get(
     Ok(json_response(StatusCode::OK, &endpoint_json(&state, &rec, None)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListEndpointsQuery {
+    /// An endpoint id: the endpoints after it.
     after: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
+/// List the organization's endpoints.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints",
+    tag = "endpoints",
+    operation_id = "list_endpoints",
+    params(ListEndpointsQuery),
+    responses(
+        (status = 200, description = "A page of endpoints.", body = schemas::EndpointList),
+        Common, KeyAuth, BadRequest,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -521,6 +594,20 @@ fn apply_patch(
     Ok(reissued)
 }
 
+/// Change an endpoint (enable, disable, filters, format, limits).
+#[utoipa::path(
+    patch,
+    path = "/v1/endpoints/{id}",
+    tag = "endpoints",
+    operation_id = "update_endpoint",
+    params(("id" = String, Path, description = "An endpoint id (`ep_…`).")),
+    request_body = PatchBody,
+    responses(
+        (status = 200, description = "The endpoint as changed (with a new `secret` if the format change re-issued it).", body = schemas::Endpoint),
+        Common, KeyAuth, Body, NotFound, Conflict,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -548,6 +635,19 @@ pub async fn patch(
     ))
 }
 
+/// Delete an endpoint (its pending deliveries are dropped).
+#[utoipa::path(
+    delete,
+    path = "/v1/endpoints/{id}",
+    tag = "endpoints",
+    operation_id = "delete_endpoint",
+    params(("id" = String, Path, description = "An endpoint id (`ep_…`).")),
+    responses(
+        (status = 200, description = "Deleted.", body = schemas::EndpointDeleted),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -564,6 +664,22 @@ pub async fn delete(
     ))
 }
 
+/// Rotate an endpoint's signing secret.
+///
+/// Formats that can carry several signatures keep signing with the old
+/// secret too until `previous_secret_expires_at` (`--webhook-secret-overlap`).
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/secret/rotate",
+    tag = "endpoints",
+    operation_id = "rotate_endpoint_secret",
+    params(("id" = String, Path, description = "An endpoint id (`ep_…`).")),
+    responses(
+        (status = 200, description = "The endpoint with its new secret, shown once.", body = schemas::Endpoint),
+        Common, KeyAuth, NotFound, Conflict,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -598,11 +714,17 @@ pub async fn rotate_secret(
     Ok(json_response(StatusCode::OK, &v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AttemptsQuery {
+    /// `succeeded` or `failed`.
+    #[param(value_type = Option<schemas::AttemptStatus>, inline)]
     status: Option<String>,
+    /// An attempt id: the attempts after it.
     after: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -647,6 +769,19 @@ async fn attempts_page(state: &AppState, caller: &Caller, q: AttemptQuery) -> Ap
     ))
 }
 
+/// An endpoint's delivery attempts, newest first, with what the receiver answered.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/{id}/attempts",
+    tag = "endpoints",
+    operation_id = "list_endpoint_attempts",
+    params(("id" = String, Path, description = "An endpoint id (`ep_…`)."), AttemptsQuery),
+    responses(
+        (status = 200, description = "A page of attempts.", body = schemas::AttemptList),
+        Common, KeyAuth, BadRequest, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn endpoint_attempts(
     State(state): State<AppState>,
     caller: Caller,
@@ -666,6 +801,19 @@ fn message_id(path: Result<Path<String>, PathRejection>) -> ApiResult<MessageId>
     id.parse().map_err(|_| nf())
 }
 
+/// A message's delivery attempts, across endpoints.
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}/attempts",
+    tag = "endpoints",
+    operation_id = "list_message_attempts",
+    params(("id" = String, Path, description = "A message id (`msg_…`)."), AttemptsQuery),
+    responses(
+        (status = 200, description = "A page of attempts.", body = schemas::AttemptList),
+        Common, KeyAuth, BadRequest, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn message_attempts(
     State(state): State<AppState>,
     caller: Caller,
@@ -692,12 +840,28 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(b: &Bytes) -> ApiResu
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The optional body of `POST /v1/messages/{id}/resend`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResendBody {
+    /// Only to this endpoint (default: every endpoint the message matched).
     endpoint_id: Option<String>,
 }
 
+/// Queue a message's deliveries again.
+#[utoipa::path(
+    post,
+    path = "/v1/messages/{id}/resend",
+    tag = "endpoints",
+    operation_id = "resend_message",
+    params(("id" = String, Path, description = "A message id (`msg_…`).")),
+    request_body = Option<ResendBody>,
+    responses(
+        (status = 202, description = "Queued.", body = schemas::Resend),
+        Common, KeyAuth, Body, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn resend(
     State(state): State<AppState>,
     caller: Caller,
@@ -728,10 +892,14 @@ pub async fn resend(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/endpoints/{id}/recover`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverBody {
+    /// RFC 3339: failed deliveries of messages received from then on.
+    #[schema(example = "2026-12-01T20:00:00Z")]
     since: String,
+    /// RFC 3339, after `since` (default: now).
     until: Option<String>,
 }
 
@@ -739,6 +907,20 @@ fn parse_time(param: &str, s: &str) -> ApiResult<Timestamp> {
     Timestamp::parse_rfc3339(s).map_err(|e| ApiError::invalid_param(param, e.to_string()))
 }
 
+/// Queue an endpoint's failed deliveries of a time range again.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/recover",
+    tag = "endpoints",
+    operation_id = "recover_endpoint",
+    params(("id" = String, Path, description = "An endpoint id (`ep_…`).")),
+    request_body = RecoverBody,
+    responses(
+        (status = 202, description = "Queued.", body = schemas::Recover),
+        Common, KeyAuth, Body, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn recover(
     State(state): State<AppState>,
     caller: Caller,
@@ -763,13 +945,34 @@ pub async fn recover(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/endpoints/{id}/replay`: exactly one of `since` or
+/// `after`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
+    /// RFC 3339: every matching message received from then on.
     since: Option<String>,
+    /// A cursor: every matching message after it.
     after: Option<String>,
 }
 
+/// Deliver an endpoint's matching messages again from a time or cursor.
+///
+/// Bounded work per request: a long replay answers `has_more` and the
+/// cursor to continue from (`{"after": next_cursor}`).
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/replay",
+    tag = "endpoints",
+    operation_id = "replay_endpoint",
+    params(("id" = String, Path, description = "An endpoint id (`ep_…`).")),
+    request_body = ReplayBody,
+    responses(
+        (status = 202, description = "Queued.", body = schemas::Replay),
+        Common, KeyAuth, Body, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn replay(
     State(state): State<AppState>,
     caller: Caller,
@@ -822,6 +1025,19 @@ pub async fn replay(
     ))
 }
 
+/// Send a signed test ping to the endpoint now and answer the attempt.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/test",
+    tag = "endpoints",
+    operation_id = "test_endpoint",
+    params(("id" = String, Path, description = "An endpoint id (`ep_…`).")),
+    responses(
+        (status = 200, description = "The attempt (succeeded or failed).", body = schemas::Attempt),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn test(
     State(state): State<AppState>,
     caller: Caller,
@@ -836,6 +1052,19 @@ pub async fn test(
     Ok(json_response(StatusCode::OK, &attempt_json(&attempt)))
 }
 
+/// An endpoint's delivery counts and last-hour success rate.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/{id}/stats",
+    tag = "endpoints",
+    operation_id = "get_endpoint_stats",
+    params(("id" = String, Path, description = "An endpoint id (`ep_…`).")),
+    responses(
+        (status = 200, description = "The stats.", body = schemas::EndpointStats),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn stats(
     State(state): State<AppState>,
     caller: Caller,

@@ -17,6 +17,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::endpoints::{json_response, list_json};
+use super::openapi::{BadRequest, Body, Common, Conflict, KeyAuth, NotFound};
+use super::schemas;
 use crate::auth::Caller;
 use crate::catalog::{builtin, builtins_of};
 use crate::error::{ApiError, ApiResult};
@@ -134,6 +136,18 @@ async fn own_rules(
         .collect())
 }
 
+/// The organization's event types: its enabled profiles' built-ins, then its own.
+#[utoipa::path(
+    get,
+    path = "/v1/event-types",
+    tag = "event-types",
+    operation_id = "list_event_types",
+    responses(
+        (status = 200, description = "Every type (not paginated).", body = schemas::EventTypeList),
+        Common, KeyAuth,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let profiles = profiles(&state, &caller).await?;
     let mut data: Vec<Value> = builtins_of(&profiles)
@@ -152,6 +166,19 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Re
     Ok(json_response(StatusCode::OK, &list_json(data, false, None)))
 }
 
+/// Fetch an event type (built-in or the organization's own).
+#[utoipa::path(
+    get,
+    path = "/v1/event-types/{type}",
+    tag = "event-types",
+    operation_id = "get_event_type",
+    params(("type" = String, Path, description = "An event type name.")),
+    responses(
+        (status = 200, description = "The type.", body = schemas::EventType),
+        Common, KeyAuth, BadRequest, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -171,17 +198,41 @@ pub async fn get(
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `PUT /v1/event-types/{type}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutBody {
     #[serde(default)]
+    #[schema(max_length = 1024)]
     description: String,
+    /// JSON Schema 2020-12 for `data` (local `$ref`s only, at most 64 KiB).
+    #[schema(value_type = Object)]
     schema: Value,
-    /// Debounce messages of this type per key (see README, Coalescing).
+    /// Debounce messages of this type per key (see README, Coalescing):
+    /// `{"key": "/json/pointer", "window_ms": 100..=3600000}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     coalesce: Option<Coalesce>,
 }
 
+/// Define or replace one of the organization's own event types.
+///
+/// The schema is compiled before it is stored; from then on every publish
+/// of the type is validated against it. Built-in types answer 409.
+#[utoipa::path(
+    put,
+    path = "/v1/event-types/{type}",
+    tag = "event-types",
+    operation_id = "put_event_type",
+    params(("type" = String, Path, description = "An event type name.")),
+    request_body = PutBody,
+    responses(
+        (status = 201, description = "Defined.", body = schemas::EventType),
+        (status = 200, description = "Replaced.", body = schemas::EventType),
+        Common, KeyAuth, Body, Conflict,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -246,6 +297,19 @@ pub async fn put(
     Ok(json_response(status, &own_json(&rec, b.coalesce.as_ref())))
 }
 
+/// Delete one of the organization's own event types.
+#[utoipa::path(
+    delete,
+    path = "/v1/event-types/{type}",
+    tag = "event-types",
+    operation_id = "delete_event_type",
+    params(("type" = String, Path, description = "An event type name.")),
+    responses(
+        (status = 200, description = "Deleted.", body = schemas::EventTypeDeleted),
+        Common, KeyAuth, BadRequest, NotFound, Conflict,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,

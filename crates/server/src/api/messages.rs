@@ -12,7 +12,8 @@ use marquee_core::timestamp::Timestamp;
 use marquee_store::{MessageQuery, PublishRequest};
 use serde::Deserialize;
 
-use super::render;
+use super::openapi::{BadRequest, Body, Common, Conflict, KeyAuth, NotFound};
+use super::{render, schemas};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
@@ -45,6 +46,26 @@ fn replayed(mut resp: Response) -> Response {
     resp
 }
 
+/// Publish a message.
+///
+/// Answers 201 with the stored message once it is durable, or 200 with
+/// `Idempotent-Replayed: true` when its idempotency key (the header or the
+/// body's `idempotency_key`) was already used with the same body.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    operation_id = "publish_message",
+    request_body = PublishBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII bytes; a retry with the same key and body is answered, not published again.")),
+    responses(
+        (status = 201, description = "Published.", body = schemas::Message),
+        (status = 200, description = "An idempotent replay: the message stored before.", body = schemas::Message,
+            headers(("Idempotent-Replayed" = String, description = "`true`"))),
+        Common, KeyAuth, Body, Conflict,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -90,6 +111,26 @@ pub async fn publish(
     }
 }
 
+/// Publish 1 to 1,000 messages in one commit.
+///
+/// All or nothing: one invalid message refuses the batch (`param` names it,
+/// `messages[3].type`). A batch-level `Idempotency-Key` replays the whole
+/// batch.
+#[utoipa::path(
+    post,
+    path = "/v1/messages/batch",
+    tag = "messages",
+    operation_id = "publish_batch",
+    request_body = BatchBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A key for the whole batch.")),
+    responses(
+        (status = 201, description = "Published, in order.", body = schemas::MessageList),
+        (status = 200, description = "An idempotent replay of the batch.", body = schemas::MessageList,
+            headers(("Idempotent-Replayed" = String, description = "`true`"))),
+        Common, KeyAuth, Body, Conflict,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn publish_batch(
     State(state): State<AppState>,
     caller: Caller,
@@ -163,6 +204,19 @@ pub async fn publish_batch(
     }
 }
 
+/// Fetch a message.
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    operation_id = "get_message",
+    params(("id" = String, Path, description = "A message id (`msg_…`).")),
+    responses(
+        (status = 200, description = "The message.", body = schemas::Message),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -186,17 +240,37 @@ pub async fn get(
     Ok(render::json_bytes(StatusCode::OK, render::message(&m)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// A cursor: messages after it (ascending).
     after: Option<String>,
+    /// A cursor: messages before it (with `order=desc`, newest first).
     before: Option<String>,
+    /// `asc` (default) or `desc`.
+    #[param(value_type = Option<ListOrder>, inline)]
     order: Option<String>,
+    /// RFC 3339: messages received at or after it.
     since: Option<String>,
+    /// Only this event type.
     #[serde(rename = "type")]
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     event_type: Option<String>,
+    /// Only this channel (`kind:id`).
     channel: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+}
+
+/// The order of a message page.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ListOrder {
+    Asc,
+    Desc,
 }
 
 pub const DEFAULT_LIMIT: usize = 25;
@@ -215,6 +289,23 @@ pub fn parse_limit(limit: Option<&str>) -> ApiResult<usize> {
     }
 }
 
+/// List messages by cursor.
+///
+/// `{object: "list", data, has_more, next_cursor}`: continue with
+/// `after=next_cursor` (or `before=` when newest first). A filtered page may
+/// stop early on a bounded scan and still answer a `next_cursor`.
+#[utoipa::path(
+    get,
+    path = "/v1/messages",
+    tag = "messages",
+    operation_id = "list_messages",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of messages.", body = schemas::MessageList),
+        Common, KeyAuth, BadRequest,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,4 +1,9 @@
 //! The HTTP API: routes, and the layers every response passes through.
+//!
+//! Every route is a `#[utoipa::path]` handler registered with
+//! `utoipa_axum::routes!` in [`routes`], so the router and the OpenAPI
+//! document (`GET /openapi.json`, [`openapi`]) come from the same value and
+//! cannot drift.
 
 mod admin;
 mod attempt_request;
@@ -8,75 +13,85 @@ mod erasures;
 mod event_types;
 mod health;
 pub(crate) mod messages;
+pub mod openapi;
 pub(crate) mod render;
+pub mod schemas;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use axum::routing::{get, patch, post};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Every API route with its operation. A new route is one line here (or in
+/// `platforms::routes`): `.routes(routes!(module::handler))`, the handler
+/// annotated with `#[utoipa::path]` (see README, "OpenAPI").
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::ping))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::document))
+        .routes(routes!(messages::publish, messages::list))
+        .routes(routes!(messages::publish_batch))
+        .routes(routes!(messages::get))
+        .routes(routes!(endpoints::message_attempts))
+        .routes(routes!(endpoints::resend))
+        .routes(routes!(endpoints::create, endpoints::list))
+        .routes(routes!(endpoints::get, endpoints::patch, endpoints::delete))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(endpoints::endpoint_attempts))
+        .routes(routes!(endpoints::recover))
+        .routes(routes!(endpoints::replay))
+        .routes(routes!(endpoints::test))
+        .routes(routes!(endpoints::stats))
+        .routes(routes!(event_types::list))
+        .routes(routes!(event_types::get, event_types::put, event_types::delete))
+        .routes(routes!(crate::stream::ws::handler))
+        .routes(routes!(crate::stream::sse::handler))
+        .routes(routes!(admin::create_org, admin::list_orgs))
+        .routes(routes!(admin::get_org, admin::patch_org))
+        .routes(routes!(admin::create_key, admin::list_keys))
+        .routes(routes!(admin::patch_key))
+        .routes(routes!(admin::revoke_key))
+        .merge(crate::platforms::routes())
+}
+
+/// The OpenAPI document of [`routes`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
-    Router::new()
-        .route("/ping", get(health::ping))
-        .route("/readyz", get(health::readyz))
-        .route("/v1/messages", post(messages::publish).get(messages::list))
-        .route("/v1/messages/batch", post(messages::publish_batch))
-        .route("/v1/messages/{id}", get(messages::get))
-        .route("/v1/messages/{id}/attempts", get(endpoints::message_attempts))
-        .route("/v1/messages/{id}/resend", post(endpoints::resend))
-        .route(
-            "/v1/messages/{id}/attempts/{attempt_id}/request",
-            get(attempt_request::get),
-        )
-        .route("/v1/endpoints", post(endpoints::create).get(endpoints::list))
-        .route(
-            "/v1/endpoints/{id}",
-            get(endpoints::get)
-                .patch(endpoints::patch)
-                .delete(endpoints::delete),
-        )
-        .route("/v1/endpoints/{id}/secret/rotate", post(endpoints::rotate_secret))
-        .route("/v1/endpoints/{id}/attempts", get(endpoints::endpoint_attempts))
-        .route("/v1/endpoints/{id}/recover", post(endpoints::recover))
-        .route("/v1/endpoints/{id}/replay", post(endpoints::replay))
-        .route("/v1/endpoints/{id}/test", post(endpoints::test))
-        .route("/v1/endpoints/{id}/stats", get(endpoints::stats))
-        .route("/v1/event-types", get(event_types::list))
-        .route(
-            "/v1/event-types/{type}",
-            get(event_types::get)
-                .put(event_types::put)
-                .delete(event_types::delete),
-        )
-        .route("/v1/stream", get(crate::stream::ws::handler))
-        .route("/v1/stream/sse", get(crate::stream::sse::handler))
-        .route("/admin/v1/orgs", post(admin::create_org).get(admin::list_orgs))
-        .route("/admin/v1/orgs/{id}", get(admin::get_org).patch(admin::patch_org))
-        .route(
-            "/admin/v1/orgs/{id}/keys",
-            post(admin::create_key).get(admin::list_keys),
-        )
-        .route("/admin/v1/keys/{id}", patch(admin::patch_key))
-        .route("/admin/v1/keys/{id}/revoke", post(admin::revoke_key))
-        .merge(entities::router())
-        .route("/v1/erasures", post(erasures::create).get(erasures::list))
-        .route("/v1/erasures/{id}", get(erasures::get))
-        .merge(crate::platforms::router())
-        .merge(crate::dashboard::router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn(catch_panic))
-        .layer(axum::middleware::from_fn(cap_headers))
-        .layer(axum::middleware::map_response(no_store))
-        .layer(axum::middleware::from_fn(log_request))
-        .layer(axum::middleware::from_fn(crate::metrics::track_publish))
-        .with_state(state)
+    let (api, doc) = routes().split_for_parts();
+    // Not yet in the OpenAPI document (tests/it/openapi.rs lists these
+    // files in NOT_YET_DOCUMENTED): annotate them and move them to `routes`.
+    api.route(
+        "/v1/messages/{id}/attempts/{attempt_id}/request",
+        get(attempt_request::get),
+    )
+    .merge(entities::router())
+    .route("/v1/erasures", post(erasures::create).get(erasures::list))
+    .route("/v1/erasures/{id}", get(erasures::get))
+    .merge(crate::platforms::router())
+    .merge(crate::dashboard::router())
+    .merge(crate::api_reference::router())
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(Extension(openapi::render(doc)))
+    .layer(DefaultBodyLimit::max(max_body))
+    .layer(axum::middleware::from_fn(catch_panic))
+    .layer(axum::middleware::from_fn(cap_headers))
+    .layer(axum::middleware::map_response(no_store))
+    .layer(axum::middleware::from_fn(log_request))
+    .layer(axum::middleware::from_fn(crate::metrics::track_publish))
+    .with_state(state)
 }
 
 /// Refuses requests whose headers total more than
@@ -98,9 +113,11 @@ async fn cap_headers(req: axum::extract::Request, next: axum::middleware::Next) 
 
 /// A worker node's HTTP surface: health checks only.
 pub fn health_router(state: AppState) -> Router {
-    Router::new()
-        .route("/ping", get(health::ping))
-        .route("/readyz", get(health::readyz))
+    let (health, _) = OpenApiRouter::new()
+        .routes(routes!(health::ping))
+        .routes(routes!(health::readyz))
+        .split_for_parts();
+    health
         .fallback(not_found)
         .layer(axum::middleware::map_response(no_store))
         .layer(axum::middleware::from_fn(log_request))

@@ -2,21 +2,28 @@
 //! routes has one module here that owns its `router()`, registered below in
 //! one line. Every path is the document's own, so an integrator changes only
 //! the host; none collides with the native `/v1/messages`, `/v1/endpoints`
-//! or `/v1/stream`. The pure parts of a platform (wire format, catalog) live
+//! or `/v1/stream`. Handlers carry `#[utoipa::path]` and are registered
+//! with `utoipa_axum::routes!`, so they are in `/openapi.json` (see
+//! `api::openapi`). The pure parts of a platform (wire format, catalog) live
 //! in `marquee_core::profile`.
 
 pub mod eventium;
 pub mod eventory;
 pub mod revolution;
 
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
-/// Every platform's routes, merged into the API router.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(revolution::router())
+/// Every platform's documented routes (and their operations), merged into
+/// the API router.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(revolution::routes())
+}
+
+/// Platform routes not yet in the OpenAPI document (see `api::router`).
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
         .merge(eventium::router())
         .merge(eventory::router())
 }

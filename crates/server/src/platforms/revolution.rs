@@ -10,38 +10,86 @@
 //! `whsec_…` and answers it once as `secret`. The endpoint is visible and
 //! manageable in the native `/v1/endpoints` API too (attempts, replay, …).
 
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, post};
 use marquee_core::ids::EndpointId;
 use marquee_core::profile::revolution::EVENT_TYPES;
 use marquee_store::webhooks::EndpointRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::api::endpoints::{CreateBody, create_endpoint, expose, json_response, list_json};
+use crate::api::openapi::{BadRequest, Body, Common, Conflict, KeyAuth, NotFound};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/developers/webhooks", post(create).get(list))
-        .route("/api/v1/developers/webhooks/{id}", delete(remove).get(get))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(remove, get))
 }
 
-#[derive(Debug, Deserialize)]
+/// `rev.developers.createWebhook`'s body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = revolution::RegisterBody)]
 pub struct RegisterBody {
+    #[schema(example = "https://example.com/revolution")]
     url: String,
+    /// Revolution event types (`fan_checkin`, …); omitted or empty = all.
     #[serde(default)]
     events: Vec<String>,
+    /// Only this venue (omitted = all venues).
     venue_id: Option<String>,
+    /// The integrator's secret, used as given (omitted: generated and answered once).
     secret: Option<String>,
+}
+
+/// A Revolution webhook registration.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = revolution::Webhook)]
+#[allow(dead_code)]
+struct Webhook {
+    id: String,
+    url: String,
+    events: Vec<String>,
+    #[schema(required = true)]
+    venue_id: Option<String>,
+    created_at: String,
+    /// The generated secret: only in the create answer, when none was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = revolution::WebhookList)]
+#[allow(dead_code)]
+struct WebhookList {
+    #[schema(example = "list")]
+    object: String,
+    data: Vec<Webhook>,
+    has_more: bool,
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = revolution::WebhookDeleted)]
+#[allow(dead_code)]
+struct WebhookDeleted {
+    id: String,
+    deleted: bool,
 }
 
 fn hook_json(e: &EndpointRecord) -> Value {
@@ -58,6 +106,19 @@ fn not_found() -> ApiError {
     ApiError::NotFound("No such webhook.".into())
 }
 
+/// Register a Revolution webhook (`rev.developers.createWebhook`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/developers/webhooks",
+    tag = "revolution",
+    operation_id = "revolution_create_webhook",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Registered.", body = Webhook),
+        Common, KeyAuth, Body, Conflict,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -112,13 +173,27 @@ async fn create(
     Ok(json_response(StatusCode::CREATED, &v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// A webhook id: the registrations after it.
     after: Option<String>,
 }
 
-/// The organization's `revolution` endpoints, 100 a page.
+/// The organization's Revolution webhooks, 100 a page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/developers/webhooks",
+    tag = "revolution",
+    operation_id = "revolution_list_webhooks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of registrations.", body = WebhookList),
+        Common, KeyAuth, BadRequest,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -171,6 +246,19 @@ async fn load(
     }
 }
 
+/// Fetch a Revolution webhook.
+#[utoipa::path(
+    get,
+    path = "/api/v1/developers/webhooks/{id}",
+    tag = "revolution",
+    operation_id = "revolution_get_webhook",
+    params(("id" = String, Path, description = "A webhook id (the endpoint's `ep_…`).")),
+    responses(
+        (status = 200, description = "The registration.", body = Webhook),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,6 +268,19 @@ async fn get(
     Ok(json_response(StatusCode::OK, &hook_json(&e)))
 }
 
+/// Delete a Revolution webhook.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/developers/webhooks/{id}",
+    tag = "revolution",
+    operation_id = "revolution_delete_webhook",
+    params(("id" = String, Path, description = "A webhook id (the endpoint's `ep_…`).")),
+    responses(
+        (status = 200, description = "Deleted.", body = WebhookDeleted),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,

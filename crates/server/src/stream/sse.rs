@@ -44,6 +44,28 @@ use crate::state::AppState;
 const BODY_QUEUE: usize = 16;
 const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The live stream as Server-Sent Events.
+///
+/// Each event is `id: <cursor>` and `data: <the WebSocket frame JSON>`;
+/// resume with `Last-Event-ID` (or `after=`). Needs a pro or enterprise key.
+#[utoipa::path(
+    get,
+    path = "/v1/stream/sse",
+    tag = "streams",
+    operation_id = "stream_sse",
+    params(
+        ("channel" = Vec<String>, Query, description = "A channel (`kind:id`), repeated for several.", explode = true),
+        ("after" = Option<String>, Query, description = "A cursor to resume after."),
+        ("Last-Event-ID" = Option<String>, Header, description = "A cursor to resume after (EventSource sends it)."),
+        ("apiKey" = Option<String>, Query, description = "The API key, for EventSource (which cannot set headers)."),
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`.", content_type = "text/event-stream", body = String),
+        crate::api::openapi::Common, crate::api::openapi::KeyAuth, crate::api::openapi::BadRequest,
+        crate::api::openapi::StreamForbidden,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = []), ("api_key_query" = [])),
+)]
 pub async fn handler(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,

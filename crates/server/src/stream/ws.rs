@@ -85,6 +85,24 @@ pub fn admit(hub: &std::sync::Arc<StreamHub>, caller: &Caller) -> Result<Connect
     })
 }
 
+/// The live stream over WebSocket.
+///
+/// Upgrade, then send `{"action": "subscribe", "channel": "venue:…"}`
+/// frames; messages arrive as JSON frames, resumable by cursor. Needs a pro
+/// or enterprise key. Without an upgrade the request answers 400.
+#[utoipa::path(
+    get,
+    path = "/v1/stream",
+    tag = "streams",
+    operation_id = "stream_websocket",
+    params(("apiKey" = Option<String>, Query, description = "The API key, for clients that cannot set headers.")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        crate::api::openapi::Common, crate::api::openapi::KeyAuth, crate::api::openapi::BadRequest,
+        crate::api::openapi::StreamForbidden,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = []), ("api_key_query" = [])),
+)]
 pub async fn handler(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,

@@ -21,6 +21,7 @@ mod formats;
 mod keys;
 mod messages;
 mod metrics;
+mod openapi;
 mod profiles;
 mod readme;
 mod roles;
