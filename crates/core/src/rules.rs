@@ -56,7 +56,12 @@ fn param(pointer: &str) -> String {
 
 /// The dedup key of a message of `event_type`, or `None` when a pointer
 /// selects nothing (such a message is never treated as a duplicate).
-pub fn dedup_key(event_type: &str, pointers: &[String], window_ms: Option<u64>, data: &Value) -> Option<DedupKey> {
+pub fn dedup_key(
+    event_type: &str,
+    pointers: &[String],
+    window_ms: Option<u64>,
+    data: &Value,
+) -> Option<DedupKey> {
     let mut h = Sha256::new();
     h.update(b"dedup\0");
     h.update(event_type.as_bytes());
@@ -164,12 +169,21 @@ mod tests {
         assert_ne!(a.key, c.key);
         assert_ne!(a.key, d.key);
         assert!(dedup_key("t", &p, None, &json!({"id": "x"})).is_none());
-        assert_eq!(dedup_key("t", &p, Some(2), &json!({"id": 1, "at": 1})).unwrap().window_micros, Some(2000));
+        assert_eq!(
+            dedup_key("t", &p, Some(2), &json!({"id": 1, "at": 1}))
+                .unwrap()
+                .window_micros,
+            Some(2000)
+        );
     }
 
     #[test]
     fn versions_compare_as_instants() {
-        let a = project(&rule(), &json!({"id": "e", "updated_at": "2026-01-01T10:00:00+01:00"})).unwrap();
+        let a = project(
+            &rule(),
+            &json!({"id": "e", "updated_at": "2026-01-01T10:00:00+01:00"}),
+        )
+        .unwrap();
         let b = project(&rule(), &json!({"id": "e", "updated_at": "2026-01-01T09:00:00Z"})).unwrap();
         assert_eq!(a.version, b.version);
         let n = project(&rule(), &json!({"id": 7, "updated_at": 3})).unwrap();
@@ -180,6 +194,9 @@ mod tests {
         let mut del = rule();
         del.delete = true;
         assert_eq!(project(&del, &json!({"id": "e"})).unwrap().version, None);
-        assert_eq!(project(&rule(), &json!({"updated_at": 1})).unwrap_err().param, "data.id");
+        assert_eq!(
+            project(&rule(), &json!({"updated_at": 1})).unwrap_err().param,
+            "data.id"
+        );
     }
 }

@@ -23,8 +23,8 @@ use marquee_core::timestamp::Timestamp;
 
 mod hooks;
 mod plan;
-pub mod rules;
 pub mod postgres;
+pub mod rules;
 pub mod sqlite;
 pub mod webhooks;
 

@@ -53,5 +53,8 @@ pub fn repeated_keys(messages: &[NewMessage]) -> Result<Vec<Option<usize>>> {
 
 /// True when no message of a non-empty request is inserted.
 pub fn all_replayed(plans: &[Plan]) -> bool {
-    !plans.is_empty() && plans.iter().all(|p| matches!(p, Plan::Replay(_) | Plan::SameAs(_)))
+    !plans.is_empty()
+        && plans
+            .iter()
+            .all(|p| matches!(p, Plan::Replay(_) | Plan::SameAs(_)))
 }

@@ -46,8 +46,8 @@ pub fn entity_json(e: &Entity) -> Value {
     let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
     json!({
         "object": "entity",
-        "kind": e.kind,
         "id": e.id,
+        "kind": e.kind,
         "data": data,
         "updated_at": e.updated_at.to_rfc3339(),
     })
@@ -73,7 +73,9 @@ async fn list(
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| ApiError::invalid_param("cursor", "cursor must be a next_cursor returned by this API"))?,
+                .ok_or_else(|| {
+                    ApiError::invalid_param("cursor", "cursor must be a next_cursor returned by this API")
+                })?,
         ),
     };
     let page = state
@@ -89,12 +91,17 @@ async fn list(
         )
         .await?;
     let next = if page.has_more {
-        page.entities.last().map(|e| URL_SAFE_NO_PAD.encode(e.id.as_bytes()))
+        page.entities
+            .last()
+            .map(|e| URL_SAFE_NO_PAD.encode(e.id.as_bytes()))
     } else {
         None
     };
     let data = page.entities.iter().map(entity_json).collect();
-    Ok(json_response(StatusCode::OK, &list_json(data, page.has_more, next)))
+    Ok(json_response(
+        StatusCode::OK,
+        &list_json(data, page.has_more, next),
+    ))
 }
 
 async fn get_one(

@@ -69,7 +69,10 @@ pub async fn publish(
     if outcome.replayed {
         Ok(replayed(render::json_bytes(StatusCode::OK, render::message(m))))
     } else if outcome.deduplicated.first() == Some(&true) {
-        Ok(deduplicated(render::json_bytes(StatusCode::OK, render::message(m))))
+        Ok(deduplicated(render::json_bytes(
+            StatusCode::OK,
+            render::message(m),
+        )))
     } else {
         Ok(render::json_bytes(StatusCode::CREATED, render::message(m)))
     }

@@ -16,8 +16,8 @@
 //! walking the pages while events are edited is stable.
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use marquee_core::timestamp::Timestamp;
@@ -58,8 +58,10 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     r
 }
 
@@ -104,7 +106,11 @@ fn event_json(e: &Entity) -> Value {
     Value::Object(out)
 }
 
-async fn list(State(state): State<AppState>, caller: Caller, QueryParams(q): QueryParams<ListQuery>) -> ApiResult<Response> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Response> {
     let limit = parse_limit(q.limit.as_deref())?;
     let before = match &q.cursor {
         None => None,
@@ -142,7 +148,10 @@ async fn list(State(state): State<AppState>, caller: Caller, QueryParams(q): Que
         _ => None,
     };
     let data = page.entities.iter().map(event_json).collect();
-    Ok(json_response(StatusCode::OK, &list_json(data, page.has_more, next)))
+    Ok(json_response(
+        StatusCode::OK,
+        &list_json(data, page.has_more, next),
+    ))
 }
 
 #[cfg(test)]
@@ -151,7 +160,9 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_stay_timestamps() {
-        let at = Timestamp::parse_rfc3339("2026-01-12T14:02:31.25Z").unwrap().as_micros();
+        let at = Timestamp::parse_rfc3339("2026-01-12T14:02:31.25Z")
+            .unwrap()
+            .as_micros();
         let c = encode_cursor(at, 42);
         assert_eq!(c, "2026-01-12T14:02:31.2500000000000000042Z");
         assert_eq!(decode_cursor(&c), Some((at, Some(42))));

@@ -14,5 +14,7 @@ use crate::state::AppState;
 
 /// Every platform's routes, merged into the API router.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(revolution::router()).merge(eventium::router())
+    Router::new()
+        .merge(revolution::router())
+        .merge(eventium::router())
 }

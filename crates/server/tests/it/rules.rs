@@ -98,7 +98,10 @@ impl Api {
     /// Publishes; asserts 201.
     async fn publish(&self, ty: &str, channel: &str, data: Value) -> Value {
         let (status, _, v) = self
-            .post("/v1/messages", &json!({"type": ty, "channels": [channel], "data": data}))
+            .post(
+                "/v1/messages",
+                &json!({"type": ty, "channels": [channel], "data": data}),
+            )
             .await;
         assert_eq!(status, 201, "publish {ty}: {v}");
         v
@@ -144,7 +147,13 @@ async fn postgres(tag: &str, nodes: usize) -> Option<Cluster> {
 
 fn verifies(secret: &SigningSecret, h: &Hit) -> bool {
     let ts: i64 = h.header("webhook-timestamp").parse().unwrap();
-    verify(secret, h.header("webhook-id"), ts, &h.body, h.header("webhook-signature"))
+    verify(
+        secret,
+        h.header("webhook-id"),
+        ts,
+        &h.body,
+        h.header("webhook-signature"),
+    )
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -157,7 +166,10 @@ fn verifies(secret: &SigningSecret, h: &Hit) -> bool {
 async fn dedup_scenario(api: &Api) {
     let rx = Receiver::ok().await;
     let (status, _, ep) = api
-        .post("/v1/endpoints", &json!({"url": rx.url(), "types": ["application.submitted"]}))
+        .post(
+            "/v1/endpoints",
+            &json!({"url": rx.url(), "types": ["application.submitted"]}),
+        )
         .await;
     assert_eq!(status, 201, "{ep}");
     let secret: SigningSecret = ep["secret"].as_str().unwrap().parse().unwrap();
@@ -180,7 +192,10 @@ async fn dedup_scenario(api: &Api) {
     let mut third = first.clone();
     third["submitted_at"] = json!("2026-05-03T10:00:00Z");
     let (sb, hb, b) = api
-        .post("/v1/messages/batch", &json!({"messages": [body(&third), body(&third), body(&first)]}))
+        .post(
+            "/v1/messages/batch",
+            &json!({"messages": [body(&third), body(&third), body(&first)]}),
+        )
         .await;
     assert_eq!(sb, 201, "{b}");
     assert_eq!(hb.get("deduplicated-messages").unwrap(), "1,2");
@@ -189,7 +204,10 @@ async fn dedup_scenario(api: &Api) {
     assert_eq!(ids[2], &m1["id"]);
     // A batch of duplicates only stores nothing: 200 and Deduplicated.
     let (sd, hd, _) = api
-        .post("/v1/messages/batch", &json!({"messages": [body(&first), body(&third)]}))
+        .post(
+            "/v1/messages/batch",
+            &json!({"messages": [body(&first), body(&third)]}),
+        )
         .await;
     assert_eq!(sd, 200);
     assert_eq!(hd.get("deduplicated").unwrap(), "true");
@@ -198,7 +216,10 @@ async fn dedup_scenario(api: &Api) {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let hits_after = rx.hits();
     assert_eq!(hits_after.len(), 3, "one delivery per distinct key");
-    let delivered: HashSet<String> = hits.iter().map(|h| h.json["id"].as_str().unwrap().to_owned()).collect();
+    let delivered: HashSet<String> = hits
+        .iter()
+        .map(|h| h.json["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(delivered.len(), 3);
     assert!(hits.iter().all(|h| verifies(&secret, h)));
     let stored = api.messages().await;
@@ -210,20 +231,29 @@ async fn dedup_scenario(api: &Api) {
         "../../../core/src/profile/catalogs/revento.json"
     ))
     .unwrap();
-    let fixtures: Value =
-        serde_json::from_str(include_str!("../../../core/src/profile/catalogs/fixtures/revento.json")).unwrap();
+    let fixtures: Value = serde_json::from_str(include_str!(
+        "../../../core/src/profile/catalogs/fixtures/revento.json"
+    ))
+    .unwrap();
     let mut seen = HashSet::new();
     for f in fixtures.as_array().unwrap() {
         let ty = f["type"].as_str().unwrap();
         if ty == "application.submitted" || !seen.insert(ty.to_owned()) {
             continue;
         }
-        assert!(catalog.get(ty).unwrap().dedup.is_some(), "{ty} declares a dedup key");
+        assert!(
+            catalog.get(ty).unwrap().dedup.is_some(),
+            "{ty} declares a dedup key"
+        );
         let b = json!({"type": ty, "channels": ["event:evt_abc123"], "data": f["data"]});
         let (s, _, v) = api.post("/v1/messages", &b).await;
         assert_eq!(s, 201, "{ty}: {v}");
         let (s, h, _) = api.post("/v1/messages", &b).await;
-        assert_eq!((s, h.get("deduplicated").map(|v| v.to_str().unwrap().to_owned())), (200, Some("true".into())), "{ty}");
+        assert_eq!(
+            (s, h.get("deduplicated").map(|v| v.to_str().unwrap().to_owned())),
+            (200, Some("true".into())),
+            "{ty}"
+        );
     }
 }
 
@@ -236,7 +266,9 @@ async fn dedup_per_revento_key_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedup_per_revento_key_on_postgres() {
-    let Some(c) = postgres("dedup", 1).await else { return };
+    let Some(c) = postgres("dedup", 1).await else {
+        return;
+    };
     let api = Api::tenant(c.base(0), &["revento"]).await;
     dedup_scenario(&api).await;
 }
@@ -245,7 +277,9 @@ async fn dedup_per_revento_key_on_postgres() {
 /// stored once: one 201, every other answer the same original message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedup_holds_across_two_postgres_nodes() {
-    let Some(c) = postgres("dedup2", 2).await else { return };
+    let Some(c) = postgres("dedup2", 2).await else {
+        return;
+    };
     let a = Api::tenant(c.base(0), &["revento"]).await;
     let b = a.on(c.base(1));
     for round in 0..5 {
@@ -288,22 +322,56 @@ fn event(id: &str, status: &str, created_at: &str, updated_at: &str) -> Value {
 
 async fn projection_scenario(api: &Api, other: &Api) {
     let ch = "event:evt_a";
-    api.publish("event.created", ch, event("evt_a", "draft", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"))
-        .await;
-    api.publish("event.updated", ch, event("evt_a", "published", "2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z"))
-        .await;
+    api.publish(
+        "event.created",
+        ch,
+        event("evt_a", "draft", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"),
+    )
+    .await;
+    api.publish(
+        "event.updated",
+        ch,
+        event(
+            "evt_a",
+            "published",
+            "2026-01-01T00:00:00Z",
+            "2026-01-03T00:00:00Z",
+        ),
+    )
+    .await;
     // Late and older: ignored.
-    api.publish("event.updated", ch, event("evt_a", "archived", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"))
-        .await;
+    api.publish(
+        "event.updated",
+        ch,
+        event(
+            "evt_a",
+            "archived",
+            "2026-01-01T00:00:00Z",
+            "2026-01-02T00:00:00Z",
+        ),
+    )
+    .await;
     let e = api.ok("/v1/entities/events/evt_a").await;
     assert_eq!(e["object"], "entity");
     assert_eq!(e["kind"], "events");
     assert_eq!(e["id"], "evt_a");
     assert_eq!(e["data"]["status"], "published");
     // The same instant in another offset is the same version: the later commit wins.
-    api.publish("event.updated", ch, event("evt_a", "draft", "2026-01-01T00:00:00Z", "2026-01-03T01:00:00+01:00"))
-        .await;
-    assert_eq!(api.ok("/v1/entities/events/evt_a").await["data"]["status"], "draft");
+    api.publish(
+        "event.updated",
+        ch,
+        event(
+            "evt_a",
+            "draft",
+            "2026-01-01T00:00:00Z",
+            "2026-01-03T01:00:00+01:00",
+        ),
+    )
+    .await;
+    assert_eq!(
+        api.ok("/v1/entities/events/evt_a").await["data"]["status"],
+        "draft"
+    );
     // A bad version is refused, nothing changes.
     let (s, _, v) = api
         .post(
@@ -317,28 +385,56 @@ async fn projection_scenario(api: &Api, other: &Api) {
     api.publish("event.deleted", ch, json!({"id": "evt_a"})).await;
     let (s, _, v) = api.get("/v1/entities/events/evt_a").await;
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")));
-    api.publish("event.updated", ch, event("evt_a", "published", "2026-01-01T00:00:00Z", "2026-01-05T00:00:00Z"))
-        .await;
+    api.publish(
+        "event.updated",
+        ch,
+        event(
+            "evt_a",
+            "published",
+            "2026-01-01T00:00:00Z",
+            "2026-01-05T00:00:00Z",
+        ),
+    )
+    .await;
     assert_eq!(api.get("/v1/entities/events/evt_a").await.0, 404);
     // Another organization sees nothing, exactly like a missing entity.
-    api.publish("event.created", "event:evt_b", event("evt_b", "draft", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"))
-        .await;
+    api.publish(
+        "event.created",
+        "event:evt_b",
+        event("evt_b", "draft", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"),
+    )
+    .await;
     assert_eq!(api.get("/v1/entities/events/evt_b").await.0, 200);
     let (s, _, v) = other.get("/v1/entities/events/evt_b").await;
     let (s2, _, v2) = other.get("/v1/entities/events/evt_nope").await;
     assert_eq!((s, &v), (s2, &v2));
     assert_eq!(other.ok("/v1/entities/events").await["data"], json!([]));
     // Bad limits and cursors.
-    for q in ["limit=0", "limit=101", "limit=x", "cursor=%25%25", "cursor=", "bogus=1"] {
+    for q in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "cursor=%25%25",
+        "cursor=",
+        "bogus=1",
+    ] {
         let (s, _, v) = api.get(&format!("/v1/entities/events?{q}")).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{q}: {v}");
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{q}: {v}"
+        );
     }
 
     // Pagination while every entity keeps being updated: each id exactly once.
     let ids: Vec<String> = (0..30).map(|i| format!("evt_p{i:02}")).collect();
     for id in &ids {
-        api.publish("event.created", "event:p", event(id, "draft", "2026-02-01T00:00:00Z", "2026-02-01T00:00:00Z"))
-            .await;
+        api.publish(
+            "event.created",
+            "event:p",
+            event(id, "draft", "2026-02-01T00:00:00Z", "2026-02-01T00:00:00Z"),
+        )
+        .await;
     }
     let writer = {
         let (api, ids) = (api.clone(), ids.clone());
@@ -346,8 +442,12 @@ async fn projection_scenario(api: &Api, other: &Api) {
             for round in 0..6u32 {
                 for id in ids.iter().rev() {
                     let at = format!("2026-02-02T00:{:02}:00Z", round);
-                    api.publish("event.updated", "event:p", event(id, "published", "2026-02-01T00:00:00Z", &at))
-                        .await;
+                    api.publish(
+                        "event.updated",
+                        "event:p",
+                        event(id, "published", "2026-02-01T00:00:00Z", &at),
+                    )
+                    .await;
                 }
             }
         })
@@ -385,7 +485,9 @@ async fn projections_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projections_on_postgres() {
-    let Some(c) = postgres("proj", 1).await else { return };
+    let Some(c) = postgres("proj", 1).await else {
+        return;
+    };
     let api = Api::tenant(c.base(0), &["eventium"]).await;
     let other = Api::tenant(c.base(0), &["eventium"]).await;
     projection_scenario(&api, &other).await;
@@ -395,7 +497,16 @@ async fn projections_on_postgres() {
 // Eventium GET /v1/events
 
 const DOC_FIELDS: &[&str] = &[
-    "id", "name", "slug", "date", "location", "status", "capacity", "organizer_id", "created_at", "updated_at",
+    "id",
+    "name",
+    "slug",
+    "date",
+    "location",
+    "status",
+    "capacity",
+    "organizer_id",
+    "created_at",
+    "updated_at",
 ];
 
 async fn eventium_scenario(api: &Api, other: &Api) {
@@ -410,9 +521,11 @@ async fn eventium_scenario(api: &Api, other: &Api) {
         ("evt_7", "published", "2026-01-05T00:00:00.5Z"),
     ];
     for (id, status, at) in plan {
-        api.publish("event.created", &format!("event:{id}"), event(id, status, at, at)).await;
+        api.publish("event.created", &format!("event:{id}"), event(id, status, at, at))
+            .await;
     }
-    api.publish("event.deleted", "event:evt_6", json!({"id": "evt_6"})).await;
+    api.publish("event.deleted", "event:evt_6", json!({"id": "evt_6"}))
+        .await;
     let (s, h, v) = api.get("/v1/events").await;
     assert_eq!(s, 200);
     assert_eq!(h.get("cache-control").unwrap(), "private, no-store");
@@ -436,10 +549,18 @@ async fn eventium_scenario(api: &Api, other: &Api) {
         let mut cursor = String::new();
         loop {
             let v = api.ok(&format!("/v1/events?limit={limit}{cursor}")).await;
-            walked.extend(v["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+            walked.extend(
+                v["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["id"].as_str().unwrap().to_owned()),
+            );
             match v["next_cursor"].as_str() {
                 Some(c) => {
-                    assert!(marquee_core::timestamp::Timestamp::parse_rfc3339(&c[..19]).is_err() || c.len() > 20);
+                    assert!(
+                        marquee_core::timestamp::Timestamp::parse_rfc3339(&c[..19]).is_err() || c.len() > 20
+                    );
                     assert!(c.ends_with('Z') && c.starts_with("2026-01-"), "{c}");
                     assert_eq!(v["has_more"], true);
                     cursor = format!("&cursor={c}");
@@ -451,7 +572,12 @@ async fn eventium_scenario(api: &Api, other: &Api) {
     }
     // A plain ISO timestamp: events created strictly before it.
     let v = api.ok("/v1/events?cursor=2026-01-03T00:00:00Z").await;
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["evt_2", "evt_1"]);
     let v = api.ok("/v1/events?cursor=2026-01-03T01:00:00%2B01:00").await;
     assert_eq!(v["data"].as_array().unwrap().len(), 2, "offsets are instants");
@@ -459,21 +585,57 @@ async fn eventium_scenario(api: &Api, other: &Api) {
     let v = api.ok("/v1/events?status=published&limit=1").await;
     assert_eq!(v["data"][0]["id"], "evt_7");
     let c = v["next_cursor"].as_str().unwrap().to_owned();
-    let v = api.ok(&format!("/v1/events?status=published&limit=5&cursor={c}")).await;
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["evt_3", "evt_2"]);
-    assert_eq!(api.ok("/v1/events?status=archived").await["data"][0]["id"], "evt_4");
-    assert_eq!(api.ok("/v1/events?status=draft").await["data"].as_array().unwrap().len(), 2);
-    // Updates show the latest version, in place.
-    api.publish("event.updated", "event:evt_1", event("evt_1", "archived", "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"))
+    let v = api
+        .ok(&format!("/v1/events?status=published&limit=5&cursor={c}"))
         .await;
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["evt_3", "evt_2"]);
+    assert_eq!(
+        api.ok("/v1/events?status=archived").await["data"][0]["id"],
+        "evt_4"
+    );
+    assert_eq!(
+        api.ok("/v1/events?status=draft").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Updates show the latest version, in place.
+    api.publish(
+        "event.updated",
+        "event:evt_1",
+        event(
+            "evt_1",
+            "archived",
+            "2026-01-01T00:00:00Z",
+            "2026-02-01T00:00:00Z",
+        ),
+    )
+    .await;
     let v = api.ok("/v1/events?limit=100").await;
     let last = v["data"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!((last["id"].as_str(), last["status"].as_str()), (Some("evt_1"), Some("archived")));
+    assert_eq!(
+        (last["id"].as_str(), last["status"].as_str()),
+        (Some("evt_1"), Some("archived"))
+    );
     // Bad parameters: the envelope, and still no-store.
     for q in [
-        "limit=0", "limit=101", "limit=-1", "limit=ten", "status=live", "status=", "cursor=yesterday",
-        "cursor=2026-13-01T00:00:00Z", "cursor=", "page=2",
+        "limit=0",
+        "limit=101",
+        "limit=-1",
+        "limit=ten",
+        "status=live",
+        "status=",
+        "cursor=yesterday",
+        "cursor=2026-13-01T00:00:00Z",
+        "cursor=",
+        "page=2",
     ] {
         let (s, h, v) = api.get(&format!("/v1/events?{q}")).await;
         assert_eq!(s, 400, "{q}: {v}");
@@ -481,7 +643,12 @@ async fn eventium_scenario(api: &Api, other: &Api) {
         assert!(v["error"]["message"].is_string());
         assert_eq!(h.get("cache-control").unwrap(), "private, no-store", "{q}");
     }
-    let r = api.http.get(format!("{}/v1/events", api.base)).send().await.unwrap();
+    let r = api
+        .http
+        .get(format!("{}/v1/events", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers().get("cache-control").unwrap(), "private, no-store");
     // Another organizer's events are invisible.
@@ -499,7 +666,9 @@ async fn eventium_events_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventium_events_on_postgres() {
-    let Some(c) = postgres("evts", 1).await else { return };
+    let Some(c) = postgres("evts", 1).await else {
+        return;
+    };
     let api = Api::tenant(c.base(0), &["eventium"]).await;
     let other = Api::tenant(c.base(0), &["eventium"]).await;
     eventium_scenario(&api, &other).await;

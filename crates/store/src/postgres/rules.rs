@@ -37,7 +37,8 @@ impl RuleRows {
             self.orgs.push(org.to_owned());
             self.keys.push(k.key.to_vec());
             self.seqs.push(seq as i64);
-            self.expires.push(crate::rules::dedup_expiry(k.window_micros, received));
+            self.expires
+                .push(crate::rules::dedup_expiry(k.window_micros, received));
             self.seen.insert((org.to_owned(), k.key), seq);
         }
         if let Some(p) = &m.project {
@@ -178,12 +179,18 @@ pub async fn get_entity(pool: &Pool, org: &str, kind: &str, id: &str) -> Result<
 pub async fn list_entities(pool: &Pool, org: &str, q: &EntityQuery) -> Result<EntityPage> {
     let limit = crate::rules::page_limit(q);
     let c = pool.get().await?;
-    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(org.to_owned()), Box::new(q.kind.clone())];
-    let mut sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 AND kind = $2 AND deleted = 0");
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> =
+        vec![Box::new(org.to_owned()), Box::new(q.kind.clone())];
+    let mut sql =
+        format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 AND kind = $2 AND deleted = 0");
     if let Some((name, value)) = &q.field {
         args.push(Box::new(name.clone()));
         args.push(Box::new(value.clone()));
-        sql.push_str(&format!(" AND (data::jsonb ->> ${}) = ${}", args.len() - 1, args.len()));
+        sql.push_str(&format!(
+            " AND (data::jsonb ->> ${}) = ${}",
+            args.len() - 1,
+            args.len()
+        ));
     }
     match &q.order {
         EntityOrder::ById { after } => {

@@ -27,13 +27,15 @@ pub fn find_dedup(conn: &Connection, org: &str, key: &[u8; 32], now: i64) -> Res
 /// append's transaction.
 pub fn on_append(conn: &Connection, org: &str, m: &NewMessage, seq: u64, received: i64) -> Result<()> {
     if let Some(k) = &m.dedup {
-        conn.prepare_cached("INSERT OR REPLACE INTO dedup (org_id, key, seq, expires_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![
-                org,
-                &k.key[..],
-                seq as i64,
-                crate::rules::dedup_expiry(k.window_micros, received)
-            ])?;
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO dedup (org_id, key, seq, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            org,
+            &k.key[..],
+            seq as i64,
+            crate::rules::dedup_expiry(k.window_micros, received)
+        ])?;
     }
     if let Some(p) = &m.project {
         conn.prepare_cached(&format!(
@@ -64,7 +66,8 @@ pub fn on_append(conn: &Connection, org: &str, m: &NewMessage, seq: u64, receive
 /// and up to `limit` whose window closed.
 pub fn prune(conn: &Connection, pruned_through: Option<i64>, limit: usize) -> Result<()> {
     if let Some(s) = pruned_through {
-        conn.prepare_cached("DELETE FROM dedup WHERE seq <= ?1")?.execute([s])?;
+        conn.prepare_cached("DELETE FROM dedup WHERE seq <= ?1")?
+            .execute([s])?;
     }
     conn.prepare_cached(
         "DELETE FROM dedup WHERE (org_id, key) IN
@@ -103,11 +106,16 @@ pub fn get_entity(conn: &Connection, org: &str, kind: &str, id: &str) -> Result<
 pub fn list_entities(conn: &Connection, org: &str, q: &EntityQuery) -> Result<EntityPage> {
     let limit = crate::rules::page_limit(q);
     let mut args: Vec<Value> = vec![org.to_owned().into(), q.kind.clone().into()];
-    let mut sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = ?1 AND kind = ?2 AND deleted = 0");
+    let mut sql =
+        format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = ?1 AND kind = ?2 AND deleted = 0");
     if let Some((name, value)) = &q.field {
         args.push(format!("$.\"{}\"", name.replace('"', "")).into());
         args.push(value.clone().into());
-        sql.push_str(&format!(" AND json_extract(data, ?{}) = ?{}", args.len() - 1, args.len()));
+        sql.push_str(&format!(
+            " AND json_extract(data, ?{}) = ?{}",
+            args.len() - 1,
+            args.len()
+        ));
     }
     match &q.order {
         EntityOrder::ById { after } => {
