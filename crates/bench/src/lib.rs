@@ -148,6 +148,60 @@ pub async fn closed_loop(addr: SocketAddr, conns: usize, duration: Duration, tpl
     total.finish()
 }
 
+/// [`closed_loop`] where every request's body is `tpl`'s with each `@N@`
+/// replaced by a number unique to the request (distinct dedup keys and
+/// entity ids for the per-type rules benchmark, issue 11).
+pub async fn closed_loop_varying(addr: SocketAddr, conns: usize, duration: Duration, tpl: Template) -> Stats {
+    let tpl = Arc::new(tpl);
+    let text = Arc::new(String::from_utf8_lossy(&tpl.body).into_owned());
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let host = addr.to_string();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (tpl, host, text, counter) = (tpl.clone(), host.clone(), text.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut s = Stats::default();
+            let Ok(mut c) = Conn::open(addr).await else {
+                s.errors += 1;
+                return s;
+            };
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut req = tpl.build(&host);
+                *req.body_mut() = Full::new(Bytes::from(text.replace("@N@", &n.to_string())));
+                let t = Instant::now();
+                match c.send(req).await {
+                    Ok((st, _)) if (200..300).contains(&st) => {
+                        s.ok += 1;
+                        s.latencies_us.push(t.elapsed().as_micros() as u64);
+                    }
+                    Ok(_) => s.errors += 1,
+                    Err(_) => {
+                        s.errors += 1;
+                        match Conn::open(addr).await {
+                            Ok(n) => c = n,
+                            Err(_) => return s,
+                        }
+                    }
+                }
+            }
+            s
+        }));
+    }
+    let mut total = Stats::default();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            total.ok += s.ok;
+            total.errors += s.errors;
+            total.latencies_us.extend(s.latencies_us);
+        }
+    }
+    total.elapsed = start.elapsed();
+    total.finish()
+}
+
 /// A fixed aggregate `rate` (requests/s) spread over `conns` connections.
 /// Latency is measured from each request's scheduled time, so a stall shows
 /// up in the tail instead of being hidden (no coordinated omission).

@@ -49,7 +49,11 @@ struct Args {
     /// Measure schema validation's cost instead (see the module docs).
     #[arg(long)]
     validation: bool,
-    /// A/B rounds of `--validation` or `--scrape`.
+    /// Measure the per-type rules' cost instead (issue 11): dedup-keyed and
+    /// projected publishes against plain ones, interleaved `--rounds` times.
+    #[arg(long)]
+    rules: bool,
+    /// A/B rounds of `--validation`, `--rules` or `--scrape`.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Measure coalescing instead (see the module docs).
@@ -80,6 +84,9 @@ async fn run(args: Args) {
     }
     if args.coalesce {
         return coalesce(&args, &bin).await;
+    }
+    if args.rules {
+        return rules(&args, &bin).await;
     }
     if args.scrape {
         return scrape(&args, &bin).await;
@@ -354,5 +361,63 @@ async fn scrape(args: &Args, bin: &std::path::Path) {
     println!(
         "median: {ma:.0}/s without, {mb:.0}/s with a scraper; ratio {:.3}",
         mb / ma
+    );
+}
+
+/// Issue 11: Revento's `application.submitted` (dedup key `(id,
+/// submitted_at)`, every publish a new key) in a `revento` organization
+/// against the same body in an organization without profiles (no schema, no
+/// rules: "plain"), and Eventium's projected `event.updated` (every publish
+/// a new entity) likewise; bodies differ per request (`@N@`).
+async fn rules(args: &Args, bin: &std::path::Path) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = provision_key(bin, dir.path());
+    let revento = provision_key_with(bin, dir.path(), &["revento"]);
+    let eventium = provision_key_with(bin, dir.path(), &["eventium"]);
+    let server = start_server(bin, Some(dir.path()), &[], &[]).await;
+    let d = Duration::from_secs(args.seconds);
+    let app = r#"{"type":"application.submitted","channels":["event:evt_abc123"],"data":{"id":"app_@N@","participant_id":"ptp_001","user_id":"usr_def456","status":"pending","submitted_at":"2026-04-29T14:00:00Z","is_resubmission":false,"custom_form_fields":{"motivation":"Sample motivation...","arrival_day":"Friday"},"attachments":[]}}"#;
+    let ev = r#"{"type":"event.updated","channels":["event:evt_@N@"],"data":{"id":"evt_@N@","name":"Reggaeton Saturday","slug":"reggaeton-saturday-bcn","date":"2026-03-21T22:00:00Z","location":"Apolo, Barcelona","status":"published","capacity":1200,"organizer_id":"org_8nFw","created_at":"2026-01-12T14:02:31Z","updated_at":"2026-02-04T09:11:08Z"}}"#;
+    let tpl = |key: &str, body: &'static str| Template {
+        method: hyper::Method::POST,
+        path: "/v1/messages".into(),
+        headers: vec![
+            ("x-api-key".to_string(), key.to_owned()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ],
+        body: Bytes::from_static(body.as_bytes()),
+    };
+    println!(
+        "per-type rules cost: single publishes, {} s per run, {} connections, {} rounds",
+        args.seconds, args.conns, args.rounds
+    );
+    let (mut p, mut dd, mut pe, mut pr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        let a = marquee_bench::closed_loop_varying(server.addr, args.conns, d, tpl(&plain, app)).await;
+        row("plain application.submitted (no profile)", &a, 1);
+        let b = marquee_bench::closed_loop_varying(server.addr, args.conns, d, tpl(&revento, app)).await;
+        row("revento: schema + dedup key", &b, 1);
+        let c = marquee_bench::closed_loop_varying(server.addr, args.conns, d, tpl(&plain, ev)).await;
+        row("plain event.updated (no profile)", &c, 1);
+        let e = marquee_bench::closed_loop_varying(server.addr, args.conns, d, tpl(&eventium, ev)).await;
+        row("eventium: schema + projection", &e, 1);
+        assert_eq!(b.errors + e.errors, 0, "rule-bearing publishes must succeed");
+        p.push(a.per_sec());
+        dd.push(b.per_sec());
+        pe.push(c.per_sec());
+        pr.push(e.per_sec());
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (p, dd, pe, pr) = (med(&mut p), med(&mut dd), med(&mut pe), med(&mut pr));
+    println!(
+        "median: dedup-keyed {dd:.0}/s vs plain {p:.0}/s, ratio {:.3}",
+        dd / p
+    );
+    println!(
+        "median: projected {pr:.0}/s vs plain {pe:.0}/s, ratio {:.3}",
+        pr / pe
     );
 }

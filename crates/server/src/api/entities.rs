@@ -46,8 +46,8 @@ pub fn entity_json(e: &Entity) -> Value {
     let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
     json!({
         "object": "entity",
-        "kind": e.kind,
         "id": e.id,
+        "kind": e.kind,
         "data": data,
         "updated_at": e.updated_at.to_rfc3339(),
     })

@@ -679,6 +679,7 @@ impl Store for PgStore {
             }
         }
         let Some(max_seq) = rows_.last().map(|v| v.0) else {
+            rules::prune(&tx, None, limit).await?;
             tx.commit().await?;
             return Ok(0);
         };
@@ -693,7 +694,7 @@ impl Store for PgStore {
         )
         .await?;
         webhooks::prune(&tx, max_seq, before, limit).await?;
-        rules::prune(&tx, max_seq, limit).await?;
+        rules::prune(&tx, Some(max_seq), limit).await?;
         let cutoff = Timestamp::now().as_micros() - crate::IDEMPOTENCY_TTL_MICROS;
         tx.execute(
             "DELETE FROM idempotency WHERE (org_id, key) IN

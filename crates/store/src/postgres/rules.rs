@@ -136,9 +136,10 @@ pub async fn find_dedup(
 
 /// Drops the dedup records of pruned messages and up to `limit` whose
 /// window closed.
-pub async fn prune(tx: &Transaction<'_>, pruned_through: i64, limit: usize) -> Result<()> {
-    tx.execute("DELETE FROM dedup WHERE seq <= $1", &[&pruned_through])
-        .await?;
+pub async fn prune(tx: &Transaction<'_>, pruned_through: Option<i64>, limit: usize) -> Result<()> {
+    if let Some(s) = pruned_through {
+        tx.execute("DELETE FROM dedup WHERE seq <= $1", &[&s]).await?;
+    }
     let now = marquee_core::timestamp::Timestamp::now().as_micros();
     tx.execute(
         "DELETE FROM dedup WHERE (org_id, key) IN
