@@ -33,6 +33,10 @@ pub struct NewMessage {
     pub data: Box<RawValue>,
     pub occurred_at: Timestamp,
     pub idempotency: Option<Idempotency>,
+    /// What the message states for the read models (a door scan, a drop…),
+    /// read by its type's catalog rule at ingest; applied in the publish
+    /// commit ([`crate::attendance`]).
+    pub derived: Option<crate::attendance::Derived>,
 }
 
 /// A message as committed to the log.

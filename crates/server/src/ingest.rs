@@ -83,19 +83,27 @@ impl IngestRules {
             let (param, msg) = v.describe(&format!("{at}data"));
             return Err(ApiError::invalid_param(param, msg));
         }
-        if let Some(schema) = rules.schema(event_type.as_str()) {
-            // Only typed messages pay for a parse into a tree.
-            let tree: serde_json::Value = serde_json::from_str(body.data.get())
-                .map_err(|e| ApiError::invalid_param(format!("{at}data"), e.to_string()))?;
-            if let Err(v) = schema.validate(&tree) {
-                return Err(ApiError::invalid_param(format!("{at}{}", v.param), v.message));
-            }
-        }
         let occurred_at = match &body.occurred_at {
             Some(s) => Timestamp::parse_rfc3339(s)
                 .map_err(|e| ApiError::invalid_param(format!("{at}occurred_at"), e.to_string()))?,
             None => Timestamp::now(),
         };
+        let schema = rules.schema(event_type.as_str());
+        let derives = rules.has_derivation(event_type.as_str());
+        let mut derived = None;
+        if schema.is_some() || derives {
+            // Only typed messages pay for a parse into a tree.
+            let tree: serde_json::Value = serde_json::from_str(body.data.get())
+                .map_err(|e| ApiError::invalid_param(format!("{at}data"), e.to_string()))?;
+            if let Some(schema) = schema
+                && let Err(v) = schema.validate(&tree)
+            {
+                return Err(ApiError::invalid_param(format!("{at}{}", v.param), v.message));
+            }
+            if derives {
+                derived = rules.derive(event_type.as_str(), &tree, occurred_at);
+            }
+        }
         let key = match (&body.idempotency_key, header_key) {
             (Some(k), Some(h)) if k != h => {
                 return Err(ApiError::invalid_param(
@@ -128,6 +136,7 @@ impl IngestRules {
             data: body.data,
             occurred_at,
             idempotency,
+            derived,
         })
     }
 }

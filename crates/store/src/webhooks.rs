@@ -337,6 +337,7 @@ pub(crate) fn ops_message(event_type: &str, endpoint: &str, data: serde_json::Va
         data: serde_json::value::RawValue::from_string(data.to_string()).ok()?,
         occurred_at: Timestamp::now(),
         idempotency: None,
+        derived: None,
     })
 }
 

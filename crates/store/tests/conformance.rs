@@ -27,6 +27,7 @@ fn msg(ty: &str, channels: &[&str], n: u64, key: Option<&str>) -> NewMessage {
         channels,
         data,
         occurred_at: Timestamp::now(),
+        derived: None,
     }
 }
 

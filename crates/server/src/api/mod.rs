@@ -1,6 +1,7 @@
 //! The HTTP API: routes, and the layers every response passes through.
 
 mod admin;
+pub(crate) mod attendance;
 pub(crate) mod endpoints;
 mod event_types;
 mod health;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/keys/{id}", patch(admin::patch_key))
         .route("/admin/v1/keys/{id}/revoke", post(admin::revoke_key))
         .merge(crate::platforms::router())
+        .merge(attendance::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -8,6 +8,7 @@
 //! the connection's `search_path` schema, which is how tests isolate
 //! themselves (`PgStore::connect(url, Some(schema))`).
 
+mod attendance;
 mod log;
 mod rows;
 mod webhooks;
@@ -36,7 +37,9 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
-const SCHEMA_VERSION: i32 = 4;
+/// Version 5: attendance and drops read models.
+const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+const SCHEMA_VERSION: i32 = 5;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -161,6 +164,9 @@ async fn migrate(pool: &Pool) -> Result<()> {
     }
     if v < 4 {
         tx.batch_execute(SCHEMA_V4).await?;
+    }
+    if v < 5 {
+        tx.batch_execute(SCHEMA_V5).await?;
     }
     if v == 0 {
         tx.execute(

@@ -12,6 +12,7 @@
 //! the writer). Point lookups run inline on the async task — they take a few
 //! microseconds on a warm page cache — and scans run on the blocking pool.
 
+mod attendance;
 mod endpoints;
 mod key_cache;
 mod log;
@@ -42,7 +43,9 @@ const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Version 4: organization profiles, event types, per-key stream limits.
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
-const SCHEMA_VERSION: i64 = 4;
+/// Version 5: attendance and drops read models.
+const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+const SCHEMA_VERSION: i64 = 5;
 pub const DB_FILE: &str = "marquee.db";
 
 impl From<rusqlite::Error> for StoreError {
@@ -193,8 +196,9 @@ fn migrate(conn: &Connection) -> Result<()> {
         // on a database below version 4 (the whole upgrade is one
         // transaction, so it never half-applies).
         let v4 = if version < 4 { SCHEMA_V4 } else { "" };
+        let v5 = if version < 5 { SCHEMA_V5 } else { "" };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} {v5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
     Ok(())

@@ -510,6 +510,7 @@ mod tests {
             data: RawValue::from_string("{}".into()).unwrap(),
             occurred_at: Timestamp::now(),
             idempotency: None,
+            derived: None,
         }
     }
 
