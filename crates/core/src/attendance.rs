@@ -114,7 +114,10 @@ impl AttendanceRule {
                 gate,
                 at,
             } => {
-                let mut v = vec![("attendance.event", event.as_str()), ("attendance.person", person.as_str())];
+                let mut v = vec![
+                    ("attendance.event", event.as_str()),
+                    ("attendance.person", person.as_str()),
+                ];
                 if let Direction::Field { pointer, .. } = direction {
                     v.push(("attendance.direction.pointer", pointer.as_str()));
                 }
@@ -219,7 +222,11 @@ impl DropRule {
                 artist,
                 drop,
                 quantity,
-            } => vec![("drop.artist", artist), ("drop.drop", drop), ("drop.quantity", quantity)],
+            } => vec![
+                ("drop.artist", artist),
+                ("drop.drop", drop),
+                ("drop.quantity", quantity),
+            ],
             DropRule::Claimed { drop, claim } => vec![("drop.drop", drop), ("drop.claim", claim)],
         }
     }
@@ -248,8 +255,15 @@ impl DropRule {
 pub enum Derived {
     Scan(Scan),
     Opened(Opening),
-    DropPublished { artist: String, drop: String, quantity: i64 },
-    DropClaimed { drop: String, claim: String },
+    DropPublished {
+        artist: String,
+        drop: String,
+        quantity: i64,
+    },
+    DropClaimed {
+        drop: String,
+        claim: String,
+    },
 }
 
 /// One door scan.
@@ -296,7 +310,9 @@ fn time_at(data: &Value, pointer: &str) -> Option<Timestamp> {
     match data.pointer(pointer)? {
         Value::Number(n) => {
             let ms = n.as_i64()?;
-            (0..=253_402_300_799_999).contains(&ms).then(|| Timestamp::from_micros(ms * 1000))
+            (0..=253_402_300_799_999)
+                .contains(&ms)
+                .then(|| Timestamp::from_micros(ms * 1000))
         }
         Value::String(s) => Timestamp::parse_rfc3339(s).ok(),
         _ => None,
@@ -430,8 +446,18 @@ mod tests {
         ) else {
             panic!()
         };
-        assert_eq!((s.event.as_str(), s.event_json.as_str(), s.gate.as_deref()), ("1042", "1042", Some("MAIN")));
+        assert_eq!(
+            (s.event.as_str(), s.event_json.as_str(), s.gate.as_deref()),
+            ("1042", "1042", Some("MAIN"))
+        );
         assert_eq!(s.at.as_millis(), 1745123456789);
-        assert!(fixed.extract(&json!({"event_id": 1, "fan_id": "f", "ts": "x"}), Timestamp::from_micros(0)).is_none());
+        assert!(
+            fixed
+                .extract(
+                    &json!({"event_id": 1, "fan_id": "f", "ts": "x"}),
+                    Timestamp::from_micros(0)
+                )
+                .is_none()
+        );
     }
 }

@@ -16,10 +16,10 @@
 use async_trait::async_trait;
 use marquee_core::attendance::{self, Scan, Thresholds};
 use marquee_core::ids::MessageId;
-use marquee_core::message::{NewMessage, StoredMessage};
-use serde_json::value::RawValue;
 use marquee_core::ids::OrgId;
+use marquee_core::message::{NewMessage, StoredMessage};
 use marquee_core::timestamp::Timestamp;
+use serde_json::value::RawValue;
 
 use crate::Result;
 
@@ -195,4 +195,3 @@ pub(crate) fn milestone_message(
         derived: None,
     })
 }
-

@@ -69,7 +69,10 @@ pub fn parse_limit(limit: Option<&str>) -> ApiResult<usize> {
         None => Ok(25),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=100).contains(&n) => Ok(n),
-            _ => Err(ApiError::invalid_param("limit", "limit must be an integer from 1 to 100")),
+            _ => Err(ApiError::invalid_param(
+                "limit",
+                "limit must be an integer from 1 to 100",
+            )),
         },
     }
 }
@@ -129,7 +132,8 @@ async fn put_settings(
         counts: b.thresholds,
         capacity_percents: b.capacity_percents,
     };
-    th.check().map_err(|(param, msg)| ApiError::invalid_param(param, msg))?;
+    th.check()
+        .map_err(|(param, msg)| ApiError::invalid_param(param, msg))?;
     let s = state.store.put_attendance_settings(&caller.org_id, &th).await?;
     Ok(json_response(StatusCode::OK, &settings_json(&s)))
 }

@@ -46,6 +46,12 @@ fn builtin_json(profile: &str, d: &TypeDef) -> Value {
     if let Some(p) = &d.project {
         v["project"] = json!({"kind": p.kind, "id": p.id, "version": p.version, "delete": p.delete});
     }
+    if let Some(a) = &d.attendance {
+        v["attendance"] = json!(a);
+    }
+    if let Some(r) = &d.drop {
+        v["drop"] = json!(r);
+    }
     v
 }
 

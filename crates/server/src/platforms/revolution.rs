@@ -21,14 +21,14 @@
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::http::HeaderMap;
 use axum::routing::{delete, get as get_route, post};
-use marquee_core::timestamp::Timestamp;
-use marquee_store::attendance::{CheckinQuery, DropStatus};
 use marquee_core::ids::EndpointId;
 use marquee_core::profile::revolution::EVENT_TYPES;
+use marquee_core::timestamp::Timestamp;
+use marquee_store::attendance::{CheckinQuery, DropStatus};
 use marquee_store::webhooks::EndpointRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -251,7 +251,9 @@ async fn checkins(
     let caller = signal_caller(&state, &headers, q.api_key.as_deref()).await?;
     let event_id = path_id(path)?;
     let since = match &q.since {
-        Some(s) => Some(Timestamp::parse_rfc3339(s).map_err(|e| ApiError::invalid_param("since", e.to_string()))?),
+        Some(s) => {
+            Some(Timestamp::parse_rfc3339(s).map_err(|e| ApiError::invalid_param("since", e.to_string()))?)
+        }
         None => None,
     };
     let limit = crate::api::attendance::parse_limit(q.limit.as_deref())?;
@@ -317,7 +319,12 @@ async fn drops(
         None | Some("active") => DropStatus::Active,
         Some("sold_out") => DropStatus::SoldOut,
         Some("all") => DropStatus::All,
-        Some(_) => return Err(ApiError::invalid_param("status", "status must be active, sold_out or all")),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "status",
+                "status must be active, sold_out or all",
+            ));
+        }
     };
     let limit = crate::api::attendance::parse_limit(q.limit.as_deref())?;
     let after = match &q.cursor {
@@ -330,7 +337,11 @@ async fn drops(
         .store
         .list_drops(&caller.org_id, &artist_id, status, after, limit)
         .await?;
-    let next = if more { rows.last().map(|r| r.seq.to_string()) } else { None };
+    let next = if more {
+        rows.last().map(|r| r.seq.to_string())
+    } else {
+        None
+    };
     let data = rows
         .iter()
         .map(|r| {

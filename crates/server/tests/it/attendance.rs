@@ -38,7 +38,10 @@ impl Target {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
-        let org = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        let org = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let (_, key) = s.create_key(&org, "enterprise").await;
         Target {
             http: reqwest::Client::new(),
@@ -197,19 +200,28 @@ async fn burst(t: &Target) {
         .collect();
     t.batch(1, outs).await;
     assert_eq!(t.ok(&format!("/v1/attendance/{ev}")).await["count"], 980);
-    let late: Vec<Value> = (5000..5020).map(|n| fan_checkin(ev, n, "MAIN", t0 - 1000)).collect();
+    let late: Vec<Value> = (5000..5020)
+        .map(|n| fan_checkin(ev, n, "MAIN", t0 - 1000))
+        .collect();
     t.batch(0, late).await;
     let a = t.ok(&format!("/v1/attendance/{ev}")).await;
     assert_eq!(a["count"], 1000);
     assert_eq!(a["gates"]["MAIN"], 520);
-    assert_eq!(thresholds(&t.milestones(&format!("event:{ev}")).await), fired, "a late burst re-fired");
+    assert_eq!(
+        thresholds(&t.milestones(&format!("event:{ev}")).await),
+        fired,
+        "a late burst re-fired"
+    );
     // The milestone's payload: the document's fields plus capacity.
     let m = &t.milestones(&format!("event:{ev}")).await[0];
     assert_eq!(
         m.as_object().unwrap().keys().collect::<Vec<_>>(),
         ["event_id", "count", "threshold", "capacity", "ts"]
     );
-    assert_eq!((m["event_id"].as_str(), m["count"].as_i64()), (Some(ev), Some(100)));
+    assert_eq!(
+        (m["event_id"].as_str(), m["count"].as_i64()),
+        (Some(ev), Some(100))
+    );
     assert_eq!(m["ts"], t0 + 99, "ts is the crossing scan's own time");
 
     // Revolution check-ins: oldest scan first, the late scans (older ts)
@@ -225,7 +237,12 @@ async fn burst(t: &Target) {
         ["id", "fan_id", "event_id", "gate", "direction", "ts", "created"]
     );
     assert_eq!(page["data"][0]["direction"], "out");
-    let first = page["data"].as_array().unwrap().iter().find(|c| c["direction"] == "in").unwrap();
+    let first = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["direction"] == "in")
+        .unwrap();
     assert_eq!(first["ts"], t0 - 1000);
     assert_eq!(first["gate"], "MAIN");
     assert!(first["created"].as_i64().unwrap() > now_ms() - 600_000, "{first}");
@@ -253,7 +270,13 @@ async fn burst(t: &Target) {
     assert_eq!(since.status(), 200);
     let since: Value = since.json().await.unwrap();
     assert_eq!(since["data"].as_array().unwrap().len(), 100);
-    assert!(since["data"].as_array().unwrap().iter().all(|c| c["direction"] == "in"));
+    assert!(
+        since["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["direction"] == "in")
+    );
 }
 
 /// 20 concurrent publishers cross 100: exactly one milestone.
@@ -264,7 +287,8 @@ async fn concurrent(t: Arc<Target>) {
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
             for n in 0..8u64 {
-                t.publish((p + n) as usize, fan_checkin(ev, p * 100 + n, "MAIN", now_ms())).await;
+                t.publish((p + n) as usize, fan_checkin(ev, p * 100 + n, "MAIN", now_ms()))
+                    .await;
             }
         }));
     }
@@ -289,9 +313,25 @@ async fn shapes(t: &Target) {
             .json(&body)
             .send()
     };
-    assert_error(put(json!({"thresholds": [0], "capacity_percents": []})).await.unwrap(), 400, "invalid_request").await;
-    assert_error(put(json!({"thresholds": [1], "capacity_percents": [101]})).await.unwrap(), 400, "invalid_request").await;
-    let r = put(json!({"thresholds": [3, 2, 2], "capacity_percents": []})).await.unwrap();
+    assert_error(
+        put(json!({"thresholds": [0], "capacity_percents": []}))
+            .await
+            .unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_error(
+        put(json!({"thresholds": [1], "capacity_percents": [101]}))
+            .await
+            .unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
+    let r = put(json!({"thresholds": [3, 2, 2], "capacity_percents": []}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["thresholds"], json!([2, 3]));
 
@@ -318,7 +358,10 @@ async fn shapes(t: &Target) {
     assert_eq!(a["capacity"], Value::Null);
     assert_eq!(a["opened_at"], Value::Null);
     assert_eq!(a["last_checkin_at"], "2026-05-15T00:32:00Z");
-    assert_eq!(thresholds(&t.milestones(&format!("event:{ev}")).await), vec![2, 3]);
+    assert_eq!(
+        thresholds(&t.milestones(&format!("event:{ev}")).await),
+        vec![2, 3]
+    );
     // The attendee platform: in and out types.
     let att = |ty: &str, id: &str| {
         json!({"type": ty, "channels": ["event:evt_att"],
@@ -347,7 +390,10 @@ async fn shapes(t: &Target) {
     // Venue live: open, with the event's count and gates.
     let t0 = now_ms();
     let v = t.ok("/api/v1/signal/venues/the-mohawk/live").await;
-    assert_eq!((v["status"].as_str(), v["event_id"].clone()), (Some("closed"), Value::Null));
+    assert_eq!(
+        (v["status"].as_str(), v["event_id"].clone()),
+        (Some("closed"), Value::Null)
+    );
     t.publish(
         1,
         json!({"type": "venue_opened", "channels": ["venue:the-mohawk"],
@@ -371,7 +417,10 @@ async fn shapes(t: &Target) {
     // The milestone keeps the payload's integer event id (the org's own
     // thresholds 2 and 3 apply; no percents).
     let ms = t.milestones("venue:the-mohawk").await;
-    assert_eq!(ms, vec![json!({"event_id": 1042, "count": 2, "threshold": 2, "capacity": 8, "ts": t0 + 5})]);
+    assert_eq!(
+        ms,
+        vec![json!({"event_id": 1042, "count": 2, "threshold": 2, "capacity": 8, "ts": t0 + 5})]
+    );
 
     // Drops: remaining quantity after distinct claims.
     let drop = |id: &str, q: i64| {
@@ -384,16 +433,33 @@ async fn shapes(t: &Target) {
     };
     t.publish(0, drop("drp_1", 2)).await;
     t.publish(1, drop("drp_2", 5)).await;
-    t.batch(0, vec![claim("drp_1", "o1"), claim("drp_1", "o2"), claim("drp_1", "o2"), claim("drp_2", "o3")])
+    t.batch(
+        0,
+        vec![
+            claim("drp_1", "o1"),
+            claim("drp_1", "o2"),
+            claim("drp_1", "o2"),
+            claim("drp_2", "o3"),
+        ],
+    )
+    .await;
+    let active = t
+        .ok("/api/v1/signal/artists/khruangbin/drops?status=active")
         .await;
-    let active = t.ok("/api/v1/signal/artists/khruangbin/drops?status=active").await;
     let d = &active["data"][0];
     assert_eq!(active["data"].as_array().unwrap().len(), 1);
     assert_eq!(
-        (d["drop_id"].as_str(), d["remaining"].as_i64(), d["status"].as_str(), d["title"].as_str()),
+        (
+            d["drop_id"].as_str(),
+            d["remaining"].as_i64(),
+            d["status"].as_str(),
+            d["title"].as_str()
+        ),
         (Some("drp_2"), Some(4), Some("active"), Some("Poster"))
     );
-    let sold = t.ok("/api/v1/signal/artists/khruangbin/drops?status=sold_out").await;
+    let sold = t
+        .ok("/api/v1/signal/artists/khruangbin/drops?status=sold_out")
+        .await;
     assert_eq!(sold["data"][0]["drop_id"], "drp_1");
     assert_eq!(sold["data"][0]["remaining"], 0);
     let all = t.ok("/api/v1/signal/artists/khruangbin/drops?status=all").await;

@@ -37,7 +37,14 @@ pub async fn apply(tx: &Transaction<'_>, m: &StoredMessage, d: &Derived) -> Resu
                  VALUES ($1, $2, 0, $3, $4, $5, $6)
                  ON CONFLICT (org_id, event_id) DO UPDATE SET capacity = EXCLUDED.capacity,
                    venue_id = EXCLUDED.venue_id, opened_at = EXCLUDED.opened_at, seq = EXCLUDED.seq",
-                &[(&org, T), (&o.event, T), (&o.capacity, I), (&o.venue, T), (&at, I), (&seq, I)],
+                &[
+                    (&org, T),
+                    (&o.event, T),
+                    (&o.capacity, I),
+                    (&o.venue, T),
+                    (&at, I),
+                    (&seq, I),
+                ],
             )
             .await?;
             tx.query_typed(
@@ -60,7 +67,15 @@ pub async fn apply(tx: &Transaction<'_>, m: &StoredMessage, d: &Derived) -> Resu
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (org_id, drop_id) DO UPDATE SET artist_id = EXCLUDED.artist_id,
                    quantity = EXCLUDED.quantity, data = EXCLUDED.data, seq = EXCLUDED.seq",
-                &[(&org, T), (drop, T), (artist, T), (quantity, I), (&data, T), (&at, I), (&seq, I)],
+                &[
+                    (&org, T),
+                    (drop, T),
+                    (artist, T),
+                    (quantity, I),
+                    (&data, T),
+                    (&at, I),
+                    (&seq, I),
+                ],
             )
             .await?;
         }
@@ -127,7 +142,10 @@ async fn scan(tx: &Transaction<'_>, m: &StoredMessage, s: &Scan) -> Result<Vec<N
     }
     let after: i64 = row.try_get(0)?;
     let capacity: Option<i64> = row.try_get(1)?;
-    let th = match (row.try_get::<_, Option<String>>(2)?, row.try_get::<_, Option<String>>(3)?) {
+    let th = match (
+        row.try_get::<_, Option<String>>(2)?,
+        row.try_get::<_, Option<String>>(3)?,
+    ) {
         (Some(c), Some(p)) => thresholds_from_text(&c, &p),
         _ => Thresholds::default(),
     };
@@ -137,7 +155,14 @@ async fn scan(tx: &Transaction<'_>, m: &StoredMessage, s: &Scan) -> Result<Vec<N
             .query_typed(
                 "INSERT INTO attendance_milestones (org_id, event_id, threshold, count, at, seq)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
-                &[(&org, T), (&s.event, T), (&t, I), (&after, I), (&at, I), (&seq, I)],
+                &[
+                    (&org, T),
+                    (&s.event, T),
+                    (&t, I),
+                    (&after, I),
+                    (&at, I),
+                    (&seq, I),
+                ],
             )
             .await?;
         if !fired.is_empty() {
@@ -283,7 +308,14 @@ impl AttendanceStore for PgStore {
                  FROM attendance_scans
                  WHERE org_id = $1 AND event_id = $2 AND at >= $3 AND (at > $4 OR (at = $4 AND seq > $5))
                  ORDER BY at, seq LIMIT $6",
-                &[&org.as_str(), &event_id, &since, &a_at, &a_seq, &(q.limit as i64 + 1)],
+                &[
+                    &org.as_str(),
+                    &event_id,
+                    &since,
+                    &a_at,
+                    &a_seq,
+                    &(q.limit as i64 + 1),
+                ],
             )
             .await?;
         let more = rows.len() > q.limit;

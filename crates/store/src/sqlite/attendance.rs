@@ -53,7 +53,15 @@ pub fn apply(ctx: &mut Ctx<'_>, m: &StoredMessage, d: &Derived) -> Result<Vec<Ne
                  ON CONFLICT (org_id, drop_id) DO UPDATE SET artist_id = excluded.artist_id,
                    quantity = excluded.quantity, data = excluded.data, seq = excluded.seq",
             )?
-            .execute(params![org, drop, artist, quantity, m.data.get(), m.received_at.as_micros(), seq])?;
+            .execute(params![
+                org,
+                drop,
+                artist,
+                quantity,
+                m.data.get(),
+                m.received_at.as_micros(),
+                seq
+            ])?;
         }
         Derived::DropClaimed { drop, claim } => {
             c.prepare_cached(
@@ -163,7 +171,9 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<AttendanceRecord> {
 /// Fills an event's gates and milestones.
 fn details(c: &Connection, org: &str, rec: &mut AttendanceRecord) -> Result<()> {
     rec.gates = c
-        .prepare_cached("SELECT gate, count FROM attendance_gates WHERE org_id = ?1 AND event_id = ?2 ORDER BY gate")?
+        .prepare_cached(
+            "SELECT gate, count FROM attendance_gates WHERE org_id = ?1 AND event_id = ?2 ORDER BY gate",
+        )?
         .query_map([org, &rec.event_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     rec.milestones = c
@@ -334,16 +344,18 @@ impl AttendanceStore for SqliteStore {
     async fn get_venue(&self, org: &OrgId, venue_id: &str) -> Result<Option<VenueRecord>> {
         let (org, venue) = (org.as_str().to_owned(), venue_id.to_owned());
         self.readers.with(move |c| {
-            c.prepare_cached("SELECT venue_id, event_id, opened_at FROM venues WHERE org_id = ?1 AND venue_id = ?2")?
-                .query_row([org, venue], |r| {
-                    Ok(VenueRecord {
-                        venue_id: r.get(0)?,
-                        event_id: r.get(1)?,
-                        opened_at: Timestamp::from_micros(r.get(2)?),
-                    })
+            c.prepare_cached(
+                "SELECT venue_id, event_id, opened_at FROM venues WHERE org_id = ?1 AND venue_id = ?2",
+            )?
+            .query_row([org, venue], |r| {
+                Ok(VenueRecord {
+                    venue_id: r.get(0)?,
+                    event_id: r.get(1)?,
+                    opened_at: Timestamp::from_micros(r.get(2)?),
                 })
-                .optional()
-                .map_err(Into::into)
+            })
+            .optional()
+            .map_err(Into::into)
         })
     }
 }

@@ -34,7 +34,12 @@ pub fn received_now(ctx: &mut Ctx<'_>) -> i64 {
 ///
 /// Callers make their decisions (idempotency, conflicts) before the first
 /// append: a failure here is a database error, which fails the group.
-pub fn append(ctx: &mut Ctx<'_>, org_id: &OrgId, mut m: NewMessage, received: i64) -> Result<Arc<StoredMessage>> {
+pub fn append(
+    ctx: &mut Ctx<'_>,
+    org_id: &OrgId,
+    mut m: NewMessage,
+    received: i64,
+) -> Result<Arc<StoredMessage>> {
     let derived = m.derived.take();
     let org = org_id.as_str();
     let endpoints = ctx.endpoints_for(org)?;
