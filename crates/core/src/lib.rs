@@ -28,6 +28,7 @@
 //!   with payload schemas), and the registry.
 
 pub mod apikey;
+pub mod attendance;
 pub mod cidr;
 pub mod cursor;
 pub mod duration;

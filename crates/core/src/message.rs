@@ -40,6 +40,10 @@ pub struct NewMessage {
     /// Set for a message of a coalesced type: it is held as a pending row
     /// and committed with the latest data of its key when the window closes.
     pub coalesce: Option<Coalescing>,
+    /// What the message states for the read models (a door scan, a drop…),
+    /// read by its type's catalog rule at ingest; applied in the publish
+    /// commit ([`crate::attendance`]).
+    pub derived: Option<crate::attendance::Derived>,
 }
 
 /// How one message of a coalesced type is held back (from its type's

@@ -111,6 +111,31 @@ impl OrgRules {
         builtin(&self.profiles, ty).and_then(|b| b.def.coalesce.as_ref())
     }
 
+    /// The read-model fact a message of `ty` states (a door scan, a door
+    /// opening, a drop or a claim), by its built-in type's catalog rule.
+    /// An organization's own type of the same name has no rule.
+    pub fn derive(
+        &self,
+        ty: &str,
+        data: &serde_json::Value,
+        occurred_at: marquee_core::timestamp::Timestamp,
+    ) -> Option<marquee_core::attendance::Derived> {
+        if self.own.contains_key(ty) {
+            return None;
+        }
+        let def = builtin(&self.profiles, ty)?.def;
+        if let Some(a) = &def.attendance {
+            return a.extract(data, occurred_at);
+        }
+        def.drop.as_ref()?.extract(data)
+    }
+
+    /// Whether `ty` has a read-model rule (so ingest parses its payload).
+    pub fn has_derivation(&self, ty: &str) -> bool {
+        !self.own.contains_key(ty)
+            && builtin(&self.profiles, ty).is_some_and(|b| b.def.attendance.is_some() || b.def.drop.is_some())
+    }
+
     /// Whether the organization has enabled any profile (then endpoint type
     /// filters must name known types).
     pub fn profile_bound(&self) -> bool {

@@ -4,7 +4,8 @@
 //! The simulation publishes through the same ingest and store path as the
 //! HTTP API: a venue opens, fans check in through several gates at a rate
 //! that ramps up to a peak and tails off (1,920 of the venue's 2,200 places),
-//! attendance milestones fire, an artist publishes a merch drop that fans
+//! the attendance engine fires its milestones (the demo sets the
+//! organization's thresholds, it never publishes a milestone itself), an artist publishes a merch drop that fans
 //! claim, and the doors close. Then the next show starts, with a new event
 //! id. Everything goes to the venue channel (`venue:stubbs-austin`, the one
 //! the printed examples read) and the show's `event:<id>` channel; the drop
@@ -232,8 +233,6 @@ pub struct Show {
     pub event_id: String,
     /// Fans checked in so far.
     pub count: u64,
-    /// The highest milestone published.
-    pub last_milestone: u64,
     /// `venue_opened` is published (a resumed show does not open again).
     pub opened: bool,
 }
@@ -244,7 +243,6 @@ impl Show {
             number,
             event_id: format!("evt_demo{number}"),
             count: 0,
-            last_milestone: 0,
             opened: false,
         }
     }
@@ -322,15 +320,10 @@ pub async fn resume_point(state: &AppState, org: &OrgId) -> Show {
         Some(m) => data_u64(&m, "attendance").unwrap_or(0),
         None => 0,
     };
-    let last_milestone = match newest(state, org, Some(&channel), Some("attendance_milestone")).await {
-        Some(m) => data_u64(&m, "threshold").unwrap_or(0),
-        None => 0,
-    };
     Show {
         number,
         event_id,
         count,
-        last_milestone,
         opened: true,
     }
 }
@@ -338,6 +331,14 @@ pub async fn resume_point(state: &AppState, org: &OrgId) -> Show {
 /// Runs door openings back to back until `stop` flips, resuming the show a
 /// previous run left unfinished.
 pub async fn simulate(state: AppState, org: OrgId, mut stop: watch::Receiver<bool>) {
+    // Milestones are the attendance engine's: the demo only sets its thresholds.
+    let thresholds = marquee_core::attendance::Thresholds {
+        counts: MILESTONES.to_vec(),
+        capacity_percents: Vec::new(),
+    };
+    if let Err(e) = state.store.put_attendance_settings(&org, &thresholds).await {
+        tracing::warn!(error = %e, "demo: setting the milestone thresholds failed");
+    }
     let mut show = resume_point(&state, &org).await;
     if show.opened {
         tracing::info!(event = %show.event_id, checked_in = show.count, "demo: resuming the show in progress");
@@ -403,22 +404,6 @@ async fn run_show(state: &AppState, org: &OrgId, show: &mut Show, stop: &mut wat
                 data,
             )
             .await;
-            if let Some(&m) = MILESTONES
-                .iter()
-                .find(|&&m| m > show.last_milestone && show.count >= m)
-            {
-                let data = json!({"event_id": event_id, "count": show.count, "capacity": CAPACITY, "threshold": m, "ts": now_ms()});
-                publish(
-                    state,
-                    org,
-                    &step(format!("milestone:{m}")),
-                    "attendance_milestone",
-                    &channels,
-                    data,
-                )
-                .await;
-                show.last_milestone = m;
-            }
             index += 1;
             if index < rate {
                 tokio::select! {

@@ -101,12 +101,19 @@ impl IngestRules {
             let (param, msg) = v.describe(&format!("{at}data"));
             return Err(ApiError::invalid_param(param, msg));
         }
+        let occurred_at = match &body.occurred_at {
+            Some(s) => Timestamp::parse_rfc3339(s)
+                .map_err(|e| ApiError::invalid_param(format!("{at}occurred_at"), e.to_string()))?,
+            None => Timestamp::now(),
+        };
         let (mut dedup, mut project) = (None, None);
         let schema = rules.schema(event_type.as_str());
         let coalesce_rule = rules.coalesce(event_type.as_str());
-        let mut coalesce = None;
-        if schema.is_some() || coalesce_rule.is_some() {
-            // Only typed (or coalesced) messages pay for a parse into a tree.
+        let derives = rules.has_derivation(event_type.as_str());
+        let (mut coalesce, mut derived) = (None, None);
+        if schema.is_some() || coalesce_rule.is_some() || derives {
+            // Only typed (coalesced, read-model) messages pay for a parse
+            // into a tree.
             let tree: serde_json::Value = serde_json::from_str(body.data.get())
                 .map_err(|e| ApiError::invalid_param(format!("{at}data"), e.to_string()))?;
             if let Some(schema) = schema
@@ -121,12 +128,10 @@ impl IngestRules {
             if let Some(rule) = coalesce_rule {
                 coalesce = Some(crate::coalesce::key_of(rule, &tree, at)?);
             }
+            if derives {
+                derived = rules.derive(event_type.as_str(), &tree, occurred_at);
+            }
         }
-        let occurred_at = match &body.occurred_at {
-            Some(s) => Timestamp::parse_rfc3339(s)
-                .map_err(|e| ApiError::invalid_param(format!("{at}occurred_at"), e.to_string()))?,
-            None => Timestamp::now(),
-        };
         let key = match (&body.idempotency_key, header_key) {
             (Some(k), Some(h)) if k != h => {
                 return Err(ApiError::invalid_param(
@@ -162,6 +167,7 @@ impl IngestRules {
             dedup,
             project,
             coalesce,
+            derived,
         })
     }
 }

@@ -127,6 +127,7 @@ impl PendingRow {
                 dedup: None,
                 project: None,
                 coalesce: None,
+                derived: None,
             },
         ))
     }

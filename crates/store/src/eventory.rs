@@ -52,5 +52,6 @@ pub fn notification(m: &NewMessage, prev: Option<&str>, at: Timestamp) -> Option
         dedup: None,
         project: None,
         coalesce: None,
+        derived: None,
     })
 }

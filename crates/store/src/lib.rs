@@ -21,6 +21,7 @@ use marquee_core::ids::{ErasureId, KeyId, MessageId, OrgId};
 use marquee_core::message::{Idempotency, NewMessage, StoredMessage};
 use marquee_core::timestamp::Timestamp;
 
+pub mod attendance;
 pub mod coalesce;
 pub mod erasure;
 pub mod eventory;
@@ -181,7 +182,7 @@ pub const FILTER_SCAN_BUDGET: usize = 10_000;
 pub type CommitListener = Arc<dyn Fn(&[Arc<StoredMessage>]) + Send + Sync>;
 
 #[async_trait]
-pub trait Store: webhooks::WebhookStore + Send + Sync + 'static {
+pub trait Store: webhooks::WebhookStore + attendance::AttendanceStore + Send + Sync + 'static {
     /// Cheap liveness check of the backing database.
     async fn ping(&self) -> Result<()>;
 

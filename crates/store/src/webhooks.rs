@@ -340,6 +340,7 @@ pub(crate) fn ops_message(event_type: &str, endpoint: &str, data: serde_json::Va
         dedup: None,
         project: None,
         coalesce: None,
+        derived: None,
     })
 }
 

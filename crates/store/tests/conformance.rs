@@ -30,6 +30,7 @@ fn msg(ty: &str, channels: &[&str], n: u64, key: Option<&str>) -> NewMessage {
         dedup: None,
         project: None,
         coalesce: None,
+        derived: None,
     }
 }
 

@@ -58,6 +58,13 @@ pub struct TypeDef {
     /// The message maintains a projection (a current-state row) of an entity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<Project>,
+    /// The message is a door scan or a door opening for the attendance
+    /// engine ([`crate::attendance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attendance: Option<crate::attendance::AttendanceRule>,
+    /// The message publishes or claims a drop (Revolution's drops read model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<crate::attendance::DropRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +206,16 @@ impl TypeDef {
             }
             if let Some(v) = &p.sort {
                 check_pointer("project.sort", v)?;
+            }
+        }
+        if let Some(a) = &self.attendance {
+            for (field, p) in a.pointers() {
+                check_pointer(field, p)?;
+            }
+        }
+        if let Some(d) = &self.drop {
+            for (field, p) in d.pointers() {
+                check_pointer(field, p)?;
             }
         }
         Ok(())

@@ -48,6 +48,12 @@ fn builtin_json(profile: &str, d: &TypeDef) -> Value {
     if let Some(p) = &d.project {
         v["project"] = json!({"kind": p.kind, "id": p.id, "version": p.version, "delete": p.delete});
     }
+    if let Some(a) = &d.attendance {
+        v["attendance"] = json!(a);
+    }
+    if let Some(r) = &d.drop {
+        v["drop"] = json!(r);
+    }
     v
 }
 
@@ -82,6 +88,8 @@ fn check_coalesce(c: &Coalesce) -> ApiResult<()> {
         dedup_window_ms: None,
         coalesce: Some(c.clone()),
         project: None,
+        attendance: None,
+        drop: None,
     };
     probe
         .check_rules()

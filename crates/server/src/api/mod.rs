@@ -7,6 +7,7 @@
 
 mod admin;
 mod attempt_request;
+pub(crate) mod attendance;
 pub(crate) mod endpoints;
 mod entities;
 mod erasures;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     .route("/v1/erasures", post(erasures::create).get(erasures::list))
     .route("/v1/erasures/{id}", get(erasures::get))
     .merge(crate::platforms::router())
+    .merge(attendance::router())
     .merge(crate::dashboard::router())
     .merge(crate::api_reference::router())
     .fallback(not_found)

@@ -266,6 +266,12 @@ pub struct EventType {
     pub coalesce: Option<Coalesce>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<Project>,
+    /// The attendance rule (door scans, doors opening) of a built-in type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attendance: Option<Value>,
+    /// The drop rule (published, claimed) of a built-in type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

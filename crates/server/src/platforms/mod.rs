@@ -24,6 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// Platform routes not yet in the OpenAPI document (see `api::router`).
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
+        .merge(revolution::signal_router())
         .merge(eventium::router())
         .merge(eventory::router())
 }

@@ -9,13 +9,25 @@
 //! used as given (the document's flow); without one marquee generates a
 //! `whsec_…` and answers it once as `secret`. The endpoint is visible and
 //! manageable in the native `/v1/endpoints` API too (attempts, replay, …).
+//!
+//! REST polling under `/api/v1/signal/` (any key tier; the key as a header
+//! or, like the stream, as `?apiKey=`): `events/{event_id}/checkins`,
+//! `artists/{artist_id}/drops`, `venues/{venue_id}/live`. They read the
+//! read models the publish commit keeps (`marquee_store::attendance`); the
+//! shapes the document leaves open are documented in the README
+//! ("Revolution REST polling"). Times are milliseconds since the epoch, the
+//! document's `ts` unit.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::routing::get as get_route;
 use marquee_core::ids::EndpointId;
 use marquee_core::profile::revolution::EVENT_TYPES;
+use marquee_core::timestamp::Timestamp;
+use marquee_store::attendance::{CheckinQuery, DropStatus};
 use marquee_store::webhooks::EndpointRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,6 +47,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(remove, get))
+}
+
+/// REST polling under `/api/v1/signal/` (not yet in the OpenAPI document:
+/// see `api::router`).
+pub fn signal_router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/v1/signal/events/{event_id}/checkins", get_route(checkins))
+        .route("/api/v1/signal/artists/{artist_id}/drops", get_route(drops))
+        .route("/api/v1/signal/venues/{venue_id}/live", get_route(venue_live))
 }
 
 /// `rev.developers.createWebhook`'s body.
@@ -295,4 +316,205 @@ async fn remove(
         StatusCode::OK,
         &json!({"id": e.id.as_str(), "deleted": true}),
     ))
+}
+
+// ------------------------------------------------------------------------------------------------
+// REST polling
+
+/// A venue counts as open this long after its latest `venue_opened` (the
+/// document has no closing event; a show's doors do not stay open longer).
+pub const VENUE_OPEN_MICROS: i64 = 12 * 3600 * 1_000_000;
+
+/// The caller, from a key header or the stream's `?apiKey=` query.
+async fn signal_caller(state: &AppState, headers: &HeaderMap, query_key: Option<&str>) -> ApiResult<Caller> {
+    crate::auth::authenticate(state, crate::auth::presented_key(headers).or(query_key)).await
+}
+
+fn path_id(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    let Path(id) = path.map_err(|_| ApiError::invalid("the path's id is not valid"))?;
+    if id.is_empty() || id.len() > 256 {
+        return Err(ApiError::invalid("ids are 1 to 256 bytes"));
+    }
+    Ok(id)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckinsQuery {
+    since: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    #[serde(rename = "apiKey")]
+    api_key: Option<String>,
+}
+
+/// `GET /api/v1/signal/events/{event_id}/checkins?since=RFC3339`: the
+/// event's (deduplicated) scans at or after `since`, oldest scan time first.
+async fn checkins(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    QueryParams(q): QueryParams<CheckinsQuery>,
+) -> ApiResult<Response> {
+    let caller = signal_caller(&state, &headers, q.api_key.as_deref()).await?;
+    let event_id = path_id(path)?;
+    let since = match &q.since {
+        Some(s) => {
+            Some(Timestamp::parse_rfc3339(s).map_err(|e| ApiError::invalid_param("since", e.to_string()))?)
+        }
+        None => None,
+    };
+    let limit = crate::api::attendance::parse_limit(q.limit.as_deref())?;
+    let after = match &q.cursor {
+        Some(c) => Some(parse_checkin_cursor(c).ok_or_else(|| {
+            ApiError::invalid_param("cursor", "cursor must be a next_cursor this endpoint answered")
+        })?),
+        None => None,
+    };
+    let (rows, more) = state
+        .store
+        .list_checkins(&caller.org_id, &event_id, &CheckinQuery { since, after, limit })
+        .await?;
+    let next = if more {
+        rows.last().map(|r| format!("{}_{}", r.at.as_micros(), r.seq))
+    } else {
+        None
+    };
+    let data = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.message_id,
+                "fan_id": r.person,
+                "event_id": r.event_id,
+                "gate": r.gate,
+                "direction": r.direction,
+                "ts": r.at.as_millis(),
+                "created": r.received_at.as_millis(),
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &list_json(data, more, next)))
+}
+
+fn parse_checkin_cursor(c: &str) -> Option<(i64, u64)> {
+    let (at, seq) = c.split_once('_')?;
+    Some((at.parse().ok()?, seq.parse().ok()?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropsQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    #[serde(rename = "apiKey")]
+    api_key: Option<String>,
+}
+
+/// `GET /api/v1/signal/artists/{artist_id}/drops?status=active|sold_out|all`
+/// (default `active`): the artist's drops in publish order, with the
+/// quantity left after distinct claims.
+async fn drops(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    QueryParams(q): QueryParams<DropsQuery>,
+) -> ApiResult<Response> {
+    let caller = signal_caller(&state, &headers, q.api_key.as_deref()).await?;
+    let artist_id = path_id(path)?;
+    let status = match q.status.as_deref() {
+        None | Some("active") => DropStatus::Active,
+        Some("sold_out") => DropStatus::SoldOut,
+        Some("all") => DropStatus::All,
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "status",
+                "status must be active, sold_out or all",
+            ));
+        }
+    };
+    let limit = crate::api::attendance::parse_limit(q.limit.as_deref())?;
+    let after = match &q.cursor {
+        Some(c) => Some(c.parse::<u64>().map_err(|_| {
+            ApiError::invalid_param("cursor", "cursor must be a next_cursor this endpoint answered")
+        })?),
+        None => None,
+    };
+    let (rows, more) = state
+        .store
+        .list_drops(&caller.org_id, &artist_id, status, after, limit)
+        .await?;
+    let next = if more {
+        rows.last().map(|r| r.seq.to_string())
+    } else {
+        None
+    };
+    let data = rows
+        .iter()
+        .map(|r| {
+            let d: Value = serde_json::from_str(&r.data).unwrap_or(Value::Null);
+            json!({
+                "drop_id": r.drop_id,
+                "artist_id": r.artist_id,
+                "title": d.get("title"),
+                "price_usd": d.get("price_usd"),
+                "quantity": r.quantity,
+                "remaining": r.remaining,
+                "status": if r.remaining > 0 { "active" } else { "sold_out" },
+                "published_at": r.published_at.as_millis(),
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &list_json(data, more, next)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyQuery {
+    #[serde(rename = "apiKey")]
+    api_key: Option<String>,
+}
+
+/// `GET /api/v1/signal/venues/{venue_id}/live`: the venue's latest door
+/// opening and its event's attendance. A venue is `open` for
+/// [`VENUE_OPEN_MICROS`] after its latest `venue_opened`; a venue that never
+/// opened answers `closed` with nulls.
+async fn venue_live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    QueryParams(q): QueryParams<KeyQuery>,
+) -> ApiResult<Response> {
+    let caller = signal_caller(&state, &headers, q.api_key.as_deref()).await?;
+    let venue_id = path_id(path)?;
+    let venue = state.store.get_venue(&caller.org_id, &venue_id).await?;
+    let att = match &venue {
+        Some(v) => state.store.get_attendance(&caller.org_id, &v.event_id).await?,
+        None => None,
+    };
+    let open = venue
+        .as_ref()
+        .is_some_and(|v| Timestamp::now().as_micros() - v.opened_at.as_micros() < VENUE_OPEN_MICROS);
+    let count = att.as_ref().map_or(0, |a| a.count);
+    let capacity = att.as_ref().and_then(|a| a.capacity);
+    let percent = capacity
+        .filter(|c| *c > 0)
+        .map(|c| (count as f64 * 1000.0 / c as f64).round() / 10.0);
+    let gates: serde_json::Map<String, Value> = att
+        .as_ref()
+        .map(|a| a.gates.iter().map(|(g, n)| (g.clone(), json!(n))).collect())
+        .unwrap_or_default();
+    let v = json!({
+        "venue_id": venue_id,
+        "status": if open { "open" } else { "closed" },
+        "event_id": venue.as_ref().map(|v| v.event_id.clone()),
+        "capacity": capacity,
+        "count": count,
+        "percent": percent,
+        "gates": gates,
+        "opened_at": venue.as_ref().map(|v| v.opened_at.as_millis()),
+        "last_checkin_at": att.as_ref().and_then(|a| a.last_checkin_at).map(|t| t.as_millis()),
+    });
+    Ok(json_response(StatusCode::OK, &v))
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod attendance;
 mod catalogs;
 mod cli;
 mod cluster;

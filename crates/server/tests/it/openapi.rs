@@ -74,6 +74,10 @@ const PLAIN_ROUTE_FILES: &[(&str, &str)] = &[
         "not yet documented: Eventory's /eventory/* surface",
     ),
     ("attendance.rs", "not yet documented: /v1/attendance"),
+    (
+        "revolution.rs",
+        "not yet documented: Revolution's /api/v1/signal/* polling",
+    ),
 ];
 
 const METHODS: &[&str] = &[

@@ -31,6 +31,7 @@ pub async fn after_append(
         dedup: None,
         project: None,
         coalesce: None,
+        derived: None,
     };
     let Some(key) = crate::eventory::snapshot_of(&new) else {
         return Ok(());

@@ -100,6 +100,23 @@ impl LogAppend {
         &mut self,
         tx: &Transaction<'_>,
         org_id: &OrgId,
+        mut m: NewMessage,
+    ) -> Result<Arc<StoredMessage>> {
+        let derived = m.derived.take();
+        let stored = self.append_one(tx, org_id, m).await?;
+        // Attendance / drops read models; a crossed milestone is appended next.
+        if let Some(d) = derived {
+            for milestone in super::attendance::apply(tx, &stored, &d).await? {
+                self.append_one(tx, org_id, milestone).await?;
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn append_one(
+        &mut self,
+        tx: &Transaction<'_>,
+        org_id: &OrgId,
         m: NewMessage,
     ) -> Result<Arc<StoredMessage>> {
         let org = org_id.as_str();

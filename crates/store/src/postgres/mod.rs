@@ -8,6 +8,7 @@
 //! the connection's `search_path` schema, which is how tests isolate
 //! themselves (`PgStore::connect(url, Some(schema))`).
 
+mod attendance;
 mod coalesce;
 mod erasure;
 mod eventory;

@@ -26,6 +26,7 @@ pub fn after_append(ctx: &mut Ctx<'_>, org: &OrgId, m: &StoredMessage, received:
         dedup: None,
         project: None,
         coalesce: None,
+        derived: None,
     };
     let Some(key) = crate::eventory::snapshot_of(&new) else {
         return Ok(());

@@ -34,7 +34,13 @@ pub fn received_now(ctx: &mut Ctx<'_>) -> i64 {
 ///
 /// Callers make their decisions (idempotency, conflicts) before the first
 /// append: a failure here is a database error, which fails the group.
-pub fn append(ctx: &mut Ctx<'_>, org_id: &OrgId, m: NewMessage, received: i64) -> Result<Arc<StoredMessage>> {
+pub fn append(
+    ctx: &mut Ctx<'_>,
+    org_id: &OrgId,
+    mut m: NewMessage,
+    received: i64,
+) -> Result<Arc<StoredMessage>> {
+    let derived = m.derived.take();
     let org = org_id.as_str();
     let endpoints = ctx.endpoints_for(org)?;
     let seq = *ctx.next_seq;
@@ -75,6 +81,12 @@ pub fn append(ctx: &mut Ctx<'_>, org_id: &OrgId, m: NewMessage, received: i64) -
     insert_deliveries(ctx, &endpoints, &stored)?;
     ctx.committed.push(stored.clone());
     super::eventory::after_append(ctx, org_id, &stored, received)?;
+    // Attendance / drops read models; a crossed milestone is appended next.
+    if let Some(d) = derived {
+        for milestone in super::attendance::apply(ctx, &stored, &d)? {
+            append(ctx, org_id, milestone, received)?;
+        }
+    }
     Ok(stored)
 }
 

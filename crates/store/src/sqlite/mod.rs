@@ -12,6 +12,7 @@
 //! the writer). Point lookups run inline on the async task — they take a few
 //! microseconds on a warm page cache — and scans run on the blocking pool.
 
+mod attendance;
 mod coalesce;
 mod endpoints;
 mod erasure;

@@ -513,6 +513,7 @@ mod tests {
             dedup: None,
             project: None,
             coalesce: None,
+            derived: None,
         }
     }
 

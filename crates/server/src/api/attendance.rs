@@ -1,0 +1,139 @@
+//! The attendance engine's native API: `GET /v1/attendance` (the
+//! organization's events with attendance, by event id), `GET
+//! /v1/attendance/{event_id}`, and `GET`/`PUT /v1/attendance/settings` (the
+//! organization's milestone thresholds). The counts are kept by the publish
+//! commit (`marquee_store::attendance`); this only reads and renders them.
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use marquee_core::attendance::Thresholds;
+use marquee_store::attendance::{AttendanceRecord, AttendanceSettings};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::api::endpoints::{json_response, list_json};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, QueryParams};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/attendance", get(list))
+        .route("/v1/attendance/settings", get(get_settings).put(put_settings))
+        .route("/v1/attendance/{event_id}", get(get_one))
+}
+
+/// The `attendance` object.
+pub fn attendance_json(r: &AttendanceRecord) -> Value {
+    let gates: Map<String, Value> = r.gates.iter().map(|(g, n)| (g.clone(), json!(n))).collect();
+    json!({
+        "object": "attendance",
+        "event_id": r.event_id,
+        "count": r.count,
+        "capacity": r.capacity,
+        "gates": gates,
+        "milestones": r.milestones.iter().map(|m| json!({
+            "threshold": m.threshold,
+            "count": m.count,
+            "ts": m.at.to_rfc3339(),
+        })).collect::<Vec<_>>(),
+        "opened_at": r.opened_at.map(|t| t.to_rfc3339()),
+        "last_checkin_at": r.last_checkin_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+fn settings_json(s: &AttendanceSettings) -> Value {
+    json!({
+        "object": "attendance_settings",
+        "thresholds": s.thresholds.counts,
+        "capacity_percents": s.thresholds.capacity_percents,
+        "updated_at": s.updated_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `?limit=` 1–100, default 25 (the native API's list convention).
+pub fn parse_limit(limit: Option<&str>) -> ApiResult<usize> {
+    match limit {
+        None => Ok(25),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid_param(
+                "limit",
+                "limit must be an integer from 1 to 100",
+            )),
+        },
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Response> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    let (rows, more) = state
+        .store
+        .list_attendance(&caller.org_id, q.cursor.as_deref(), limit)
+        .await?;
+    let next = if more {
+        rows.last().map(|r| r.event_id.clone())
+    } else {
+        None
+    };
+    let data = rows.iter().map(attendance_json).collect();
+    Ok(json_response(StatusCode::OK, &list_json(data, more, next)))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let not_found = || ApiError::NotFound("No attendance for such an event.".into());
+    let Path(event_id) = path.map_err(|_| not_found())?;
+    let rec = state
+        .store
+        .get_attendance(&caller.org_id, &event_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(json_response(StatusCode::OK, &attendance_json(&rec)))
+}
+
+async fn get_settings(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let s = state.store.attendance_settings(&caller.org_id).await?;
+    Ok(json_response(StatusCode::OK, &settings_json(&s)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    thresholds: Vec<u64>,
+    capacity_percents: Vec<u32>,
+}
+
+async fn put_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(b): JsonBody<SettingsBody>,
+) -> ApiResult<Response> {
+    let th = Thresholds {
+        counts: b.thresholds,
+        capacity_percents: b.capacity_percents,
+    };
+    th.check()
+        .map_err(|(param, msg)| ApiError::invalid_param(param, msg))?;
+    let s = state.store.put_attendance_settings(&caller.org_id, &th).await?;
+    Ok(json_response(StatusCode::OK, &settings_json(&s)))
+}
