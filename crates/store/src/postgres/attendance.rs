@@ -263,7 +263,7 @@ impl AttendanceStore for PgStore {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let mut rec = event_row(&row)?;
-        details(&**c, org.as_str(), &mut rec).await?;
+        details(&c, org.as_str(), &mut rec).await?;
         Ok(Some(rec))
     }
 
@@ -287,7 +287,7 @@ impl AttendanceStore for PgStore {
         let mut out = Vec::new();
         for r in rows.iter().take(limit) {
             let mut rec = event_row(r)?;
-            details(&**c, org.as_str(), &mut rec).await?;
+            details(&c, org.as_str(), &mut rec).await?;
             out.push(rec);
         }
         Ok((out, more))
