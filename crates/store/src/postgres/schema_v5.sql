@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS coalesce_rules (
     key TEXT NOT NULL,
     window_ms BIGINT NOT NULL,
     PRIMARY KEY (org_id, type)
+);
 -- Eventory (ticket-inventory monitor): last snapshot per key, watchlists, cooldowns.
 -- The last inventory snapshot per (org, website, event, region): the text
 -- the next one is diffed against, written in the same commit.
