@@ -207,7 +207,7 @@ describe('Revolution webhooks (real server)', () => {
   });
 });
 
-describe('Revolution REST polling (local fake: the server has no read-model endpoints yet)', () => {
+describe('Revolution REST polling (paths and camelCase against a local fake; the real server behind it)', () => {
   let fake;
   let base;
   const calls = [];
@@ -279,7 +279,7 @@ describe('Revolution REST polling (local fake: the server has no read-model endp
       openedAt: '2026-05-15T01:30:00Z',
       lastCheckinAt: '2026-05-15T02:01:00Z',
     });
-    // A server without the read-model endpoints answers 404: a MarqueeApiError.
-    await assert.rejects(revolution({ apiKey: 'k', baseUrl: server.url }).signal.venueStatus('x'), { status: 404 });
+    // The real server now serves these paths: a wrong key is a MarqueeApiError (401).
+    await assert.rejects(revolution({ apiKey: 'k', baseUrl: server.url }).signal.venueStatus('x'), { status: 401 });
   });
 });
