@@ -94,7 +94,13 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
                 }
             }));
         }
-        // Kill at a pseudo-random moment between 150 and 650 ms.
+        // Kill at a pseudo-random moment 150 to 650 ms after the first
+        // acknowledgement (a loaded machine may take longer than that to
+        // answer the first publish at all).
+        let t0 = std::time::Instant::now();
+        while acks.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let jitter = (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
