@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use marquee_core::ids::OrgId;
-use marquee_core::profile::catalog::{Coalesce, CompiledSchema, TypeDef};
+use marquee_core::profile::catalog::{Coalesce, CompiledSchema, TypeDef, TypeRules};
 use marquee_store::DynStore;
 
 use crate::error::ApiResult;
@@ -75,55 +75,53 @@ pub fn builtins_of(profiles: &[String]) -> Vec<(&'static str, &'static TypeDef)>
     out
 }
 
+/// One of an organization's own types: its compiled schema and its
+/// definition with the rules stored beside it.
+struct OwnType {
+    schema: CompiledSchema,
+    def: TypeDef,
+}
+
 /// One organization's known types.
 pub struct OrgRules {
     pub profiles: Vec<String>,
-    own: HashMap<String, Arc<CompiledSchema>>,
-    /// The `coalesce` rules of its own types.
-    own_coalesce: HashMap<String, Coalesce>,
+    own: HashMap<String, OwnType>,
     loaded: Instant,
 }
 
 impl OrgRules {
     /// The schema `ty` is checked against at publish, if it has one.
     pub fn schema(&self, ty: &str) -> Option<&CompiledSchema> {
-        if let Some(s) = self.own.get(ty) {
-            return Some(s);
+        if let Some(t) = self.own.get(ty) {
+            return Some(&t.schema);
         }
         builtin(&self.profiles, ty).map(|b| b.schema.as_ref())
     }
 
-    /// The catalog definition of `ty` with its rules (dedup, projection), if
-    /// it is a built-in type of an enabled profile. Organization-defined
-    /// types carry no rules yet.
-    pub fn def(&self, ty: &str) -> Option<&'static TypeDef> {
-        if self.own.contains_key(ty) {
-            return None;
+    /// The definition of `ty` with its rules (dedup, coalescing, projection,
+    /// read models): the organization's own type of that name, else the
+    /// built-in type of an enabled profile.
+    pub fn def(&self, ty: &str) -> Option<&TypeDef> {
+        if let Some(t) = self.own.get(ty) {
+            return Some(&t.def);
         }
         builtin(&self.profiles, ty).map(|b| b.def)
     }
 
     /// The type's `coalesce` rule, if it has one.
     pub fn coalesce(&self, ty: &str) -> Option<&Coalesce> {
-        if self.own.contains_key(ty) {
-            return self.own_coalesce.get(ty);
-        }
-        builtin(&self.profiles, ty).and_then(|b| b.def.coalesce.as_ref())
+        self.def(ty)?.coalesce.as_ref()
     }
 
     /// The read-model fact a message of `ty` states (a door scan, a door
-    /// opening, a drop or a claim), by its built-in type's catalog rule.
-    /// An organization's own type of the same name has no rule.
+    /// opening, a drop or a claim), by its type's rule.
     pub fn derive(
         &self,
         ty: &str,
         data: &serde_json::Value,
         occurred_at: marquee_core::timestamp::Timestamp,
     ) -> Option<marquee_core::attendance::Derived> {
-        if self.own.contains_key(ty) {
-            return None;
-        }
-        let def = builtin(&self.profiles, ty)?.def;
+        let def = self.def(ty)?;
         if let Some(a) = &def.attendance {
             return a.extract(data, occurred_at);
         }
@@ -132,8 +130,8 @@ impl OrgRules {
 
     /// Whether `ty` has a read-model rule (so ingest parses its payload).
     pub fn has_derivation(&self, ty: &str) -> bool {
-        !self.own.contains_key(ty)
-            && builtin(&self.profiles, ty).is_some_and(|b| b.def.attendance.is_some() || b.def.drop.is_some())
+        self.def(ty)
+            .is_some_and(|d| d.attendance.is_some() || d.drop.is_some())
     }
 
     /// Whether the organization has enabled any profile (then endpoint type
@@ -171,6 +169,22 @@ pub const OPERATIONAL: &[&str] = &[
     marquee_core::webhook::ops::TEST,
 ];
 
+/// Compiles a stored type: its schema and its rules.
+fn own_type(name: String, schema: &str, rules: Option<&str>) -> Result<OwnType, String> {
+    let schema_value: serde_json::Value = serde_json::from_str(schema).map_err(|e| e.to_string())?;
+    let compiled = CompiledSchema::compile(&schema_value).map_err(|e| e.to_string())?;
+    let rules: TypeRules = match rules {
+        Some(r) => serde_json::from_str(r).map_err(|e| format!("rules: {e}"))?,
+        None => TypeRules::default(),
+    };
+    let def = rules.into_def(name.clone(), String::new(), serde_json::Value::Null);
+    def.check_rules().map_err(|e| e.to_string())?;
+    Ok(OwnType {
+        schema: compiled.named(name),
+        def,
+    })
+}
+
 #[derive(Default)]
 pub struct Catalogs {
     cache: Mutex<HashMap<OrgId, Arc<OrgRules>>>,
@@ -188,37 +202,18 @@ impl Catalogs {
         let profiles = store.get_org(org).await?.map(|o| o.profiles).unwrap_or_default();
         let mut own = HashMap::new();
         for t in store.list_event_types(org).await? {
-            let compiled = serde_json::from_str(&t.schema)
-                .map_err(|e| e.to_string())
-                .and_then(|v| CompiledSchema::compile(&v).map_err(|e| e.to_string()));
-            match compiled {
-                Ok(s) => {
-                    own.insert(t.name.clone(), Arc::new(s.named(t.name)));
+            match own_type(t.name.clone(), &t.schema, t.rules.as_deref()) {
+                Ok(o) => {
+                    own.insert(t.name, o);
                 }
                 Err(e) => {
-                    tracing::warn!(org = %org, event_type = %t.name, error = %e, "stored event type schema does not compile; not enforced")
+                    tracing::warn!(org = %org, event_type = %t.name, error = %e, "stored event type does not compile; not enforced")
                 }
             }
         }
-        let own_coalesce = store
-            .coalesce_rules(org)
-            .await?
-            .into_iter()
-            .filter(|(t, _)| own.contains_key(t))
-            .map(|(t, r)| {
-                (
-                    t,
-                    Coalesce {
-                        key: r.key,
-                        window_ms: r.window_ms,
-                    },
-                )
-            })
-            .collect();
         let rules = Arc::new(OrgRules {
             profiles,
             own,
-            own_coalesce,
             loaded: Instant::now(),
         });
         if let Ok(mut c) = self.cache.lock() {

@@ -23,14 +23,6 @@ use serde_json::value::RawValue;
 
 use crate::{Result, StoreError};
 
-/// A stored `coalesce` rule of an organization's own type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    /// JSON pointer into `data`.
-    pub key: String,
-    pub window_ms: u64,
-}
-
 /// The `seq` of a preview: a coalesced publish's answer, not yet in the log.
 pub const PENDING_SEQ: u64 = 0;
 

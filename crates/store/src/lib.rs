@@ -75,6 +75,10 @@ pub struct EventTypeRecord {
     pub name: String,
     pub description: String,
     pub schema: String,
+    /// The type's per-type rules as JSON text (`dedup`, `coalesce`,
+    /// `project`, `attendance`, `drop`; checked by the server before it is
+    /// stored), `None` when it has none.
+    pub rules: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -197,12 +201,15 @@ pub trait Store: webhooks::WebhookStore + attendance::AttendanceStore + Send + S
     /// Creates or replaces an organization's event type; answers the record
     /// and whether it was created (`false`: an existing one was updated,
     /// keeping its `created_at`). `NotFound` if the organization is missing.
+    /// The schema and the rules are written together, so a reader never
+    /// sees a type with another version's rules.
     async fn put_event_type(
         &self,
         org: &OrgId,
         name: &str,
         description: &str,
         schema: &str,
+        rules: Option<&str>,
     ) -> Result<(EventTypeRecord, bool)>;
     async fn get_event_type(&self, org: &OrgId, name: &str) -> Result<Option<EventTypeRecord>>;
     /// The organization's event types, sorted by name.
@@ -256,11 +263,6 @@ pub trait Store: webhooks::WebhookStore + attendance::AttendanceStore + Send + S
     /// row deleted in one transaction; on a cluster exactly one node commits
     /// each), and reports the earliest due time still pending.
     async fn flush_coalesced(&self, now: Timestamp) -> Result<coalesce::FlushReport>;
-    /// Sets (`None`: clears) the `coalesce` rule of an organization's own
-    /// event type.
-    async fn put_coalesce_rule(&self, org: &OrgId, ty: &str, rule: Option<coalesce::Rule>) -> Result<()>;
-    /// The `coalesce` rules of the organization's own types, by type name.
-    async fn coalesce_rules(&self, org: &OrgId) -> Result<Vec<(String, coalesce::Rule)>>;
     // ---- Eventory (ticket-inventory monitor): watchlists and cooldowns ----
     // (its snapshot state is written by the log append itself.)
 

@@ -67,6 +67,48 @@ pub struct TypeDef {
     pub drop: Option<crate::attendance::DropRule>,
 }
 
+/// The per-type rules of a [`TypeDef`] without its name, description and
+/// schema: what an organization's own type (`PUT /v1/event-types/{type}`)
+/// stores beside its schema, so its types take every rule a built-in
+/// catalog type can.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeRules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_window_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<Coalesce>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<Project>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attendance: Option<crate::attendance::AttendanceRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<crate::attendance::DropRule>,
+}
+
+impl TypeRules {
+    pub fn is_empty(&self) -> bool {
+        *self == TypeRules::default()
+    }
+
+    /// The type these rules belong to.
+    pub fn into_def(self, name: String, description: String, schema: Value) -> TypeDef {
+        TypeDef {
+            name,
+            description,
+            schema,
+            dedup: self.dedup,
+            dedup_window_ms: self.dedup_window_ms,
+            coalesce: self.coalesce,
+            project: self.project,
+            attendance: self.attendance,
+            drop: self.drop,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Coalesce {
@@ -169,6 +211,18 @@ impl Catalog {
 }
 
 impl TypeDef {
+    /// The type's rules without its name, description and schema.
+    pub fn rules(&self) -> TypeRules {
+        TypeRules {
+            dedup: self.dedup.clone(),
+            dedup_window_ms: self.dedup_window_ms,
+            coalesce: self.coalesce.clone(),
+            project: self.project.clone(),
+            attendance: self.attendance.clone(),
+            drop: self.drop.clone(),
+        }
+    }
+
     /// Checks the delivery rules: JSON pointer syntax, a non-empty dedup key, a positive window.
     pub fn check_rules(&self) -> Result<(), RuleError> {
         if let Some(dedup) = &self.dedup {

@@ -10,8 +10,9 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use marquee_core::attendance::{AttendanceRule, DropRule};
 use marquee_core::names::EventType;
-use marquee_core::profile::catalog::{Coalesce, CompiledSchema, TypeDef};
+use marquee_core::profile::catalog::{Coalesce, CompiledSchema, Project, TypeDef, TypeRules};
 use marquee_store::EventTypeRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -31,6 +32,32 @@ pub const MAX_OWN_TYPES: usize = 1_000;
 pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 const MAX_DESCRIPTION: usize = 1024;
 
+/// Adds a type's rules to its rendering (the same fields for built-in and
+/// own types).
+fn add_rules(v: &mut Value, r: &TypeRules) {
+    if let Some(k) = &r.dedup {
+        v["dedup"] = json!(k);
+    }
+    if let Some(w) = r.dedup_window_ms {
+        v["dedup_window_ms"] = json!(w);
+    }
+    if let Some(c) = &r.coalesce {
+        v["coalesce"] = json!({"key": c.key, "window_ms": c.window_ms});
+    }
+    if let Some(p) = &r.project {
+        v["project"] = json!({"kind": p.kind, "id": p.id, "version": p.version, "delete": p.delete});
+        if let Some(sort) = &p.sort {
+            v["project"]["sort"] = json!(sort);
+        }
+    }
+    if let Some(a) = &r.attendance {
+        v["attendance"] = json!(a);
+    }
+    if let Some(d) = &r.drop {
+        v["drop"] = json!(d);
+    }
+}
+
 fn builtin_json(profile: &str, d: &TypeDef) -> Value {
     let mut v = json!({
         "object": "event_type",
@@ -39,25 +66,19 @@ fn builtin_json(profile: &str, d: &TypeDef) -> Value {
         "description": d.description,
         "schema": d.schema,
     });
-    if let Some(k) = &d.dedup {
-        v["dedup"] = json!(k);
-    }
-    if let Some(c) = &d.coalesce {
-        v["coalesce"] = json!({"key": c.key, "window_ms": c.window_ms});
-    }
-    if let Some(p) = &d.project {
-        v["project"] = json!({"kind": p.kind, "id": p.id, "version": p.version, "delete": p.delete});
-    }
-    if let Some(a) = &d.attendance {
-        v["attendance"] = json!(a);
-    }
-    if let Some(r) = &d.drop {
-        v["drop"] = json!(r);
-    }
+    add_rules(&mut v, &d.rules());
     v
 }
 
-fn own_json(t: &EventTypeRecord, coalesce: Option<&Coalesce>) -> Value {
+/// The stored rules of an own type (checked when they were stored).
+fn stored_rules(t: &EventTypeRecord) -> TypeRules {
+    t.rules
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default()
+}
+
+fn own_json(t: &EventTypeRecord) -> Value {
     let mut v = json!({
         "object": "event_type",
         "type": t.name,
@@ -67,9 +88,7 @@ fn own_json(t: &EventTypeRecord, coalesce: Option<&Coalesce>) -> Value {
         "created_at": t.created_at.to_rfc3339(),
         "updated_at": t.updated_at.to_rfc3339(),
     });
-    if let Some(c) = coalesce {
-        v["coalesce"] = json!({"key": c.key, "window_ms": c.window_ms});
-    }
+    add_rules(&mut v, &stored_rules(t));
     v
 }
 
@@ -79,21 +98,41 @@ fn own_json(t: &EventTypeRecord, coalesce: Option<&Coalesce>) -> Value {
 pub const MIN_COALESCE_WINDOW_MS: u64 = 100;
 pub const MAX_COALESCE_WINDOW_MS: u64 = 3_600_000;
 
+/// Checks an own type's rules as the catalog's are checked, plus the
+/// coalescing window's bounds.
+fn check_rules(r: &TypeRules) -> ApiResult<()> {
+    use marquee_core::profile::catalog::RuleError;
+    let probe = r
+        .clone()
+        .into_def("probe".into(), String::new(), Value::Bool(true));
+    probe.check_rules().map_err(|e| {
+        let param = match &e {
+            RuleError::BadPointer { field, .. } => field.clone(),
+            RuleError::EmptyDedup => "dedup".into(),
+            RuleError::ZeroWindow => "coalesce.window_ms".into(),
+            RuleError::BadDedupWindow => "dedup_window_ms".into(),
+            RuleError::BadProjectKind(_) => "project.kind".into(),
+        };
+        ApiError::invalid_param(param, e.to_string())
+    })?;
+    if let Some(d) = &r.dedup
+        && d.len() > MAX_DEDUP_POINTERS
+    {
+        return Err(ApiError::invalid_param(
+            "dedup",
+            format!("dedup names at most {MAX_DEDUP_POINTERS} fields"),
+        ));
+    }
+    if let Some(c) = &r.coalesce {
+        check_coalesce(c)?;
+    }
+    Ok(())
+}
+
+/// Fields of a dedup key at most.
+pub const MAX_DEDUP_POINTERS: usize = 16;
+
 fn check_coalesce(c: &Coalesce) -> ApiResult<()> {
-    let probe = TypeDef {
-        name: "probe".into(),
-        description: String::new(),
-        schema: Value::Bool(true),
-        dedup: None,
-        dedup_window_ms: None,
-        coalesce: Some(c.clone()),
-        project: None,
-        attendance: None,
-        drop: None,
-    };
-    probe
-        .check_rules()
-        .map_err(|e| ApiError::invalid_param("coalesce.key", e.to_string()))?;
     if !(MIN_COALESCE_WINDOW_MS..=MAX_COALESCE_WINDOW_MS).contains(&c.window_ms) {
         return Err(ApiError::invalid_param(
             "coalesce.window_ms",
@@ -122,28 +161,6 @@ async fn profiles(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> {
         .clone())
 }
 
-/// The `coalesce` rules of the organization's own types.
-async fn own_rules(
-    state: &AppState,
-    caller: &Caller,
-) -> ApiResult<std::collections::HashMap<String, Coalesce>> {
-    Ok(state
-        .store
-        .coalesce_rules(&caller.org_id)
-        .await?
-        .into_iter()
-        .map(|(t, r)| {
-            (
-                t,
-                Coalesce {
-                    key: r.key,
-                    window_ms: r.window_ms,
-                },
-            )
-        })
-        .collect())
-}
-
 /// The organization's event types: its enabled profiles' built-ins, then its own.
 #[utoipa::path(
     get,
@@ -162,14 +179,13 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Re
         .into_iter()
         .map(|(p, d)| builtin_json(p, d))
         .collect();
-    let rules = own_rules(&state, &caller).await?;
     data.extend(
         state
             .store
             .list_event_types(&caller.org_id)
             .await?
             .iter()
-            .map(|t| own_json(t, rules.get(&t.name))),
+            .map(own_json),
     );
     Ok(json_response(StatusCode::OK, &list_json(data, false, None)))
 }
@@ -198,10 +214,7 @@ pub async fn get(
         return Ok(json_response(StatusCode::OK, &builtin_json(b.profile, b.def)));
     }
     match state.store.get_event_type(&caller.org_id, &name).await? {
-        Some(t) => {
-            let rules = own_rules(&state, &caller).await?;
-            Ok(json_response(StatusCode::OK, &own_json(&t, rules.get(&t.name))))
-        }
+        Some(t) => Ok(json_response(StatusCode::OK, &own_json(&t))),
         None => Err(ApiError::NotFound("No such event type.".into())),
     }
 }
@@ -216,11 +229,45 @@ pub struct PutBody {
     /// JSON Schema 2020-12 for `data` (local `$ref`s only, at most 64 KiB).
     #[schema(value_type = Object)]
     schema: Value,
+    /// JSON pointers into `data` whose values together identify a duplicate
+    /// (see README, Per-type rules): `["/id", "/submitted_at"]`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    dedup: Option<Vec<String>>,
+    /// How long a dedup key is remembered (ms); absent: the retention.
+    #[serde(default)]
+    dedup_window_ms: Option<u64>,
     /// Debounce messages of this type per key (see README, Coalescing):
     /// `{"key": "/json/pointer", "window_ms": 100..=3600000}`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     coalesce: Option<Coalesce>,
+    /// Keep the latest version of an entity (see README, Projections):
+    /// `{"kind", "id": "/id", "version": "/updated_at"?, "sort"?, "delete"?}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    project: Option<Project>,
+    /// Count door scans or door openings (see README, Attendance).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    attendance: Option<AttendanceRule>,
+    /// Publish or claim a drop (Revolution's drops read model).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    drop: Option<DropRule>,
+}
+
+impl PutBody {
+    fn rules(&self) -> TypeRules {
+        TypeRules {
+            dedup: self.dedup.clone(),
+            dedup_window_ms: self.dedup_window_ms,
+            coalesce: self.coalesce.clone(),
+            project: self.project.clone(),
+            attendance: self.attendance.clone(),
+            drop: self.drop.clone(),
+        }
+    }
 }
 
 /// Define or replace one of the organization's own event types.
@@ -275,9 +322,8 @@ pub async fn put(
         ));
     }
     CompiledSchema::compile(&b.schema).map_err(|e| ApiError::invalid_param("schema", e.to_string()))?;
-    if let Some(c) = &b.coalesce {
-        check_coalesce(c)?;
-    }
+    let rules = b.rules();
+    check_rules(&rules)?;
     let existing = state.store.get_event_type(&caller.org_id, &name).await?;
     if existing.is_none() && state.store.list_event_types(&caller.org_id).await?.len() >= MAX_OWN_TYPES {
         return Err(ApiError::invalid_param(
@@ -285,16 +331,19 @@ pub async fn put(
             format!("an organization defines at most {MAX_OWN_TYPES} event types"),
         ));
     }
-    // The rule first: a failure between the two leaves a rule for a type
-    // that does not exist (ignored), never a type that lost its rule.
-    let rule = b.coalesce.as_ref().map(|c| marquee_store::coalesce::Rule {
-        key: c.key.clone(),
-        window_ms: c.window_ms,
-    });
-    state.store.put_coalesce_rule(&caller.org_id, &name, rule).await?;
+    let rules_text = (!rules.is_empty())
+        .then(|| serde_json::to_string(&rules))
+        .transpose()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let (rec, created) = state
         .store
-        .put_event_type(&caller.org_id, &name, &b.description, &text)
+        .put_event_type(
+            &caller.org_id,
+            &name,
+            &b.description,
+            &text,
+            rules_text.as_deref(),
+        )
         .await?;
     state.ingest.catalogs.invalidate(&caller.org_id);
     let status = if created {
@@ -302,7 +351,7 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    Ok(json_response(status, &own_json(&rec, b.coalesce.as_ref())))
+    Ok(json_response(status, &own_json(&rec)))
 }
 
 /// Delete one of the organization's own event types.

@@ -262,14 +262,17 @@ pub struct EventType {
     /// JSON pointers whose values together identify a duplicate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dedup: Option<Vec<String>>,
+    /// How long a dedup key is remembered (ms); absent: the retention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_window_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coalesce: Option<Coalesce>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<Project>,
-    /// The attendance rule (door scans, doors opening) of a built-in type.
+    /// The attendance rule (door scans, doors opening).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attendance: Option<Value>,
-    /// The drop rule (published, claimed) of a built-in type.
+    /// The drop rule (published, claimed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -292,6 +295,9 @@ pub struct Project {
     pub id: String,
     #[schema(required = true)]
     pub version: Option<String>,
+    /// The RFC 3339 field a platform lists the entities by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
     pub delete: bool,
 }
 

@@ -3,7 +3,6 @@
 //! 10 s window, delivered once with the last snapshot — on SQLite, after a
 //! `kill -9` inside the window, and on a 2-node PostgreSQL + NATS cluster.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -193,50 +192,14 @@ async fn sqlite_flood_becomes_one_delivery_per_activity() {
     s.stop().await;
 }
 
-fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
-    Command::new(marquee_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .env("MARQUEE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn cli(dir: &std::path::Path, args: &[&str]) -> Value {
-    let out = Command::new(marquee_bin())
-        .args(args)
-        .args(["--json", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_inside_the_window_still_commits_it() {
     let dir = tempfile::tempdir().unwrap();
-    let org = cli(dir.path(), &["org", "create", "crash", "--profile", "revento"]);
-    let key = cli(
-        dir.path(),
-        &[
-            "key",
-            "create",
-            "--tier",
-            "enterprise",
-            "--org",
-            org["id"].as_str().unwrap(),
-        ],
-    )["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, key) = provision(dir.path(), "crash", &["--profile", "revento"]);
     let http = reqwest::Client::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_server(dir.path(), port);
+    let mut child = spawn_serve(dir.path(), port, &[]);
     wait_up(&http, &base).await;
     let mut ids = Vec::new();
     for n in 1..=15u64 {
@@ -261,7 +224,7 @@ async fn kill_dash_nine_inside_the_window_still_commits_it() {
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_server(dir.path(), port);
+    let mut child = spawn_serve(dir.path(), port, &[]);
     wait_up(&http, &base).await;
     let deadline = Instant::now() + WINDOW + Duration::from_secs(20);
     let msgs = loop {

@@ -2,7 +2,7 @@
 //! and duplicates nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,45 +10,10 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
-    Command::new(marquee_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .env("MARQUEE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// An organization and an enterprise key made with the real CLI on `dir`.
-fn provision(dir: &std::path::Path) -> String {
-    let cli = |args: &[&str]| -> Value {
-        let out = Command::new(marquee_bin())
-            .args(args)
-            .args(["--json", "--data-dir"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    let org = cli(&["org", "create", "crash"]);
-    let key = cli(&[
-        "key",
-        "create",
-        "--tier",
-        "enterprise",
-        "--org",
-        org["id"].as_str().unwrap(),
-    ]);
-    key["key"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
-    let key = provision(dir.path());
+    let (_, key) = provision(dir.path(), "crash", &[]);
     let http = reqwest::Client::new();
     let mut acked: HashMap<u64, String> = HashMap::new();
     let unknown = Arc::new(Mutex::new(Vec::<u64>::new()));
@@ -56,7 +21,7 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
     for round in 0..3u64 {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let mut child = spawn_server(dir.path(), port);
+        let mut child = spawn_serve(dir.path(), port, &[]);
         wait_up(&http, &base).await;
         let acks = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
         let mut tasks = Vec::new();
@@ -124,7 +89,7 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
     // with the same idempotency key: each must end up stored exactly once.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_server(dir.path(), port);
+    let mut child = spawn_serve(dir.path(), port, &[]);
     wait_up(&http, &base).await;
     let retried = unknown.lock().unwrap().clone();
     for n in &retried {
@@ -186,11 +151,11 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let key = provision(dir.path());
+    let (_, key) = provision(dir.path(), "crash", &[]);
     let http = reqwest::Client::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_server(dir.path(), port);
+    let mut child = spawn_serve(dir.path(), port, &[]);
     wait_up(&http, &base).await;
     let acks = Arc::new(Mutex::new(Vec::<u64>::new()));
     let mut tasks = Vec::new();
@@ -229,7 +194,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     assert!(!acked.is_empty());
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_server(dir.path(), port);
+    let mut child = spawn_serve(dir.path(), port, &[]);
     wait_up(&http, &base).await;
     let mut stored = HashSet::new();
     let mut after: Option<String> = None;

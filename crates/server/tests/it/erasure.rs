@@ -5,7 +5,6 @@
 //! large erasure runs in the background while publishing goes on; a kill -9
 //! mid-erasure resumes after the restart.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -370,25 +369,13 @@ async fn a_large_erasure_runs_in_the_background_postgres() {
     large_erasure(true).await;
 }
 
-fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
-    Command::new(marquee_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
-        .env("MARQUEE_LOG", "warn")
-        .env("MARQUEE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_mid_erasure_resumes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn(dir.path(), port);
+    let mut child = spawn_serve(dir.path(), port, &[("MARQUEE_ADMIN_TOKEN", ADMIN_TOKEN)]);
     wait_up(&http, &base).await;
     let org: Value = http
         .post(format!("{base}/admin/v1/orgs"))
@@ -448,7 +435,7 @@ async fn kill_dash_nine_mid_erasure_resumes_after_restart() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let path = format!("{base}/v1/erasures/{era}");
-    let mut child = spawn(dir.path(), port);
+    let mut child = spawn_serve(dir.path(), port, &[("MARQUEE_ADMIN_TOKEN", ADMIN_TOKEN)]);
     wait_up(&http, &base).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {

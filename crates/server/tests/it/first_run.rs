@@ -16,33 +16,6 @@ use crate::readme::Proc;
 
 const README: &str = include_str!("../../../../README.md");
 
-/// An organization and an enterprise key made with the CLI: (key id, key).
-fn provision(dir: &std::path::Path) -> (String, String) {
-    let cli = |args: &[&str]| -> Value {
-        let out = Command::new(marquee_bin())
-            .args(args)
-            .args(["--json", "--data-dir"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    let org = cli(&["org", "create", "logs"]);
-    let key = cli(&[
-        "key",
-        "create",
-        "--tier",
-        "enterprise",
-        "--org",
-        org["id"].as_str().unwrap(),
-    ]);
-    (
-        key["id"].as_str().unwrap().to_owned(),
-        key["key"].as_str().unwrap().to_owned(),
-    )
-}
-
 fn serve(dir: &std::path::Path, port: u16, extra: &[&str], log: &str) -> Proc {
     let mut cmd = Command::new(marquee_bin());
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -90,7 +63,7 @@ async fn stop(mut p: Proc) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_are_plain_in_a_pipe_name_failures_and_never_show_a_key() {
     let dir = tempfile::tempdir().unwrap();
-    let (key_id, key) = provision(dir.path());
+    let (key_id, key) = provision(dir.path(), "logs", &[]);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let server = serve(
@@ -187,7 +160,7 @@ async fn logs_are_plain_in_a_pipe_name_failures_and_never_show_a_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_and_a_clean_stop_leaves_an_empty_wal() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, key) = provision(dir.path());
+    let (_, key) = provision(dir.path(), "logs", &[]);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let server = serve(

@@ -403,15 +403,6 @@ async fn revolution_registration_api() {
     s.stop().await;
 }
 
-/// Says why a check could not run; under `MARQUEE_TEST_STRICT=1` (CI) a
-/// missing tool is a failure, not a skip.
-fn skip(reason: &str) {
-    if std::env::var_os("MARQUEE_TEST_STRICT").is_some() {
-        panic!("MARQUEE_TEST_STRICT is set but {reason}");
-    }
-    eprintln!("skipping {reason}");
-}
-
 /// The top-level keys of a JSON object in the order they were sent.
 fn top_level_keys(body: &[u8]) -> Vec<String> {
     struct Keys;

@@ -33,11 +33,15 @@ pub fn init_log() {
 /// test` shows it: written to the process's stderr directly, which the
 /// harness does not capture (it captures only `print!`/`eprint!`), so a
 /// skipped test never passes silently. Names the test (the harness names
-/// each test's thread after it).
+/// each test's thread after it). Under `MARQUEE_TEST_STRICT=1` (CI) a skip
+/// is a failure: whatever the test needs must be there.
 pub fn skip(reason: &str) {
     use std::io::Write;
     let thread = std::thread::current();
     let name = thread.name().unwrap_or("a test");
+    if std::env::var_os("MARQUEE_TEST_STRICT").is_some() {
+        panic!("MARQUEE_TEST_STRICT is set but {name} cannot run: {reason}");
+    }
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {name}: {reason}");
 }
 
@@ -262,4 +266,55 @@ pub async fn wait_up(http: &reqwest::Client, base: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("server at {base} did not come up");
+}
+
+/// `marquee serve` as a child process on `port` over `data_dir` (logs at
+/// warn, output discarded), with `envs` added: for the tests that `kill -9`
+/// and restart a real process on the same data dir.
+pub fn spawn_serve(data_dir: &Path, port: u16, envs: &[(&str, &str)]) -> std::process::Child {
+    std::process::Command::new(marquee_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .env("MARQUEE_LOG", "warn")
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A CLI command on the data dir `dir` with `--json`: asserts it succeeded
+/// and answers its JSON.
+pub fn cli_json(dir: &Path, args: &[&str]) -> Value {
+    let out = std::process::Command::new(marquee_bin())
+        .args(args)
+        .args(["--json", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// An organization named `name` (with `--profile` args in `org_args`) and
+/// an enterprise key, made with the real CLI on `dir`: (key id, key).
+pub fn provision(dir: &Path, name: &str, org_args: &[&str]) -> (String, String) {
+    let mut args = vec!["org", "create", name];
+    args.extend_from_slice(org_args);
+    let org = cli_json(dir, &args);
+    let key = cli_json(
+        dir,
+        &[
+            "key",
+            "create",
+            "--tier",
+            "enterprise",
+            "--org",
+            org["id"].as_str().unwrap(),
+        ],
+    );
+    (
+        key["id"].as_str().unwrap().to_owned(),
+        key["key"].as_str().unwrap().to_owned(),
+    )
 }

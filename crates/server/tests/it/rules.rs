@@ -678,3 +678,159 @@ async fn eventium_events_on_postgres() {
     let other = Api::tenant(c.base(0), &["eventium"]).await;
     eventium_scenario(&api, &other).await;
 }
+
+// ------------------------------------------------------------------------------------------------
+// An organization's own types carry rules too
+
+impl Api {
+    async fn put_type(&self, name: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .put(format!("{}/v1/event-types/{name}", self.base))
+            .header("x-api-key", &self.key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// `PUT /v1/event-types/{type}` takes every rule a catalog type can:
+/// a dedup key, a projection and an attendance rule, each checked (400
+/// naming the field) and applied at publish from the next publish on; a
+/// PUT without the rule removes it.
+async fn own_rules_scenario(api: &Api) {
+    let schema = json!({"type": "object"});
+    for (body, param) in [
+        (json!({"schema": schema, "dedup": []}), "dedup"),
+        (json!({"schema": schema, "dedup": ["order_id"]}), "dedup[0]"),
+        (
+            json!({"schema": schema, "dedup_window_ms": 1000}),
+            "dedup_window_ms",
+        ),
+        (
+            json!({"schema": schema, "project": {"kind": "Seats", "id": "/seat"}}),
+            "project.kind",
+        ),
+        (
+            json!({"schema": schema, "project": {"kind": "seats", "id": "seat"}}),
+            "project.id",
+        ),
+    ] {
+        let (status, v) = api.put_type("order.placed", &body).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["param"], param, "{body}: {v}");
+    }
+    let (status, v) = api
+        .put_type(
+            "order.placed",
+            &json!({"schema": schema, "dedup": ["/order_id"], "nonsense": 1}),
+        )
+        .await;
+    assert_eq!(status, 400, "an unknown field is refused: {v}");
+    assert_eq!(
+        api.ok("/v1/event-types").await["data"],
+        json!([]),
+        "a refused PUT stores nothing"
+    );
+
+    // Dedup.
+    let (status, v) = api
+        .put_type("order.placed", &json!({"schema": schema, "dedup": ["/order_id"]}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["dedup"], json!(["/order_id"]));
+    assert_eq!(
+        api.ok("/v1/event-types/order.placed").await["dedup"],
+        json!(["/order_id"])
+    );
+    let body = json!({"type": "order.placed", "channels": ["order:o1"], "data": {"order_id": "o1"}});
+    let (s1, h1, first) = api.post("/v1/messages", &body).await;
+    assert_eq!(s1, 201, "{first}");
+    assert!(h1.get("deduplicated").is_none());
+    let (s2, h2, again) = api.post("/v1/messages", &body).await;
+    assert_eq!((s2, again["id"].clone()), (200, first["id"].clone()));
+    assert_eq!(h2.get("deduplicated").unwrap(), "true");
+    // Without the rule the same body is a new message.
+    let (status, v) = api.put_type("order.placed", &json!({"schema": schema})).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.get("dedup").is_none(), "{v}");
+    let (s3, _, third) = api.post("/v1/messages", &body).await;
+    assert_eq!(s3, 201, "{third}");
+
+    // Projection: the newest version wins, a late older one is ignored.
+    let (status, v) = api
+        .put_type(
+            "seat.updated",
+            &json!({"schema": schema, "project": {"kind": "seats", "id": "/seat", "version": "/v"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["project"]["kind"], "seats");
+    api.publish(
+        "seat.updated",
+        "seat:s1",
+        json!({"seat": "s1", "v": 2, "state": "sold"}),
+    )
+    .await;
+    api.publish(
+        "seat.updated",
+        "seat:s1",
+        json!({"seat": "s1", "v": 1, "state": "held"}),
+    )
+    .await;
+    let e = api.ok("/v1/entities/seats/s1").await;
+    assert_eq!(e["data"]["state"], "sold", "{e}");
+    let (status, _, v) = api
+        .post(
+            "/v1/messages",
+            &json!({"type": "seat.updated", "channels": ["seat:s2"], "data": {"v": 1}}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["param"].clone()),
+        (400, json!("data.seat")),
+        "{v}"
+    );
+
+    // Attendance: door scans of an own type count once each.
+    let (status, v) = api
+        .put_type(
+            "gate.scan",
+            &json!({"schema": schema, "attendance": {
+                "role": "scan", "event": "/event", "person": "/ticket", "direction": "in", "at": "/ts"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    for (ticket, ts) in [
+        ("t1", "2026-06-01T18:00:00Z"),
+        ("t2", "2026-06-01T18:00:01Z"),
+        ("t1", "2026-06-01T18:00:00Z"),
+    ] {
+        api.publish(
+            "gate.scan",
+            "event:evt_own",
+            json!({"event": "evt_own", "ticket": ticket, "ts": ts}),
+        )
+        .await;
+    }
+    let a = api.ok("/v1/attendance/evt_own").await;
+    assert_eq!(a["count"], 2, "a replayed scan counts once: {a}");
+}
+
+#[tokio::test]
+async fn organization_types_carry_rules_on_sqlite() {
+    let s = sqlite().await;
+    let api = Api::tenant(&s.base, &[]).await;
+    own_rules_scenario(&api).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organization_types_carry_rules_on_postgres() {
+    let Some(c) = postgres("ownrules", 1).await else {
+        return;
+    };
+    let api = Api::tenant(c.base(0), &[]).await;
+    own_rules_scenario(&api).await;
+}

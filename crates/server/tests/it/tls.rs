@@ -88,11 +88,16 @@ impl TlsServer {
     }
 
     pub async fn tenant(&self) -> String {
+        self.tenant_with(&[]).await
+    }
+
+    /// A new organization with `profiles` and a pro key.
+    pub async fn tenant_with(&self, profiles: &[&str]) -> String {
         let org: Value = self
             .http
             .post(format!("{}/admin/v1/orgs", self.base))
             .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"name": "tls"}))
+            .json(&json!({"name": "tls", "profiles": profiles}))
             .send()
             .await
             .unwrap()
@@ -335,5 +340,94 @@ async fn tail_streams_over_wss_with_a_ca_file() {
         .await
         .unwrap();
     assert!(!out.status.success());
+    s.stop().await;
+}
+
+/// Eventory's notification WebSockets over `wss://` on the TLS listener,
+/// with the key in the `apikey` header (the document: "ws:// is not
+/// accepted"); a plain `ws://` upgrade of the same path is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventory_notifications_stream_over_wss_and_plain_ws_is_refused() {
+    use futures_util::StreamExt;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let s = TlsServer::start().await;
+    let key = s.tenant_with(&["eventory"]).await;
+    let r = s
+        .http
+        .post(format!("{}/eventory/watchlist", s.base))
+        .header("x-api-key", &key)
+        .json(&json!({"event_id": "tls1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&s.certs.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let path = "/eventory/notifications/subscribe";
+    let mut req = format!("wss://localhost:{}{path}", s.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("apikey", key.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(config))),
+    )
+    .await
+    .expect("a wss upgrade with the CA trusted");
+
+    let snapshot = json!({"website": "ticketmaster", "region": "US", "event_id": "tls1",
+        "sections_type": "OfferSections", "stock": 4,
+        "sections": {"floor": {"offer_name": "Floor", "available": true, "price": 99.0,
+            "price_label": "$99.00", "stock": 4, "atc": "https://x/atc"}}});
+    let r = s
+        .http
+        .post(format!("{}/v1/messages", s.base))
+        .header("x-api-key", &key)
+        .json(&json!({"type": "inventory.snapshot", "channels": ["event:tls1"], "data": snapshot}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let frame = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => return t.as_str().to_owned(),
+                Some(Ok(_)) => continue,
+                other => panic!("stream ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a notification over wss");
+    let v: Value = serde_json::from_str(&frame).unwrap();
+    assert_eq!(v["event_id"], "tls1");
+    assert_eq!(v["changes"], json!({"stock_increase": ["Floor"]}));
+
+    // ws:// (plain HTTP) to the same path: the envelope's 400, no upgrade.
+    let answer = plain(
+        s.port,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\napikey: {key}\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     s.stop().await;
 }

@@ -4,7 +4,7 @@
 //! at least once to every endpoint, whatever its format.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,18 +17,15 @@ use crate::helpers::*;
 fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
     // 0 ms then 80 × 100 ms: about eight seconds of retries.
     let schedule = format!("0ms{}", ",100ms".repeat(80));
-    Command::new(marquee_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .env("MARQUEE_LOG", "warn")
-        .env("MARQUEE_ALLOW_PRIVATE_ENDPOINTS", "true")
-        .env("MARQUEE_RETRY_SCHEDULE", schedule)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    spawn_serve(
+        data_dir,
+        port,
+        &[
+            ("MARQUEE_ALLOW_PRIVATE_ENDPOINTS", "true"),
+            ("MARQUEE_RETRY_SCHEDULE", &schedule),
+        ],
+    )
 }
-
 fn cli_json(args: &[&str], dir: &std::path::Path) -> Value {
     let out = Command::new(marquee_bin())
         .args(args)

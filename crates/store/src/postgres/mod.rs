@@ -45,7 +45,8 @@ const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 /// entities, coalescing's pending rows, attendance, erasures, Eventory
 /// snapshots, watchlists and cooldowns.
 const SCHEMA_V5: &str = include_str!("schema_v5.sql");
-const SCHEMA_VERSION: i32 = 5;
+const SCHEMA_V6: &str = include_str!("schema_v6.sql");
+const SCHEMA_VERSION: i32 = 6;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -173,6 +174,9 @@ async fn migrate(pool: &Pool) -> Result<()> {
     }
     if v < 5 {
         tx.batch_execute(SCHEMA_V5).await?;
+    }
+    if v < 6 {
+        tx.batch_execute(SCHEMA_V6).await?;
     }
     if v == 0 {
         tx.execute(
@@ -303,6 +307,7 @@ impl Store for PgStore {
         name: &str,
         description: &str,
         schema: &str,
+        rules: Option<&str>,
     ) -> Result<(EventTypeRecord, bool)> {
         let c = self.pool.get().await?;
         let now = Timestamp::now().as_micros();
@@ -311,19 +316,20 @@ impl Store for PgStore {
         let row = c
             .query_opt(
                 &format!(
-                    "INSERT INTO event_types (org_id, name, description, schema, created_at, updated_at)
-                     SELECT $1, $2, $3, $4, $5, $5 WHERE EXISTS (SELECT 1 FROM orgs WHERE id = $1)
+                    "INSERT INTO event_types (org_id, name, description, schema, created_at, updated_at, rules)
+                     SELECT $1, $2, $3, $4, $5, $5, $6 WHERE EXISTS (SELECT 1 FROM orgs WHERE id = $1)
                      ON CONFLICT (org_id, name) DO UPDATE
                        SET description = EXCLUDED.description, schema = EXCLUDED.schema,
+                           rules = EXCLUDED.rules,
                            updated_at = GREATEST(EXCLUDED.updated_at, event_types.updated_at)
                      RETURNING {}, (xmax = 0) AS created",
                     rows::EVENT_TYPE_COLUMNS
                 ),
-                &[&org.as_str(), &name, &description, &schema, &now],
+                &[&org.as_str(), &name, &description, &schema, &now, &rules],
             )
             .await?
             .ok_or(StoreError::NotFound)?;
-        Ok((rows::event_type(&row)?, row.try_get(5)?))
+        Ok((rows::event_type(&row)?, row.try_get(6)?))
     }
 
     async fn get_event_type(&self, org: &OrgId, name: &str) -> Result<Option<EventTypeRecord>> {
@@ -488,19 +494,6 @@ impl Store for PgStore {
 
     async fn flush_coalesced(&self, now: Timestamp) -> Result<crate::coalesce::FlushReport> {
         coalesce::flush(&self.pool, &self.hooks, now).await
-    }
-
-    async fn put_coalesce_rule(
-        &self,
-        org: &OrgId,
-        ty: &str,
-        rule: Option<crate::coalesce::Rule>,
-    ) -> Result<()> {
-        coalesce::put_rule(&self.pool, org.as_str(), ty, rule.as_ref()).await
-    }
-
-    async fn coalesce_rules(&self, org: &OrgId) -> Result<Vec<(String, crate::coalesce::Rule)>> {
-        coalesce::rules(&self.pool, org.as_str()).await
     }
 
     async fn get_message(&self, org: &OrgId, id: &MessageId) -> Result<Option<StoredMessage>> {

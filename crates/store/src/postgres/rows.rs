@@ -12,7 +12,7 @@ use crate::{ApiKeyRecord, EventTypeRecord, Org, Result, StoreError};
 pub const KEY_COLUMNS: &str =
     "id, org_id, tier, name, public_prefix, created_at, revoked_at, max_stream_connections";
 pub const ORG_COLUMNS: &str = "id, name, created_at, profiles";
-pub const EVENT_TYPE_COLUMNS: &str = "name, description, schema, created_at, updated_at";
+pub const EVENT_TYPE_COLUMNS: &str = "name, description, schema, created_at, updated_at, rules";
 pub const MESSAGE_COLUMNS: &str = "seq, id, org_id, type, channels, data, occurred_at, received_at";
 
 pub fn org(r: &Row) -> Result<Org> {
@@ -31,6 +31,7 @@ pub fn event_type(r: &Row) -> Result<EventTypeRecord> {
         schema: r.try_get(2)?,
         created_at: Timestamp::from_micros(r.try_get(3)?),
         updated_at: Timestamp::from_micros(r.try_get(4)?),
+        rules: r.try_get(5)?,
     })
 }
 

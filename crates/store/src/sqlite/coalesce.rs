@@ -156,35 +156,3 @@ pub fn flush(ctx: &mut Ctx<'_>, now: Timestamp) -> Result<FlushReport> {
         next_due: next.map(Timestamp::from_micros),
     })
 }
-
-/// Sets or clears an organization type's rule.
-pub fn put_rule(conn: &Connection, org: &str, ty: &str, rule: Option<&coalesce::Rule>) -> Result<()> {
-    match rule {
-        Some(r) => conn.execute(
-            "INSERT OR REPLACE INTO coalesce_rules (org_id, type, key, window_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![org, ty, r.key, r.window_ms as i64],
-        )?,
-        None => conn.execute(
-            "DELETE FROM coalesce_rules WHERE org_id = ?1 AND type = ?2",
-            params![org, ty],
-        )?,
-    };
-    Ok(())
-}
-
-/// The organization's own types' rules.
-pub fn rules(conn: &Connection, org: &str) -> Result<Vec<(String, coalesce::Rule)>> {
-    let v = conn
-        .prepare_cached("SELECT type, key, window_ms FROM coalesce_rules WHERE org_id = ?1")?
-        .query_map([org], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                coalesce::Rule {
-                    key: r.get(1)?,
-                    window_ms: r.get::<_, i64>(2)?.max(1) as u64,
-                },
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(v)
-}

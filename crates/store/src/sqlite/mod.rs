@@ -51,7 +51,8 @@ const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 /// entities, coalescing's pending rows, attendance, erasures, Eventory
 /// snapshots, watchlists and cooldowns.
 const SCHEMA_V5: &str = include_str!("schema_v5.sql");
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_V6: &str = include_str!("schema_v6.sql");
+const SCHEMA_VERSION: i64 = 6;
 pub const DB_FILE: &str = "marquee.db";
 
 impl From<rusqlite::Error> for StoreError {
@@ -203,8 +204,9 @@ fn migrate(conn: &Connection) -> Result<()> {
         // transaction, so it never half-applies).
         let v4 = if version < 4 { SCHEMA_V4 } else { "" };
         let v5 = if version < 5 { SCHEMA_V5 } else { "" };
+        let v6 = if version < 6 { SCHEMA_V6 } else { "" };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} {v5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {v1} {v2} {v3} {v4} {v5} {v6} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
     Ok(())
@@ -346,12 +348,14 @@ impl Store for SqliteStore {
         name: &str,
         description: &str,
         schema: &str,
+        rules: Option<&str>,
     ) -> Result<(EventTypeRecord, bool)> {
-        let (org, name, description, schema) = (
+        let (org, name, description, schema, rules) = (
             org.as_str().to_owned(),
             name.to_owned(),
             description.to_owned(),
             schema.to_owned(),
+            rules.map(str::to_owned),
         );
         self.writer
             .write(move |ctx| {
@@ -374,16 +378,16 @@ impl Store for SqliteStore {
                 match created_at {
                     Some(_) => {
                         ctx.conn.execute(
-                            "UPDATE event_types SET description = ?3, schema = ?4, updated_at = ?5
+                            "UPDATE event_types SET description = ?3, schema = ?4, updated_at = ?5, rules = ?6
                              WHERE org_id = ?1 AND name = ?2",
-                            params![org, name, description, schema, now],
+                            params![org, name, description, schema, now, rules],
                         )?;
                     }
                     None => {
                         ctx.conn.execute(
-                            "INSERT INTO event_types (org_id, name, description, schema, created_at, updated_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                            params![org, name, description, schema, now],
+                            "INSERT INTO event_types (org_id, name, description, schema, created_at, updated_at, rules)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                            params![org, name, description, schema, now, rules],
                         )?;
                     }
                 }
@@ -393,6 +397,7 @@ impl Store for SqliteStore {
                     name,
                     description,
                     schema,
+                    rules,
                 };
                 Ok((record, created_at.is_none()))
             })
@@ -589,23 +594,6 @@ impl Store for SqliteStore {
 
     async fn flush_coalesced(&self, now: Timestamp) -> Result<crate::coalesce::FlushReport> {
         self.writer.write(move |ctx| coalesce::flush(ctx, now)).await
-    }
-
-    async fn put_coalesce_rule(
-        &self,
-        org: &OrgId,
-        ty: &str,
-        rule: Option<crate::coalesce::Rule>,
-    ) -> Result<()> {
-        let (org, ty) = (org.as_str().to_owned(), ty.to_owned());
-        self.writer
-            .write(move |ctx| coalesce::put_rule(ctx.conn, &org, &ty, rule.as_ref()))
-            .await
-    }
-
-    async fn coalesce_rules(&self, org: &OrgId) -> Result<Vec<(String, crate::coalesce::Rule)>> {
-        let org = org.as_str().to_owned();
-        self.readers.with(move |c| coalesce::rules(c, &org))
     }
 
     async fn get_message(&self, org: &OrgId, id: &MessageId) -> Result<Option<StoredMessage>> {

@@ -12,7 +12,7 @@ use crate::{ApiKeyRecord, EventTypeRecord, Org};
 pub const KEY_COLUMNS: &str =
     "id, org_id, tier, name, public_prefix, created_at, revoked_at, max_stream_connections";
 pub const ORG_COLUMNS: &str = "id, name, created_at, profiles";
-pub const EVENT_TYPE_COLUMNS: &str = "name, description, schema, created_at, updated_at";
+pub const EVENT_TYPE_COLUMNS: &str = "name, description, schema, created_at, updated_at, rules";
 pub const MESSAGE_COLUMNS: &str = "seq, id, org_id, type, channels, data, occurred_at, received_at";
 
 fn conv_err(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
@@ -35,6 +35,7 @@ pub fn event_type(row: &Row<'_>) -> rusqlite::Result<EventTypeRecord> {
         schema: row.get(2)?,
         created_at: Timestamp::from_micros(row.get(3)?),
         updated_at: Timestamp::from_micros(row.get(4)?),
+        rules: row.get(5)?,
     })
 }
 
