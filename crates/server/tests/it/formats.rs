@@ -422,3 +422,82 @@ fn top_level_keys(body: &[u8]) -> Vec<String> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde::Deserializer::deserialize_map(&mut de, Keys).unwrap()
 }
+
+/// Rotation and format changes, checked by the independent verifiers:
+/// an `eventium` endpoint signs with both secrets during the overlap (two
+/// `v1=` entries; Stripe's library accepts the delivery with either secret,
+/// not with a third), and PATCHing a `standard` endpoint to `revento`
+/// answers a new secret that the document's verifier accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventium_rotation_signs_with_both_secrets_and_a_format_change_issues_a_secret() {
+    let s = TestServer::start_with(retry_after_a_second).await;
+    let (_org, key) = s.tenant().await;
+    let rx = Receiver::ok().await;
+    let ep = create_endpoint(
+        &s,
+        &key,
+        json!({"url": rx.url(), "format": "eventium", "channels": ["venue:rot"]}),
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap();
+    let r = s
+        .post(&key, &format!("/v1/endpoints/{id}/secret/rotate"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rotated: Value = r.json().await.unwrap();
+    assert_ne!(rotated["secret"], ep["secret"]);
+    s.publish(
+        &key,
+        json!({"type": "order.completed", "channels": ["venue:rot"], "data": {"n": 1}}),
+    )
+    .await;
+    let hit = rx.wait_for(1, 10).await.remove(0);
+    let sig = hit.header("x-eventium-signature").to_owned();
+    assert_eq!(sig.matches("v1=").count(), 2, "{sig}");
+    let mut stranger = ep.clone();
+    stranger["secret"] = json!("whsec_c3RyYW5nZXJzdHJhbmdlcnN0cmFuZ2Vyc3RyYW5nZXI");
+    let captures = [
+        capture("eventium", &ep, &hit, &hit.body),
+        capture("eventium", &rotated, &hit, &hit.body),
+        capture("eventium", &stranger, &hit, &hit.body),
+    ];
+
+    // standard → revento: the PATCH answer carries the new scheme's secret.
+    let rx2 = Receiver::ok().await;
+    let std_ep = create_endpoint(&s, &key, json!({"url": rx2.url(), "channels": ["venue:fmt"]})).await;
+    let r = s
+        .http
+        .patch(s.url(&format!("/v1/endpoints/{}", std_ep["id"].as_str().unwrap())))
+        .header("x-api-key", &key)
+        .json(&json!({"format": "revento"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let patched: Value = r.json().await.unwrap();
+    assert_eq!(patched["format"], "revento");
+    assert!(patched["secret"].is_string(), "{patched}");
+    assert_ne!(patched["secret"], std_ep["secret"]);
+    s.publish(
+        &key,
+        json!({"type": "order.completed", "channels": ["venue:fmt"], "data": {"n": 2}}),
+    )
+    .await;
+    let hit2 = rx2.wait_for(1, 10).await.remove(0);
+    assert!(hit2.headers.contains_key("x-revento-signature"));
+    let mut all = captures.to_vec();
+    all.push(capture("revento", &patched, &hit2, &hit2.body));
+    all.push(capture("revento", &std_ep, &hit2, &hit2.body));
+    if let Some(results) = node_verify(&all).await {
+        let oks: Vec<Option<bool>> = results.iter().map(|r| r["ok"].as_bool()).collect();
+        assert_eq!(
+            oks,
+            [Some(true), Some(true), Some(false), Some(true), Some(false)],
+            "old and new eventium secrets verify, a stranger's does not; the PATCH's secret verifies revento, the old one does not: {results:?}"
+        );
+    }
+    s.stop().await;
+}
