@@ -67,6 +67,9 @@ export type {
   Checkin,
   Drop,
   VenueStatus,
+  DropStatus,
+  CheckinsParams,
+  DropsParams,
   CreateWebhookInput,
   Webhook,
 } from './revolution.js';
