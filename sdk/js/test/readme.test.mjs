@@ -1,8 +1,9 @@
-// The main README's "JavaScript / TypeScript SDK" section, as printed: its
-// ```ts blocks, joined in order into one module with only the key and the
-// host substituted, type-checked (strict) and run against the real server
-// on data published through the native API. Skipped when this package is
-// copied outside the repository (no README next to it).
+// The main README's JavaScript as printed: the ```ts blocks of the
+// "JavaScript / TypeScript SDK" section and of "Revolution (fan app)", joined
+// in order into one module with only the key and the host substituted,
+// type-checked (strict) and run against the real server on data published
+// through the native API. Skipped when this package is copied outside the
+// repository (no README next to it).
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,19 +14,22 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import ts from 'typescript';
 
 import { revolution } from '../dist/index.js';
-import { Server } from './helpers.mjs';
+import { Receiver, Server } from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const readme = path.resolve(here, '..', '..', '..', 'README.md');
-const SECTION = '## JavaScript / TypeScript SDK';
+const SDK_SECTION = '## JavaScript / TypeScript SDK';
+const REV_SECTION = '### Revolution (fan app; `revolution`)';
 
-/** The ```ts blocks of the section, in order. */
-function blocks() {
+/** The ```ts blocks of a README section (up to the next heading of its level or above), in order. */
+function blocks(heading) {
   const text = readFileSync(readme, 'utf8');
-  const start = text.indexOf(`\n${SECTION}\n`);
-  assert.ok(start >= 0, `README has no "${SECTION}" section`);
-  const end = text.indexOf('\n## ', start + 1);
-  const section = text.slice(start, end < 0 ? undefined : end);
+  const start = text.indexOf(`\n${heading}\n`);
+  assert.ok(start >= 0, `README has no "${heading}" section`);
+  // The next `##` / `###` heading (a `# …` line is a shell comment in a code block).
+  const level = heading.split(' ')[0].length;
+  const next = text.slice(start + 1).search(new RegExp(`\\n#{2,${level}} `));
+  const section = text.slice(start, next < 0 ? undefined : start + 1 + next);
   return [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
 }
 
@@ -36,7 +40,9 @@ function compile(file) {
     module: ts.ModuleKind.NodeNext,
     moduleResolution: ts.ModuleResolutionKind.NodeNext,
     lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'],
-    types: [],
+    // The Revolution section's verifier uses node's crypto and Buffer.
+    types: ['node'],
+    typeRoots: [path.resolve(here, '..', 'node_modules', '@types')],
     strict: true,
     skipLibCheck: true,
   });
@@ -48,7 +54,7 @@ function compile(file) {
   return file.replace(/\.ts$/, '.js');
 }
 
-describe('README: the JavaScript / TypeScript SDK section, as written', { skip: !existsSync(readme) && 'no README.md (package outside the repository)' }, () => {
+describe('README: the JavaScript / TypeScript SDK and Revolution sections, as written', { skip: !existsSync(readme) && 'no README.md (package outside the repository)' }, () => {
   let server;
   before(async () => {
     server = await Server.start();
@@ -59,14 +65,16 @@ describe('README: the JavaScript / TypeScript SDK section, as written', { skip: 
 
   it('its blocks type-check and run against the real server (only the key and host substituted)', async () => {
     const { key } = await server.tenant({ profiles: ['revolution'], name: 'readme' });
-    const code = blocks();
+    const code = blocks(SDK_SECTION);
     assert.ok(code.length >= 2, 'a stream block and a REST block');
-    const joined = code.join('\n');
+    const rev = blocks(REV_SECTION);
+    assert.equal(rev.length, 2, 'the createWebhook block and the verifier');
+    const joined = [...code, ...rev].join('\n');
     const KEY = "'sk_live_…'";
     const HOST = "'http://127.0.0.1:7400'";
     assert.ok(joined.includes(`revolution({ apiKey: ${KEY}, baseUrl: ${HOST} })`), 'the README creates rev with a key and a host');
     const source = `${joined.replaceAll(KEY, JSON.stringify(key)).replaceAll(HOST, JSON.stringify(server.url))}
-export { rev, stream, checkins, drops, live };
+export { rev, stream, checkins, drops, live, hook };
 `;
     const dir = path.resolve(here, '..', 'dist-test', 'readme');
     mkdirSync(dir, { recursive: true });
@@ -93,5 +101,27 @@ export { rev, stream, checkins, drops, live };
     // The stream block disconnects at its end, as the document's does.
     await m.stream.disconnect();
     assert.equal(m.stream.native.state, 'closed');
+
+    // createWebhook: registered as written (scoped to stubbs-austin, which
+    // gets no more messages here: nothing is sent to yourapp.com).
+    assert.match(m.hook.id, /^ep_/);
+    assert.deepEqual([m.hook.url, m.hook.events, m.hook.venueId], [
+      'https://yourapp.com/webhooks/signal', ['fan_checkin', 'drop_claimed', 'autograph_requested'], 'stubbs-austin',
+    ]);
+    await m.rev.developers.deleteWebhook(m.hook.id);
+
+    // The README's verifier on a real delivery signed with the same secret.
+    const rx = await new Receiver().start();
+    try {
+      const local = await m.rev.developers.createWebhook({ url: `${rx.url}/signal`, venueId: 'readme-venue', secret: 'whsec_xxxx' });
+      await pub('fan_checkin', ['venue:readme-venue'], { fan_id: 'fan_1', event_id: 7, gate: 'MAIN', ts: now });
+      const [req] = await rx.waitAt('/signal', 1);
+      const sig = req.headers['x-revolution-signature'];
+      assert.equal(m.verifySignature(req.text, sig, 'whsec_xxxx'), true);
+      assert.equal(m.verifySignature(req.text.replace('MAIN', 'SIDE'), sig, 'whsec_xxxx'), false);
+      await m.rev.developers.deleteWebhook(local.id);
+    } finally {
+      await rx.close();
+    }
   });
 });
