@@ -114,9 +114,16 @@ impl Client {
         let mut total = 0u64;
         loop {
             let r = self.replay(endpoint, &from).await?;
-            total += r.queued;
+            total = total.saturating_add(r.queued);
             progress(&r, total);
             match (&r.has_more, &r.next_cursor) {
+                (true, Some(c)) if from == ReplayFrom::After(c.clone()) => {
+                    // Never loop on a server that does not move on.
+                    return Err(Error::new(
+                        RequestErrorKind::Decode,
+                        format!("the replay did not advance past cursor {c}"),
+                    ));
+                }
                 (true, Some(c)) => from = ReplayFrom::After(c.clone()),
                 _ => return Ok(total),
             }

@@ -422,7 +422,8 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Progress of a long operation, on stderr: one line rewritten in place on a
 /// terminal (`\r`), plain lines otherwise — each state once, at most one a
 /// second while it changes — so a log file or pipe stays readable.
-struct Progress {
+struct Progress<W: Write = std::io::Stderr> {
+    out: W,
     tty: bool,
     drawn: bool,
     last_line: String,
@@ -433,11 +434,14 @@ struct Progress {
 impl Progress {
     fn new() -> Progress {
         let tty = std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
-        Progress::with_tty(tty)
+        Progress::to(std::io::stderr(), tty)
     }
+}
 
-    fn with_tty(tty: bool) -> Progress {
+impl<W: Write> Progress<W> {
+    fn to(out: W, tty: bool) -> Progress<W> {
         Progress {
+            out,
             tty,
             drawn: false,
             last_line: String::new(),
@@ -457,9 +461,8 @@ impl Progress {
                     format!("{} {label}", SPIN[self.spin])
                 }
             };
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K{line}");
-            let _ = err.flush();
+            let _ = write!(self.out, "\r\x1b[2K{line}");
+            let _ = self.out.flush();
             self.drawn = true;
         } else {
             let line = match total {
@@ -470,7 +473,7 @@ impl Progress {
                 .last_at
                 .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
             if line != self.last_line && due {
-                eprintln!("{line}");
+                let _ = writeln!(self.out, "{line}");
                 self.last_line = line;
                 self.last_at = Some(Instant::now());
             }
@@ -481,7 +484,7 @@ impl Progress {
     fn finish(&mut self, label: &str, done: u64, total: Option<u64>) {
         if self.tty {
             self.update(label, done, total);
-            eprintln!();
+            let _ = writeln!(self.out);
             self.drawn = false;
         } else {
             self.last_at = None;
@@ -490,17 +493,20 @@ impl Progress {
     }
 }
 
-impl Drop for Progress {
+impl<W: Write> Drop for Progress<W> {
     fn drop(&mut self) {
         // An error mid-way: the error message starts on a line of its own.
         if self.drawn {
-            eprintln!();
+            let _ = writeln!(self.out);
         }
     }
 }
 
 fn percent(done: u64, total: u64) -> u64 {
-    (done.min(total) * 100).checked_div(total).unwrap_or(100)
+    // u128: no overflow whatever numbers the server answers.
+    (u128::from(done.min(total)) * 100)
+        .checked_div(u128::from(total))
+        .map_or(100, |p| p as u64)
 }
 
 /// `[##########--------------] 42%`.
@@ -558,7 +564,11 @@ async fn wait_deliveries(
                 (queued.saturating_sub(fresh), "attempted", fresh == 0)
             }
             WaitFor::Settled { before } => {
-                let settled = (s.delivered + s.failed).saturating_sub(before).min(queued);
+                let settled = s
+                    .delivered
+                    .saturating_add(s.failed)
+                    .saturating_sub(before)
+                    .min(queued);
                 (settled, "settled", settled >= queued || s.pending == 0)
             }
         };
@@ -631,7 +641,7 @@ pub async fn recover(a: RecoverArgs) -> Result<(), String> {
     let client = a.conn.client()?;
     let before = if a.wait {
         let s = client.endpoint_stats(&a.endpoint).await.map_err(request_error)?;
-        s.delivered + s.failed
+        s.delivered.saturating_add(s.failed)
     } else {
         0
     };
@@ -718,6 +728,58 @@ mod tests {
         assert_eq!(bar(5, 10, 10), "[#####-----]  50%");
         assert_eq!(bar(12, 10, 10), "[##########] 100%");
         assert_eq!(percent(0, 0), 100);
+        assert_eq!(
+            percent(u64::MAX, u64::MAX),
+            100,
+            "no overflow on a server's numbers"
+        );
+    }
+
+    fn drawn(tty: bool, steps: &[(u64, bool)]) -> String {
+        let mut buf = Vec::new();
+        {
+            let mut p = Progress::to(&mut buf, tty);
+            for (done, last) in steps {
+                let label = format!("erasure era_x: {done}/4 messages erased");
+                if *last {
+                    p.finish(&label, *done, Some(4));
+                } else {
+                    p.update(&label, *done, Some(4));
+                }
+            }
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn progress_on_a_terminal_and_off() {
+        let steps = [(0, false), (0, false), (1, false), (2, false), (4, true)];
+        // A terminal: every update redraws the line; the end closes it.
+        let t = drawn(true, &steps);
+        assert!(
+            t.starts_with("\r\x1b[2K[------------------------]   0% erasure era_x: 0/4"),
+            "{t:?}"
+        );
+        assert_eq!(t.matches('\r').count(), 5);
+        assert!(
+            t.ends_with("[########################] 100% erasure era_x: 4/4 messages erased\n"),
+            "{t:?}"
+        );
+        // Not a terminal: whole lines, the first at once, then at most one a
+        // second (here: none within the second), and always the end.
+        let p = drawn(false, &steps);
+        assert_eq!(
+            p,
+            "erasure era_x: 0/4 messages erased (0%)\nerasure era_x: 4/4 messages erased (100%)\n"
+        );
+        // An unknown total: a spinner on a terminal, the label alone otherwise.
+        let mut buf = Vec::new();
+        Progress::to(&mut buf, false).finish("replaying to ep_x: 7 queued", 7, None);
+        assert_eq!(String::from_utf8(buf).unwrap(), "replaying to ep_x: 7 queued\n");
+        // Dropped mid-way on a terminal (an error follows): the line is closed.
+        let mut buf = Vec::new();
+        Progress::to(&mut buf, true).update("x", 1, None);
+        assert!(String::from_utf8(buf).unwrap().ends_with("x\n"));
     }
 
     #[test]
