@@ -20,6 +20,7 @@
 //! marquee-core's own wire formats: the same pure code the server signs with.
 
 mod error;
+mod operations;
 mod rest;
 mod stream;
 mod tls;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{ApiError, ConnectErrorKind, Error, RequestErrorKind, StreamErrorKind, VerifyErrorKind};
+pub use operations::{EndpointStats, Erasure, Recover, Replay, ReplayFrom};
 pub use rest::{ListParams, Message, MessagePages, NewMessage, Page};
 pub use stream::{StreamMessage, Subscriber};
 pub use webhook::{message_from_frame, parse_secret, sign, verify};

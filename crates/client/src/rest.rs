@@ -108,14 +108,14 @@ struct ErrorInner {
 }
 
 impl Client {
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.inner
             .http
             .request(method, format!("{}{}", self.inner.base, path))
             .header("x-api-key", &self.inner.options.api_key)
     }
 
-    async fn send<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn send<T: serde::de::DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, RequestError> {

@@ -1,6 +1,6 @@
 //! The client against a real marquee server started in-process (port 0, a
 //! temporary data dir): publish, batch, poll by cursor, stream with resume
-//! across a server restart, 4003 not retried.
+//! across a server restart, 4003 not retried, replay pages, stats and erasures.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,6 +23,8 @@ struct Server {
 async fn start(dir: &Path, addr: &str, ping: Option<Duration>) -> Server {
     let mut config = marquee_server::ServeConfig::with_data_dir(dir);
     config.admin_token = Some(ADMIN.into());
+    // Webhook endpoints on 127.0.0.1 (never a host on the internet).
+    config.webhooks.allow_private = true;
     if let Some(p) = ping {
         config.streams.ping_interval = p;
     }
@@ -258,5 +260,82 @@ async fn a_revoked_key_ends_the_stream_with_4003_and_no_reconnect() {
         !events.iter().any(|e| matches!(e, Event::Reconnecting { .. })),
         "{events:?}"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn replay_pages_stats_and_erasure_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), "127.0.0.1:0", None).await;
+    let (_, key) = s.tenant().await;
+    let c = ClientOptions::with_api_key(key.clone())
+        .connect(&s.base())
+        .unwrap();
+    let batch = c.publish_batch((0..5).map(checkin).collect()).await.unwrap();
+
+    // An endpoint created afterwards, on a local port nothing listens on
+    // (only the queueing is checked here): a replay from the second
+    // message's cursor.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/endpoints", s.base()))
+        .header("x-api-key", &key)
+        .json(&json!({"url": format!("http://{closed}/hook"), "channels": ["venue:x"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let ep: Value = r.json().await.unwrap();
+    let ep = ep["id"].as_str().unwrap();
+    let mut pages = Vec::new();
+    let total = c
+        .replay_all(
+            ep,
+            marquee_client::ReplayFrom::After(batch[1].cursor.clone()),
+            |p, total| pages.push((p.queued, p.has_more, total)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(pages, [(3, false, 3)]);
+    let stats = c.endpoint_stats(ep).await.unwrap();
+    assert_eq!(stats.endpoint_id, ep);
+    assert!(stats.pending <= 3, "{stats:?}");
+
+    // Erasure: accepted, then followed to completion.
+    let e = c.create_erasure("venue:x", None).await.unwrap();
+    assert_eq!((e.channel.as_str(), e.messages_total), ("venue:x", 5));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut e = e;
+    while !e.is_completed() {
+        assert!(tokio::time::Instant::now() < deadline, "{e:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        e = c.erasure(&e.id).await.unwrap();
+    }
+    assert_eq!(e.messages_erased, 5);
+    assert!(e.completed_at.is_some());
+    assert!(
+        c.list(&ListParams::default().channel("venue:x"))
+            .await
+            .unwrap()
+            .data
+            .is_empty()
+    );
+
+    // Errors: the server's (404, 400), and ids the client refuses to put in a path.
+    let err = c.erasure("era_01JD0000000000000000000000").await.unwrap_err();
+    assert_eq!(err.api_error().unwrap().status, 404);
+    let err = c.create_erasure("not a channel", None).await.unwrap_err();
+    assert_eq!(err.api_error().unwrap().code, "invalid_request");
+    let err = c.erasure("../v1/messages").await.unwrap_err();
+    assert_eq!(err.kind(), marquee_client::RequestErrorKind::InvalidInput);
+    let err = c
+        .replay(ep, &marquee_client::ReplayFrom::Since("yesterday".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.api_error().unwrap().param.as_deref(), Some("since"));
     s.stop().await;
 }

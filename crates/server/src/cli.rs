@@ -93,6 +93,12 @@ pub enum Command {
     Publish(crate::devcli::PublishArgs),
     /// Developer: check a captured webhook (body on stdin) and say why not.
     Verify(crate::devcli::VerifyArgs),
+    /// Developer: replay an endpoint's messages from a time or cursor, with progress.
+    Replay(crate::devcli::ReplayArgs),
+    /// Developer: queue an endpoint's failed deliveries of a time range again.
+    Recover(crate::devcli::RecoverArgs),
+    /// Developer: erase a channel's stored messages (`--wait`: with progress).
+    Erase(crate::devcli::EraseArgs),
 }
 
 #[derive(Args)]

@@ -1,6 +1,7 @@
-//! The developer commands — `listen`, `tail`, `publish`, `verify` — which
-//! talk to a running marquee as a client (`marquee-client`), never to the
-//! store. Signing and verification are marquee-core's wire formats, the
+//! The developer commands — `listen`, `tail`, `publish`, `verify`, and the
+//! long operations `replay`, `recover`, `erase` (with a progress indicator on
+//! a terminal, plain lines otherwise) — which talk to a running marquee as a
+//! client (`marquee-client`), never to the store. Signing and verification are marquee-core's wire formats, the
 //! same code the dispatcher runs.
 
 use std::collections::BTreeMap;
@@ -343,4 +344,453 @@ pub fn verify(a: VerifyArgs) -> Result<(), String> {
         .map_err(|e| format!("not verified: {e}"))?;
     println!("verified: the {} signature matches", a.format);
     Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Long operations: replay, recover, erase — with progress on stderr.
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["since", "after"])))]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The endpoint (ep_…).
+    #[arg(long)]
+    pub endpoint: String,
+    /// Every matching message received from then on: RFC 3339, or a
+    /// duration back from now (30m, 2h, 1d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Every matching message after this cursor.
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Then wait until every queued delivery has had its first attempt.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The endpoint (ep_…).
+    #[arg(long)]
+    pub endpoint: String,
+    /// Failed deliveries of messages received from then on: RFC 3339, or a
+    /// duration back from now (30m, 2h, 1d).
+    #[arg(long)]
+    pub since: String,
+    /// Up to (RFC 3339 or a duration back from now; default now).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Then wait until every queued delivery has had its attempt.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["channel", "id"])))]
+pub struct EraseArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Erase every stored message on this channel (e.g. user:usr_def456).
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Only the messages also on this channel (e.g. event:evt_abc123).
+    #[arg(long, requires = "channel")]
+    pub within: Option<String>,
+    /// Do not start one: follow this erasure (era_…).
+    #[arg(long, conflicts_with = "channel")]
+    pub id: Option<String>,
+    /// Wait until the erasure is completed, showing its progress.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the result (the erasure object) as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How often `--wait` asks the server.
+const POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Progress of a long operation, on stderr: one line rewritten in place on a
+/// terminal (`\r`), plain lines otherwise — each state once, at most one a
+/// second while it changes — so a log file or pipe stays readable.
+struct Progress<W: Write = std::io::Stderr> {
+    out: W,
+    tty: bool,
+    drawn: bool,
+    last_line: String,
+    last_at: Option<Instant>,
+    spin: usize,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let tty = std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        Progress::to(std::io::stderr(), tty)
+    }
+}
+
+impl<W: Write> Progress<W> {
+    fn to(out: W, tty: bool) -> Progress<W> {
+        Progress {
+            out,
+            tty,
+            drawn: false,
+            last_line: String::new(),
+            last_at: None,
+            spin: 0,
+        }
+    }
+
+    /// `done` of `total` (a bar), or a spinner when the total is unknown.
+    fn update(&mut self, label: &str, done: u64, total: Option<u64>) {
+        if self.tty {
+            const SPIN: [char; 4] = ['|', '/', '-', '\\'];
+            let line = match total {
+                Some(t) => format!("{} {label}", bar(done, t, 24)),
+                None => {
+                    self.spin = (self.spin + 1) % SPIN.len();
+                    format!("{} {label}", SPIN[self.spin])
+                }
+            };
+            let _ = write!(self.out, "\r\x1b[2K{line}");
+            let _ = self.out.flush();
+            self.drawn = true;
+        } else {
+            let line = match total {
+                Some(t) => format!("{label} ({}%)", percent(done, t)),
+                None => label.to_owned(),
+            };
+            let due = self
+                .last_at
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+            if line != self.last_line && due {
+                let _ = writeln!(self.out, "{line}");
+                self.last_line = line;
+                self.last_at = Some(Instant::now());
+            }
+        }
+    }
+
+    /// The final state: always printed once (ends the terminal line).
+    fn finish(&mut self, label: &str, done: u64, total: Option<u64>) {
+        if self.tty {
+            self.update(label, done, total);
+            let _ = writeln!(self.out);
+            self.drawn = false;
+        } else {
+            self.last_at = None;
+            self.update(label, done, total);
+        }
+    }
+}
+
+impl<W: Write> Drop for Progress<W> {
+    fn drop(&mut self) {
+        // An error mid-way: the error message starts on a line of its own.
+        if self.drawn {
+            let _ = writeln!(self.out);
+        }
+    }
+}
+
+fn percent(done: u64, total: u64) -> u64 {
+    // u128: no overflow whatever numbers the server answers.
+    (u128::from(done.min(total)) * 100)
+        .checked_div(u128::from(total))
+        .map_or(100, |p| p as u64)
+}
+
+/// `[##########--------------] 42%`.
+fn bar(done: u64, total: u64, width: usize) -> String {
+    let p = percent(done, total);
+    let full = (p as usize * width) / 100;
+    format!("[{}{}] {p:>3}%", "#".repeat(full), "-".repeat(width - full))
+}
+
+/// RFC 3339 as given, or a duration (`30m`, `2h`, `1d`) back from now.
+fn time_arg(param: &str, s: &str) -> Result<String, String> {
+    if Timestamp::parse_rfc3339(s).is_ok() {
+        return Ok(s.to_owned());
+    }
+    match marquee_core::duration::parse(s) {
+        Ok(d) => {
+            let us = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+            Ok(Timestamp::now().saturating_sub_micros(us).to_rfc3339())
+        }
+        Err(_) => Err(format!(
+            "--{param} {s:?}: give an RFC 3339 time (2026-05-14T21:00:00Z) or a duration back from now (30m, 2h, 1d)"
+        )),
+    }
+}
+
+fn request_error(e: marquee_client::RequestError) -> String {
+    e.to_string()
+}
+
+/// How `--wait` knows a delivery it queued is done.
+enum WaitFor {
+    /// Replay: every queued delivery has had its first attempt (pending
+    /// deliveries that never failed reach 0).
+    FirstAttempt,
+    /// Recover: the recovered deliveries (which have failed before, so they
+    /// count as retrying at once) have settled — delivered or exhausted
+    /// again — counted from the endpoint's settled total before the request.
+    Settled { before: u64 },
+}
+
+/// `--wait` of replay / recover: polls the endpoint's stats until the
+/// deliveries this command queued are done (see [`WaitFor`]).
+async fn wait_deliveries(
+    client: &Client,
+    endpoint: &str,
+    queued: u64,
+    what: WaitFor,
+) -> Result<Value, String> {
+    let mut p = Progress::new();
+    loop {
+        let s = client.endpoint_stats(endpoint).await.map_err(request_error)?;
+        let (done, word, finished) = match what {
+            WaitFor::FirstAttempt => {
+                let fresh = s.pending.saturating_sub(s.retrying);
+                (queued.saturating_sub(fresh), "attempted", fresh == 0)
+            }
+            WaitFor::Settled { before } => {
+                let settled = s
+                    .delivered
+                    .saturating_add(s.failed)
+                    .saturating_sub(before)
+                    .min(queued);
+                (settled, "settled", settled >= queued || s.pending == 0)
+            }
+        };
+        let done = if finished { queued } else { done };
+        let label = format!(
+            "delivering to {endpoint}: {done}/{queued} {word}, {} delivered, {} retrying, {} failed",
+            s.delivered, s.retrying, s.failed
+        );
+        if finished {
+            p.finish(&label, done, Some(queued));
+            return Ok(serde_json::to_value(&s).expect("json"));
+        }
+        if !s.enabled {
+            p.finish(&label, done, Some(queued));
+            return Err(format!(
+                "endpoint {endpoint} is disabled: its deliveries wait until it is enabled again"
+            ));
+        }
+        p.update(&label, done, Some(queued));
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub async fn replay(a: ReplayArgs) -> Result<(), String> {
+    let from = match (&a.since, &a.after) {
+        (Some(s), None) => marquee_client::ReplayFrom::Since(time_arg("since", s)?),
+        (None, Some(c)) => marquee_client::ReplayFrom::After(c.clone()),
+        _ => return Err("give exactly one of --since or --after".into()),
+    };
+    let client = a.conn.client()?;
+    let mut p = Progress::new();
+    let ep = a.endpoint.clone();
+    let mut requests = 0u32;
+    let total = client
+        .replay_all(&a.endpoint, from, |r, total| {
+            requests += 1;
+            let label = match (&r.has_more, &r.next_cursor) {
+                (true, Some(c)) => format!("replaying to {ep}: {total} queued, continuing after {c}"),
+                _ => format!("replaying to {ep}: {total} queued"),
+            };
+            if r.has_more {
+                p.update(&label, total, None);
+            } else {
+                p.finish(&label, total, None);
+            }
+        })
+        .await
+        .map_err(request_error)?;
+    drop(p);
+    let stats = if a.wait && total > 0 {
+        Some(wait_deliveries(&client, &a.endpoint, total, WaitFor::FirstAttempt).await?)
+    } else {
+        None
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"object": "replay", "endpoint_id": a.endpoint, "queued": total,
+                "requests": requests, "stats": stats})
+        );
+    } else {
+        println!("replay {}: {total} deliveries queued", a.endpoint);
+    }
+    Ok(())
+}
+
+pub async fn recover(a: RecoverArgs) -> Result<(), String> {
+    let since = time_arg("since", &a.since)?;
+    let until = a.until.as_deref().map(|u| time_arg("until", u)).transpose()?;
+    let client = a.conn.client()?;
+    let before = if a.wait {
+        let s = client.endpoint_stats(&a.endpoint).await.map_err(request_error)?;
+        s.delivered.saturating_add(s.failed)
+    } else {
+        0
+    };
+    let r = client
+        .recover(&a.endpoint, &since, until.as_deref())
+        .await
+        .map_err(request_error)?;
+    let stats = if a.wait && r.queued > 0 {
+        Some(wait_deliveries(&client, &a.endpoint, r.queued, WaitFor::Settled { before }).await?)
+    } else {
+        None
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"object": "recover", "endpoint_id": r.endpoint_id, "queued": r.queued, "stats": stats})
+        );
+    } else {
+        println!(
+            "recover {}: {} failed deliveries queued again",
+            r.endpoint_id, r.queued
+        );
+    }
+    Ok(())
+}
+
+fn erasure_label(e: &marquee_client::Erasure) -> String {
+    format!(
+        "erasure {} {}: {}/{} messages erased",
+        e.id, e.status, e.messages_erased, e.messages_total
+    )
+}
+
+pub async fn erase(a: EraseArgs) -> Result<(), String> {
+    let client = a.conn.client()?;
+    let mut e = match (&a.id, &a.channel) {
+        (Some(id), _) => client.erasure(id).await.map_err(request_error)?,
+        (None, Some(ch)) => client
+            .create_erasure(ch, a.within.as_deref())
+            .await
+            .map_err(request_error)?,
+        (None, None) => return Err("give --channel (a new erasure) or --id (an existing one)".into()),
+    };
+    if a.wait {
+        let mut p = Progress::new();
+        while !e.is_completed() {
+            p.update(&erasure_label(&e), e.messages_erased, Some(e.messages_total));
+            tokio::time::sleep(POLL).await;
+            e = client.erasure(&e.id).await.map_err(request_error)?;
+        }
+        p.finish(&erasure_label(&e), e.messages_erased, Some(e.messages_total));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&e).expect("json"));
+    } else if e.is_completed() {
+        println!(
+            "erasure {} completed: {} of {} messages on {}{} erased at {}",
+            e.id,
+            e.messages_erased,
+            e.messages_total,
+            e.channel,
+            e.within
+                .as_deref()
+                .map(|w| format!(" within {w}"))
+                .unwrap_or_default(),
+            e.completed_at.as_deref().unwrap_or("?")
+        );
+    } else {
+        println!(
+            "erasure {} {}: {}/{} messages erased (follow it: marquee erase --id {} --wait)",
+            e.id, e.status, e.messages_erased, e.messages_total, e.id
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_and_percent() {
+        assert_eq!(bar(0, 10, 10), "[----------]   0%");
+        assert_eq!(bar(5, 10, 10), "[#####-----]  50%");
+        assert_eq!(bar(12, 10, 10), "[##########] 100%");
+        assert_eq!(percent(0, 0), 100);
+        assert_eq!(
+            percent(u64::MAX, u64::MAX),
+            100,
+            "no overflow on a server's numbers"
+        );
+    }
+
+    fn drawn(tty: bool, steps: &[(u64, bool)]) -> String {
+        let mut buf = Vec::new();
+        {
+            let mut p = Progress::to(&mut buf, tty);
+            for (done, last) in steps {
+                let label = format!("erasure era_x: {done}/4 messages erased");
+                if *last {
+                    p.finish(&label, *done, Some(4));
+                } else {
+                    p.update(&label, *done, Some(4));
+                }
+            }
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn progress_on_a_terminal_and_off() {
+        let steps = [(0, false), (0, false), (1, false), (2, false), (4, true)];
+        // A terminal: every update redraws the line; the end closes it.
+        let t = drawn(true, &steps);
+        assert!(
+            t.starts_with("\r\x1b[2K[------------------------]   0% erasure era_x: 0/4"),
+            "{t:?}"
+        );
+        assert_eq!(t.matches('\r').count(), 5);
+        assert!(
+            t.ends_with("[########################] 100% erasure era_x: 4/4 messages erased\n"),
+            "{t:?}"
+        );
+        // Not a terminal: whole lines, the first at once, then at most one a
+        // second (here: none within the second), and always the end.
+        let p = drawn(false, &steps);
+        assert_eq!(
+            p,
+            "erasure era_x: 0/4 messages erased (0%)\nerasure era_x: 4/4 messages erased (100%)\n"
+        );
+        // An unknown total: a spinner on a terminal, the label alone otherwise.
+        let mut buf = Vec::new();
+        Progress::to(&mut buf, false).finish("replaying to ep_x: 7 queued", 7, None);
+        assert_eq!(String::from_utf8(buf).unwrap(), "replaying to ep_x: 7 queued\n");
+        // Dropped mid-way on a terminal (an error follows): the line is closed.
+        let mut buf = Vec::new();
+        Progress::to(&mut buf, true).update("x", 1, None);
+        assert!(String::from_utf8(buf).unwrap().ends_with("x\n"));
+    }
+
+    #[test]
+    fn time_args() {
+        assert_eq!(
+            time_arg("since", "2026-05-14T21:00:00Z").unwrap(),
+            "2026-05-14T21:00:00Z"
+        );
+        let t = time_arg("since", "2h").unwrap();
+        let back = Timestamp::now().as_micros() - Timestamp::parse_rfc3339(&t).unwrap().as_micros();
+        assert!((7_199_000_000..7_201_000_000).contains(&back), "{back}");
+        assert!(time_arg("since", "yesterday").unwrap_err().contains("RFC 3339"));
+    }
 }

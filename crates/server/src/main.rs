@@ -29,6 +29,9 @@ async fn main() -> ExitCode {
         Command::Tail(a) => marquee_server::devcli::tail(a).await,
         Command::Publish(a) => marquee_server::devcli::publish(a).await,
         Command::Verify(a) => marquee_server::devcli::verify(a),
+        Command::Replay(a) => marquee_server::devcli::replay(a).await,
+        Command::Recover(a) => marquee_server::devcli::recover(a).await,
+        Command::Erase(a) => marquee_server::devcli::erase(a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

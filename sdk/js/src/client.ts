@@ -1,6 +1,6 @@
 /**
  * The native client: messages (publish, batch, get, list, iterate, poll),
- * endpoints (webhooks) and streams.
+ * endpoints (webhooks), erasures and streams.
  */
 
 import { HttpClient, randomKey, sleep, type ClientOptions, type Query } from './http.js';
@@ -9,9 +9,11 @@ import type {
   Attempt,
   AttemptsParams,
   CreateEndpointInput,
+  CreateErasureInput,
   Deleted,
   Endpoint,
   EndpointStats,
+  Erasure,
   JsonObject,
   ListMessagesParams,
   ListPage,
@@ -250,6 +252,47 @@ export class Endpoints {
   }
 }
 
+export interface WaitErasureOptions {
+  /** Between polls (default 250 ms). */
+  intervalMs?: number;
+  /** Called with every state seen, the last one `completed`. */
+  onProgress?: (e: Erasure) => void;
+  /** Stops waiting (rejects with the signal's reason). */
+  signal?: AbortSignal;
+}
+
+/** `/v1/erasures`: erase a channel's stored messages, worked through in the background. */
+export class Erasures {
+  constructor(private readonly http: HttpClient) {}
+
+  /** `POST /v1/erasures`: accepted at once (`status: 'running'`, `messages_total` counted now). */
+  async create(input: CreateErasureInput): Promise<Erasure> {
+    const body: Record<string, string> = { channel: input.channel };
+    if (input.within !== undefined) body['within'] = input.within;
+    return (await this.http.request<Erasure>('POST', '/v1/erasures', { body })).body;
+  }
+
+  /** `GET /v1/erasures/{id}`: its progress (`messages_erased` of `messages_total`). */
+  async get(id: string): Promise<Erasure> {
+    return (await this.http.request<Erasure>('GET', `/v1/erasures/${enc(id)}`)).body;
+  }
+
+  /** `GET /v1/erasures`, newest first (`limit` 1–100, `before` an erasure id). */
+  async list(params: { limit?: number; before?: string } = {}): Promise<ListPage<Erasure>> {
+    return (await this.http.request<ListPage<Erasure>>('GET', '/v1/erasures', { query: { limit: params.limit, before: params.before } })).body;
+  }
+
+  /** Polls an erasure until it is `completed`; answers the completed erasure. */
+  async wait(id: string, opts: WaitErasureOptions = {}): Promise<Erasure> {
+    for (;;) {
+      const e = await this.get(id);
+      opts.onProgress?.(e);
+      if (e.status === 'completed') return e;
+      await sleep(opts.intervalMs ?? 250, opts.signal);
+    }
+  }
+}
+
 export type MarqueeOptions = ClientOptions & {
   /** A WebSocket constructor for streams (default: the global one, else the `ws` package). */
   WebSocket?: StreamOptions['WebSocket'];
@@ -260,12 +303,14 @@ export class Marquee {
   readonly http: HttpClient;
   readonly messages: Messages;
   readonly endpoints: Endpoints;
+  readonly erasures: Erasures;
   private readonly wsImpl: StreamOptions['WebSocket'];
 
   constructor(opts: MarqueeOptions) {
     this.http = new HttpClient(opts);
     this.messages = new Messages(this.http);
     this.endpoints = new Endpoints(this.http);
+    this.erasures = new Erasures(this.http);
     this.wsImpl = opts.WebSocket;
   }
 

@@ -6,8 +6,8 @@
  * - {@link verifyWebhook}: webhook verification for every format.
  */
 
-export { Marquee, Messages, Endpoints } from './client.js';
-export type { MarqueeOptions, PublishOptions, Published, PollOptions } from './client.js';
+export { Marquee, Messages, Endpoints, Erasures } from './client.js';
+export type { MarqueeOptions, PublishOptions, Published, PollOptions, WaitErasureOptions } from './client.js';
 export { HttpClient, DEFAULT_BASE_URL } from './http.js';
 export type { ClientOptions, FetchLike } from './http.js';
 export { MarqueeError, MarqueeApiError, MarqueeConnectionError, WebhookVerificationError } from './errors.js';
@@ -67,6 +67,9 @@ export type {
   Checkin,
   Drop,
   VenueStatus,
+  DropStatus,
+  CheckinsParams,
+  DropsParams,
   CreateWebhookInput,
   Webhook,
 } from './revolution.js';

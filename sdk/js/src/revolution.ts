@@ -259,38 +259,62 @@ export interface RevolutionList<T> {
   nextCursor: string | null;
 }
 
-/** One check-in of `rev.signal.checkins` (the `fan_checkin` fields, camelCased). */
+/**
+ * One check-in of `rev.signal.checkins`: a recorded (deduplicated) door scan
+ * of a `fan_checkin` (or another catalog scan type), camelCased.
+ */
 export interface Checkin {
+  /** The scan message's id (`msg_…`). */
+  id: string;
   fanId: string;
-  eventId: string | number;
-  gate: string;
+  /** The event id, always as a string (the path's id; `1042` → `'1042'`). */
+  eventId: string;
+  /** Null when the scan named no gate. */
+  gate: string | null;
+  direction: 'in' | 'out';
+  /** The scan's own time, Unix ms (what `since` compares against). */
   ts: number;
-  [key: string]: unknown;
+  /** When marquee received it, Unix ms. */
+  created: number;
 }
+
+export type DropStatus = 'active' | 'sold_out';
 
 /** One drop of `rev.signal.drops`. */
 export interface Drop {
-  artistId: string;
   dropId: string;
-  title: string;
-  priceUsd: number;
+  artistId: string;
+  /** The `drop_published` payload's `title` (null when it had none). */
+  title: string | null;
+  /** The `drop_published` payload's `price_usd` (null when it had none). */
+  priceUsd: number | null;
   quantity: number;
-  status?: 'active' | 'sold_out' | string;
-  [key: string]: unknown;
+  /** `quantity` minus distinct `order_id` claims, never below 0. */
+  remaining: number;
+  /** `active` while `remaining > 0`. */
+  status: DropStatus;
+  /** Unix ms. */
+  publishedAt: number;
 }
 
 /** `rev.signal.venueStatus(venueId)`. */
 export interface VenueStatus {
   venueId: string;
-  status: string;
-  eventId: string | number | null;
+  /** `open` for 12 h after the venue's latest `venue_opened`; `closed` (with nulls) when it never opened. */
+  status: 'open' | 'closed';
+  /** The event of the latest `venue_opened`, as a string. */
+  eventId: string | null;
   capacity: number | null;
+  /** Scans in − scans out of that event. */
   count: number;
+  /** `count / capacity` in percent, one decimal; null without a capacity. */
   percent: number | null;
-  gates: unknown;
-  openedAt: string | null;
-  lastCheckinAt: string | null;
-  [key: string]: unknown;
+  /** Count per gate; the keys are the gate names as published (never renamed). */
+  gates: Record<string, number>;
+  /** Unix ms. */
+  openedAt: number | null;
+  /** Unix ms. */
+  lastCheckinAt: number | null;
 }
 
 export interface CreateWebhookInput {
@@ -352,35 +376,69 @@ export class Signal {
   }
 
   /**
-   * Recent check-ins of an event: `GET /api/v1/signal/events/{eventId}/checkins?since=…`.
-   * Needs a server with the Revolution read-model endpoints.
+   * Recent check-ins of an event, oldest scan time first:
+   * `GET /api/v1/signal/events/{eventId}/checkins?since=…`. `since` (a `Date`,
+   * an RFC 3339 string or Unix ms) compares with the scan time; `limit` is
+   * 1–100 (default 25); a page with `hasMore` continues with
+   * `{ cursor: page.nextCursor }` (same `eventId` and `since`).
    */
-  async checkins(p: { eventId: string | number; since?: Date | string | number; after?: string; limit?: number }): Promise<RevolutionList<Checkin>> {
+  async checkins(p: CheckinsParams): Promise<RevolutionList<Checkin>> {
     const r = await this.mq.http.request('GET', `/api/v1/signal/events/${encodeURIComponent(String(p.eventId))}/checkins`, {
-      query: { since: p.since === undefined ? undefined : iso(p.since), after: p.after, limit: p.limit },
+      query: { since: p.since === undefined ? undefined : iso(p.since), cursor: p.cursor, limit: p.limit },
     });
     return listOf<Checkin>(r.body);
   }
 
+  /** Every check-in from `since` on, page by page (follows `nextCursor`). */
+  async *iterateCheckins(p: Omit<CheckinsParams, 'cursor'>): AsyncGenerator<Checkin, void, undefined> {
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await this.checkins(cursor === undefined ? p : { ...p, cursor });
+      yield* page.data;
+      if (!page.hasMore || !page.nextCursor) return;
+      cursor = page.nextCursor;
+    }
+  }
+
   /**
-   * An artist's drops: `GET /api/v1/signal/artists/{artistId}/drops?status=active|sold_out|all`.
-   * Needs a server with the Revolution read-model endpoints.
+   * An artist's drops in publish order:
+   * `GET /api/v1/signal/artists/{artistId}/drops?status=active|sold_out|all`
+   * (default `active`). `limit` 1–100 (default 25); continue with
+   * `{ cursor: page.nextCursor }`.
    */
-  async drops(p: { artistId: string; status?: 'active' | 'sold_out' | 'all'; after?: string; limit?: number }): Promise<RevolutionList<Drop>> {
+  async drops(p: DropsParams): Promise<RevolutionList<Drop>> {
     const r = await this.mq.http.request('GET', `/api/v1/signal/artists/${encodeURIComponent(p.artistId)}/drops`, {
-      query: { status: p.status, after: p.after, limit: p.limit },
+      query: { status: p.status, cursor: p.cursor, limit: p.limit },
     });
     return listOf<Drop>(r.body);
   }
 
-  /**
-   * A venue's live status: `GET /api/v1/signal/venues/{venueId}/live`.
-   * Needs a server with the Revolution read-model endpoints.
-   */
+  /** A venue's live status: `GET /api/v1/signal/venues/{venueId}/live`. */
   async venueStatus(venueId: string): Promise<VenueStatus> {
-    const r = await this.mq.http.request('GET', `/api/v1/signal/venues/${encodeURIComponent(venueId)}/live`);
-    return camelize<VenueStatus>(r.body);
+    const r = await this.mq.http.request<Record<string, unknown>>('GET', `/api/v1/signal/venues/${encodeURIComponent(venueId)}/live`);
+    // Gate names are data: camelCase the fields, never the gates' keys.
+    const { gates, ...rest } = r.body;
+    return { ...camelize<Omit<VenueStatus, 'gates'>>(rest), gates: (gates ?? {}) as Record<string, number> };
   }
+}
+
+export interface CheckinsParams {
+  eventId: string | number;
+  since?: Date | string | number;
+  /** A `nextCursor` of the previous page. */
+  cursor?: string;
+  /** 1–100 (default 25). */
+  limit?: number;
+}
+
+export interface DropsParams {
+  artistId: string;
+  /** Default `active`. */
+  status?: DropStatus | 'all';
+  /** A `nextCursor` of the previous page. */
+  cursor?: string;
+  /** 1–100 (default 25). */
+  limit?: number;
 }
 
 export class Developers {

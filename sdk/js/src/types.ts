@@ -169,3 +169,25 @@ export interface Deleted {
   id: string;
   deleted: true;
 }
+
+/** An erasure (`POST /v1/erasures`, `GET /v1/erasures/{id}`); see the README, "Erasure". */
+export interface Erasure {
+  object: 'erasure';
+  id: string;
+  /** `running` until `completed`. */
+  status: 'running' | 'completed' | (string & {});
+  channel: string;
+  within: string | null;
+  messages_erased: number;
+  /** Counted when the erasure was accepted. */
+  messages_total: number;
+  created_at: string;
+  completed_at: string | null;
+}
+
+export interface CreateErasureInput {
+  /** Erase every stored message on this channel… */
+  channel: string;
+  /** …that is also on this one (omitted: all of them). */
+  within?: string;
+}

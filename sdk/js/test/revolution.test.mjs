@@ -1,13 +1,12 @@
-// The Revolution facade: the document's snippets as written (only the host
-// changed) and the camelCase mapping of all eight events, against the real
-// server; the REST polling calls (whose read-model endpoints the server does
-// not have yet) against a local fake.
+// The Revolution facade against the real server: the document's snippets as
+// written (only the host changed), the camelCase mapping of all eight events,
+// webhooks, and the REST polling calls on data published through the native
+// API (pagination, filters, typed errors).
 
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 
-import { REVOLUTION_EVENT_TYPES, revolution, verifyWebhook } from '../dist/index.js';
+import { MarqueeApiError, MarqueeError, REVOLUTION_EVENT_TYPES, revolution, verifyWebhook } from '../dist/index.js';
 import * as doc from '../dist-test/doc/snippets.js';
 import { Receiver, Server, waitFor } from './helpers.mjs';
 
@@ -207,79 +206,177 @@ describe('Revolution webhooks (real server)', () => {
   });
 });
 
-describe('Revolution REST polling (paths and camelCase against a local fake; the real server behind it)', () => {
-  let fake;
-  let base;
-  const calls = [];
+describe('Revolution REST polling (real server)', () => {
+  // A separate organization: its read models hold only what these tests publish.
+  let rk;
+  let rrev;
+  let freeKey;
+  const pub = (type, channels, data) => rrev.marquee.messages.publish({ type, channels, data });
+  const SINCE = Date.parse('2026-05-15T02:00:00Z'); // the snippet's new Date('2026-05-14T21:00:00-05:00')
+  let now;
   before(async () => {
-    fake = createServer((req, res) => {
-      calls.push({ url: req.url, key: req.headers['x-api-key'] });
-      const u = new URL(req.url, 'http://x');
-      let body;
-      if (u.pathname === '/api/v1/signal/events/1042/checkins') {
-        body = {
-          object: 'list',
-          data: [{ fan_id: 'fan_1', event_id: 1042, gate: 'MAIN', ts: TS, checked_in_at: '2026-05-15T02:01:00Z' }],
-          has_more: true,
-          next_cursor: '0000000000007',
-        };
-      } else if (u.pathname === '/api/v1/signal/artists/khruangbin/drops') {
-        body = {
-          object: 'list',
-          data: [{ artist_id: 'khruangbin', drop_id: 'drp_1', title: 'Poster', price_usd: 35, quantity: 200, status: u.searchParams.get('status') }],
-          has_more: false,
-          next_cursor: null,
-        };
-      } else if (u.pathname === '/api/v1/signal/venues/stubbs-austin/live') {
-        body = {
-          venue_id: 'stubbs-austin',
-          status: 'open',
-          event_id: 1042,
-          capacity: 2000,
-          count: 500,
-          percent: 25,
-          gates: { MAIN: { count: 300 }, NORTH_DOOR: { count: 200 } },
-          opened_at: '2026-05-15T01:30:00Z',
-          last_checkin_at: '2026-05-15T02:01:00Z',
-        };
-      }
-      res.writeHead(body ? 200 : 404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body ?? { error: { code: 'not_found', message: 'No such route.' } }));
-    });
-    await new Promise((r) => fake.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${fake.address().port}`;
+    const t = await server.tenant({ profiles: ['revolution'], name: 'sdk-rest' });
+    rk = t.key;
+    rrev = revolution({ apiKey: rk, baseUrl: server.url });
+    const k = await server.admin('POST', `/admin/v1/orgs/${t.org}/keys`, { tier: 'free' });
+    freeKey = k.key;
+    now = Date.now();
   });
-  after(() => new Promise((r) => fake.close(r)));
 
-  it("the document's REST polling snippet: paths, query and camelCased answers", async () => {
-    const { checkins, drops, live } = await doc.restPolling(doc.makeRev('sk_live_test', base));
-    const [c, d, v] = calls;
-    assert.equal(c.key, 'sk_live_test');
-    const cu = new URL(c.url, base);
-    assert.equal(cu.pathname, '/api/v1/signal/events/1042/checkins');
-    assert.equal(cu.searchParams.get('since'), '2026-05-15T02:00:00.000Z');
-    assert.equal(d.url, '/api/v1/signal/artists/khruangbin/drops?status=active');
-    assert.equal(v.url, '/api/v1/signal/venues/stubbs-austin/live');
-    assert.deepEqual(checkins, {
+  it("the document's REST polling snippet, as written, on data published through the native API", async () => {
+    await pub('venue_opened', ['venue:stubbs-austin'], { venue_id: 'stubbs-austin', event_id: 1042, capacity: 2000, ts: now - 60_000 });
+    // Before `since`: not listed (but counted at the venue).
+    await pub('fan_checkin', ['venue:stubbs-austin'], { fan_id: 'fan_early', event_id: 1042, gate: 'MAIN', ts: SINCE - 1 });
+    // Exactly at `since`: listed.
+    await pub('fan_checkin', ['venue:stubbs-austin'], { fan_id: 'fan_a', event_id: 1042, gate: 'MAIN', ts: SINCE });
+    const b = await pub('fan_checkin', ['venue:stubbs-austin'], { fan_id: 'fan_b', event_id: 1042, gate: 'north_door', ts: now - 2_000 });
+    // An offline scanner's replay of the same scan counts nothing.
+    await pub('fan_checkin', ['venue:stubbs-austin'], { fan_id: 'fan_b', event_id: 1042, gate: 'north_door', ts: now - 2_000 });
+    await pub('drop_published', ['artist:khruangbin'], { artist_id: 'khruangbin', drop_id: 'drp_poster', title: 'Tour poster, signed', price_usd: 35, quantity: 200 });
+    await pub('drop_published', ['artist:khruangbin'], { artist_id: 'khruangbin', drop_id: 'drp_vinyl', title: 'Test pressing', price_usd: 120.5, quantity: 1 });
+    await pub('drop_claimed', ['artist:khruangbin'], { fan_id: 'fan_a', drop_id: 'drp_vinyl', order_id: 'ord_1', ts: now });
+    await pub('drop_claimed', ['artist:khruangbin'], { fan_id: 'fan_b', drop_id: 'drp_poster', order_id: 'ord_2', ts: now });
+
+    const { checkins, drops, live } = await doc.restPolling(doc.makeRev(rk, server.url));
+
+    assert.equal(checkins.object, 'list');
+    assert.equal(checkins.hasMore, false);
+    assert.equal(checkins.nextCursor, null);
+    assert.equal(checkins.data.length, 2);
+    const [a, bb] = checkins.data;
+    assert.match(a.id, /^msg_/);
+    assert.ok(a.created >= now - 60_000 && a.created <= Date.now(), 'created = received, Unix ms');
+    const { id: _id, created: _created, ...fields } = a;
+    assert.deepEqual(fields, { fanId: 'fan_a', eventId: '1042', gate: 'MAIN', direction: 'in', ts: SINCE });
+    assert.equal(bb.id, b.id);
+    assert.deepEqual(Object.keys(bb), ['id', 'fanId', 'eventId', 'gate', 'direction', 'ts', 'created']);
+    assert.deepEqual([bb.fanId, bb.gate, bb.ts], ['fan_b', 'north_door', now - 2_000]);
+
+    assert.deepEqual(drops, {
       object: 'list',
-      data: [{ fanId: 'fan_1', eventId: 1042, gate: 'MAIN', ts: TS, checkedInAt: '2026-05-15T02:01:00Z' }],
-      hasMore: true,
-      nextCursor: '0000000000007',
+      data: [{
+        dropId: 'drp_poster', artistId: 'khruangbin', title: 'Tour poster, signed', priceUsd: 35,
+        quantity: 200, remaining: 199, status: 'active', publishedAt: drops.data[0]?.publishedAt,
+      }],
+      hasMore: false,
+      nextCursor: null,
     });
-    assert.deepEqual(drops.data, [{ artistId: 'khruangbin', dropId: 'drp_1', title: 'Poster', priceUsd: 35, quantity: 200, status: 'active' }]);
-    assert.equal(drops.hasMore, false);
+    assert.ok(Math.abs(drops.data[0].publishedAt - Date.now()) < 60_000, 'publishedAt is Unix ms');
+
     assert.deepEqual(live, {
       venueId: 'stubbs-austin',
       status: 'open',
-      eventId: 1042,
+      eventId: '1042',
       capacity: 2000,
-      count: 500,
-      percent: 25,
-      gates: { MAIN: { count: 300 }, NORTH_DOOR: { count: 200 } },
-      openedAt: '2026-05-15T01:30:00Z',
-      lastCheckinAt: '2026-05-15T02:01:00Z',
+      count: 3,
+      percent: 0.2,
+      // Gate names are data: `north_door` is not camelCased.
+      gates: { MAIN: 2, north_door: 1 },
+      openedAt: now - 60_000,
+      lastCheckinAt: now - 2_000,
     });
-    // The real server now serves these paths: a wrong key is a MarqueeApiError (401).
-    await assert.rejects(revolution({ apiKey: 'k', baseUrl: server.url }).signal.venueStatus('x'), { status: 401 });
+  });
+
+  it('checkins: cursor pagination, since as Date / string / ms, iterateCheckins, any key tier', async () => {
+    const base = now - 100_000;
+    const scans = Array.from({ length: 7 }, (_, i) => ({
+      type: 'fan_checkin',
+      channels: ['venue:page-hall'],
+      data: { fan_id: `fan_${i}`, event_id: 'evt_page', gate: i % 2 ? 'EAST' : 'WEST', ts: base + i * 1000 },
+    }));
+    // Published newest first: listed oldest scan time first.
+    await rrev.marquee.messages.publishBatch([...scans].reverse());
+    const pages = [];
+    let cursor;
+    for (;;) {
+      const page = await rrev.signal.checkins({ eventId: 'evt_page', limit: 3, ...(cursor ? { cursor } : {}) });
+      pages.push(page);
+      if (!page.hasMore) break;
+      assert.equal(typeof page.nextCursor, 'string');
+      cursor = page.nextCursor;
+    }
+    assert.deepEqual(pages.map((p) => p.data.length), [3, 3, 1]);
+    assert.equal(pages[2].nextCursor, null);
+    const fans = pages.flatMap((p) => p.data.map((c) => c.fanId));
+    assert.deepEqual(fans, scans.map((s) => s.data.fan_id));
+    assert.deepEqual(pages.flatMap((p) => p.data.map((c) => c.ts)), scans.map((s) => s.data.ts));
+
+    // since: the same instant as a Date, an RFC 3339 string and Unix ms.
+    for (const since of [new Date(base + 4000), new Date(base + 4000).toISOString(), base + 4000]) {
+      const p = await rrev.signal.checkins({ eventId: 'evt_page', since });
+      assert.deepEqual(p.data.map((c) => c.fanId), ['fan_4', 'fan_5', 'fan_6'], String(since));
+    }
+    // since with a cursor: the rest of the same filtered list.
+    const first = await rrev.signal.checkins({ eventId: 'evt_page', since: base + 2000, limit: 2 });
+    assert.deepEqual(first.data.map((c) => c.fanId), ['fan_2', 'fan_3']);
+    const rest = await rrev.signal.checkins({ eventId: 'evt_page', since: base + 2000, cursor: first.nextCursor });
+    assert.deepEqual(rest.data.map((c) => c.fanId), ['fan_4', 'fan_5', 'fan_6']);
+
+    const all = [];
+    for await (const c of rrev.signal.iterateCheckins({ eventId: 'evt_page', limit: 2 })) all.push(c.fanId);
+    assert.deepEqual(all, fans);
+
+    // An event with no scans: an empty list, not an error.
+    assert.deepEqual(await rrev.signal.checkins({ eventId: 'evt_none' }), { object: 'list', data: [], hasMore: false, nextCursor: null });
+    // REST polling is on every key tier (the stream is not).
+    const free = revolution({ apiKey: freeKey, baseUrl: server.url });
+    assert.equal((await free.signal.checkins({ eventId: 'evt_page' })).data.length, 7);
+  });
+
+  it('drops: status filters (default active), pagination, remaining after distinct claims', async () => {
+    const artist = 'page-artist';
+    for (let i = 0; i < 4; i++) {
+      await pub('drop_published', [`artist:${artist}`], { artist_id: artist, drop_id: `drp_${i}`, title: `Drop ${i}`, price_usd: 10 + i, quantity: 2 });
+    }
+    // drp_1 sold out (two distinct orders; the repeated order counts once), drp_2 half claimed.
+    for (const [drop, order] of [['drp_1', 'o1'], ['drp_1', 'o1'], ['drp_1', 'o2'], ['drp_2', 'o3']]) {
+      await pub('drop_claimed', [`artist:${artist}`], { fan_id: 'fan_1', drop_id: drop, order_id: order, ts: now });
+    }
+    const ids = (l) => l.data.map((d) => d.dropId);
+    const active = await rrev.signal.drops({ artistId: artist });
+    assert.deepEqual(ids(active), ['drp_0', 'drp_2', 'drp_3']);
+    assert.deepEqual(ids(await rrev.signal.drops({ artistId: artist, status: 'active' })), ['drp_0', 'drp_2', 'drp_3']);
+    assert.deepEqual(active.data.map((d) => [d.remaining, d.status]), [[2, 'active'], [1, 'active'], [2, 'active']]);
+    const sold = await rrev.signal.drops({ artistId: artist, status: 'sold_out' });
+    assert.deepEqual(sold.data.map((d) => [d.dropId, d.remaining, d.status, d.priceUsd]), [['drp_1', 0, 'sold_out', 11]]);
+    const p1 = await rrev.signal.drops({ artistId: artist, status: 'all', limit: 3 });
+    assert.deepEqual([ids(p1), p1.hasMore], [['drp_0', 'drp_1', 'drp_2'], true]);
+    const p2 = await rrev.signal.drops({ artistId: artist, status: 'all', limit: 3, cursor: p1.nextCursor });
+    assert.deepEqual([ids(p2), p2.hasMore, p2.nextCursor], [['drp_3'], false, null]);
+    assert.deepEqual(await rrev.signal.drops({ artistId: 'nobody' }), { object: 'list', data: [], hasMore: false, nextCursor: null });
+  });
+
+  it('venueStatus: a venue that never opened is closed with nulls', async () => {
+    assert.deepEqual(await rrev.signal.venueStatus('never-opened'), {
+      venueId: 'never-opened', status: 'closed', eventId: null, capacity: null, count: 0, percent: null, gates: {}, openedAt: null, lastCheckinAt: null,
+    });
+  });
+
+  it('errors are typed: a bad key is 401 invalid_api_key, bad parameters 400 with param', async () => {
+    const bad = revolution({ apiKey: 'sk_live_not_a_key', baseUrl: server.url });
+    for (const call of [
+      () => bad.signal.checkins({ eventId: 1042 }),
+      () => bad.signal.drops({ artistId: 'khruangbin' }),
+      () => bad.signal.venueStatus('stubbs-austin'),
+    ]) {
+      const e = await call().then(() => null, (x) => x);
+      assert.ok(e instanceof MarqueeApiError, String(e));
+      assert.ok(e instanceof MarqueeError);
+      assert.deepEqual([e.status, e.code], [401, 'invalid_api_key']);
+    }
+    const cases = [
+      [() => rrev.signal.drops({ artistId: 'khruangbin', status: 'gone' }), 'status'],
+      [() => rrev.signal.drops({ artistId: 'khruangbin', cursor: 'zz' }), 'cursor'],
+      [() => rrev.signal.drops({ artistId: 'khruangbin', limit: 101 }), 'limit'],
+      [() => rrev.signal.checkins({ eventId: 1042, since: 'yesterday' }), 'since'],
+      [() => rrev.signal.checkins({ eventId: 1042, cursor: 'zz' }), 'cursor'],
+      [() => rrev.signal.checkins({ eventId: 1042, limit: 0 }), 'limit'],
+    ];
+    for (const [call, param] of cases) {
+      const e = await call().then(() => null, (x) => x);
+      assert.ok(e instanceof MarqueeApiError, `${param}: ${e}`);
+      assert.deepEqual([e.status, e.code, e.param], [400, 'invalid_request', param]);
+      assert.ok(e.message.length > 0);
+    }
   });
 });

@@ -325,3 +325,378 @@ async fn tail_json_shows_what_publish_sends() {
     );
     t.child.kill().await.unwrap();
 }
+
+// ------------------------------------------------------------------------------------------------
+// Long operations (replay, recover, erase): progress on stderr as plain lines
+// when it is not a terminal (here: a pipe), the result on stdout.
+
+struct Run {
+    ok: bool,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `marquee args…` to the end (async: the in-process server shares
+/// this runtime's thread).
+async fn run(args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let out = tokio::process::Command::new(marquee_bin())
+        .args(args)
+        .env("MARQUEE_LOG", "warn")
+        .env_remove("TERM")
+        .envs(envs.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    Run {
+        ok: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Not a terminal: no carriage returns, no escape sequences, whole lines.
+fn assert_plain(text: &str) {
+    assert!(!text.contains('\r') && !text.contains('\x1b'), "{text:?}");
+    assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+}
+
+fn client(s: &TestServer, key: &str) -> marquee_client::Client {
+    marquee_client::ClientOptions::with_api_key(key)
+        .connect(&s.base)
+        .unwrap()
+}
+
+async fn publish_many(c: &marquee_client::Client, n: usize, channels: &[&str], tag: &str) {
+    let batch = (0..n)
+        .map(|i| {
+            let mut m = marquee_client::NewMessage::new(
+                "fan_checkin",
+                json!({"fan_id": format!("{tag}{i}"), "n": i}),
+            );
+            m.channels = channels.iter().map(|c| c.to_string()).collect();
+            m
+        })
+        .collect();
+    c.publish_batch(batch).await.unwrap();
+}
+
+async fn count_on(c: &marquee_client::Client, channel: &str) -> usize {
+    let mut pages = c.messages(marquee_client::ListParams::default().channel(channel).limit(100));
+    let mut n = 0;
+    while let Some(m) = pages.next().await {
+        m.unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test]
+async fn erase_waits_with_progress_lines_when_not_a_terminal() {
+    let s = TestServer::start().await;
+    let (_, key) = s.tenant().await;
+    let c = client(&s, &key);
+    publish_many(&c, 600, &["user:u1", "event:e1"], "a").await;
+    publish_many(&c, 40, &["user:u1", "event:e2"], "b").await;
+    publish_many(&c, 30, &["user:u2"], "c").await;
+    let envs = [
+        ("MARQUEE_API_KEY", key.as_str()),
+        ("MARQUEE_URL", s.base.as_str()),
+    ];
+
+    // --wait: progress lines on stderr, the outcome on stdout.
+    let r = run(
+        &["erase", "--channel", "user:u1", "--within", "event:e1", "--wait"],
+        &envs,
+    )
+    .await;
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    assert_plain(&r.stderr);
+    assert_plain(&r.stdout);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(!lines.is_empty(), "{}", r.stderr);
+    let mut last_erased = 0;
+    for l in &lines {
+        // erasure era_… running: 250/600 messages erased (41%)
+        let rest = l.strip_prefix("erasure era_").unwrap_or_else(|| panic!("{l}"));
+        let (_, rest) = rest.split_once(' ').unwrap();
+        let (status, rest) = rest.split_once(": ").unwrap();
+        assert!(status == "running" || status == "completed", "{l}");
+        let (counts, rest) = rest.split_once(" messages erased (").unwrap();
+        let (done, total) = counts.split_once('/').unwrap();
+        let done: u64 = done.parse().unwrap();
+        assert_eq!(total, "600", "{l}");
+        assert!(done >= last_erased, "progress only grows: {l}");
+        last_erased = done;
+        assert!(rest.ends_with("%)"), "{l}");
+    }
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains(" completed: 600/600 messages erased (100%)"),
+        "{}",
+        r.stderr
+    );
+    let out = r.stdout.trim();
+    assert!(
+        out.starts_with("erasure era_")
+            && out.contains(" completed: 600 of 600 messages on user:u1 within event:e1 erased at 20"),
+        "{out}"
+    );
+    assert_eq!(
+        count_on(&c, "user:u1").await,
+        40,
+        "only the other event's messages are left"
+    );
+    assert_eq!(count_on(&c, "event:e1").await, 0);
+
+    // Without --wait: accepted at once; --id … --wait follows it; --json.
+    let r = run(&["erase", "--channel", "user:u2", "--json"], &envs).await;
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.stderr, "", "no progress without --wait");
+    let e: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(
+        (e["channel"].as_str(), e["messages_total"].as_u64()),
+        (Some("user:u2"), Some(30))
+    );
+    assert_eq!(e["within"], Value::Null);
+    let id = e["id"].as_str().unwrap();
+    let r = run(&["erase", "--id", id, "--wait", "--json"], &envs).await;
+    assert!(r.ok, "{}", r.stderr);
+    assert_plain(&r.stderr);
+    let e: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(
+        (e["status"].as_str(), e["messages_erased"].as_u64()),
+        (Some("completed"), Some(30))
+    );
+    assert!(e["completed_at"].is_string());
+    assert_eq!(count_on(&c, "user:u2").await, 0);
+
+    // Errors: the server's envelope, said plainly; usage errors from clap.
+    let r = run(&["erase", "--channel", "not a channel"], &envs).await;
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.starts_with("marquee: 400 invalid_request: "),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &["erase", "--id", "era_01JD0000000000000000000000", "--wait"],
+        &envs,
+    )
+    .await;
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.starts_with("marquee: 404 not_found: "), "{}", r.stderr);
+    let r = run(&["erase", "--id", "../v1/messages"], &envs).await;
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.contains("is not an id"), "{}", r.stderr);
+    let r = run(&["erase", "--wait"], &envs).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let r = run(
+        &["erase", "--channel", "user:u1"],
+        &[
+            ("MARQUEE_API_KEY", "sk_live_wrong"),
+            ("MARQUEE_URL", s.base.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.starts_with("marquee: 401 invalid_api_key: "),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn replay_and_recover_with_progress_lines_when_not_a_terminal() {
+    let s = TestServer::start_with(crate::webhooks::fast).await;
+    let (_, key) = s.tenant().await;
+    let c = client(&s, &key);
+    let envs = [
+        ("MARQUEE_API_KEY", key.as_str()),
+        ("MARQUEE_URL", s.base.as_str()),
+    ];
+    // Published before the endpoint exists: only a replay delivers them.
+    publish_many(&c, 5, &["venue:replay"], "r").await;
+    let early = c
+        .list(&marquee_client::ListParams::default().channel("venue:replay"))
+        .await
+        .unwrap();
+    let rx = Receiver::ok().await;
+    let ep = crate::webhooks::create_endpoint(
+        &s,
+        &key,
+        json!({"url": format!("http://{}/hooks", rx.addr), "channels": ["venue:replay"]}),
+    )
+    .await;
+    let ep_id = ep["id"].as_str().unwrap().to_owned();
+
+    let r = run(
+        &["replay", "--endpoint", &ep_id, "--since", "1h", "--wait"],
+        &envs,
+    )
+    .await;
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    assert_plain(&r.stderr);
+    assert_eq!(r.stdout, format!("replay {ep_id}: 5 deliveries queued\n"));
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("replaying to {ep_id}: 5 queued"),
+        "{}",
+        r.stderr
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with(&format!("delivering to {ep_id}: 5/5 attempted, ")) && last.ends_with("(100%)"),
+        "{}",
+        r.stderr
+    );
+    // --wait returned once every delivery had its first attempt.
+    assert_eq!(hits(&rx, 5).await.len(), 5);
+
+    // From a cursor: the two after the third message; --json.
+    let third = &early.data[2].cursor;
+    let r = run(
+        &["replay", "--endpoint", &ep_id, "--after", third, "--json"],
+        &envs,
+    )
+    .await;
+    assert!(r.ok, "{}", r.stderr);
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(
+        (v["queued"].as_u64(), v["requests"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    assert_eq!(hits(&rx, 7).await.len(), 7);
+
+    // Recover: a delivery exhausted while the receiver failed, queued again.
+    rx.set(|_| crate::webhooks::Reply::status(500));
+    c.publish(
+        marquee_client::NewMessage::new("fan_checkin", json!({"fan_id": "late"})).channel("venue:replay"),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.endpoint_stats(&ep_id).await.unwrap().failed < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the delivery was not exhausted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rx.set(|_| crate::webhooks::Reply::status(204));
+    let r = run(
+        &["recover", "--endpoint", &ep_id, "--since", "1h", "--wait"],
+        &envs,
+    )
+    .await;
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    assert_plain(&r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!("recover {ep_id}: 1 failed deliveries queued again\n")
+    );
+    assert!(
+        r.stderr.contains(&format!("delivering to {ep_id}: 1/1 settled")),
+        "{}",
+        r.stderr
+    );
+    let got = rx.hits.lock().unwrap().clone();
+    assert!(
+        got.iter()
+            .skip(7)
+            .any(|h| String::from_utf8_lossy(&h.body).contains("late"))
+    );
+
+    // Errors.
+    let r = run(&["replay", "--endpoint", &ep_id, "--since", "yesterday"], &envs).await;
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.contains("give an RFC 3339 time"), "{}", r.stderr);
+    let r = run(&["replay", "--endpoint", &ep_id], &envs).await;
+    assert_eq!(
+        r.code,
+        Some(2),
+        "one of --since / --after is required: {}",
+        r.stderr
+    );
+    let r = run(
+        &["replay", "--endpoint", &ep_id, "--since", "1h", "--after", third],
+        &envs,
+    )
+    .await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let r = run(
+        &[
+            "replay",
+            "--endpoint",
+            "ep_01JD0000000000000000000000",
+            "--since",
+            "1h",
+        ],
+        &envs,
+    )
+    .await;
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.starts_with("marquee: 404 not_found: "), "{}", r.stderr);
+    let r = run(
+        &["replay", "--endpoint", &ep_id, "--after", "not-a-cursor"],
+        &envs,
+    )
+    .await;
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.starts_with("marquee: 400 invalid_request: "),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn erase_on_a_terminal_draws_one_progress_line() {
+    // util-linux `script` runs the command on a pseudo-terminal.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("no `script` (util-linux) to run the CLI on a terminal");
+        return;
+    }
+    let s = TestServer::start().await;
+    let (_, key) = s.tenant().await;
+    publish_many(&client(&s, &key), 300, &["user:tty"], "t").await;
+    let dir = tempfile::tempdir().unwrap();
+    let typescript = dir.path().join("tty.out");
+    let cmd = format!("{} erase --channel user:tty --wait", marquee_bin());
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &cmd])
+        .arg(&typescript)
+        .env("MARQUEE_API_KEY", &key)
+        .env("MARQUEE_URL", &s.base)
+        .env("MARQUEE_LOG", "warn")
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    // Redrawn in place (carriage return, clear line), a bar, then the outcome.
+    assert!(
+        text.contains("\r\x1b[2K[########################] 100% erasure era_"),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("completed: 300/300 messages erased\r\n"),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("completed: 300 of 300 messages on user:tty erased at "),
+        "{text:?}"
+    );
+}
