@@ -154,7 +154,7 @@ async fn own_rules(
         (status = 200, description = "Every type (not paginated).", body = schemas::EventTypeList),
         Common, KeyAuth,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let profiles = profiles(&state, &caller).await?;
@@ -185,7 +185,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Re
         (status = 200, description = "The type.", body = schemas::EventType),
         Common, KeyAuth, BadRequest, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn get(
     State(state): State<AppState>,
@@ -239,7 +239,7 @@ pub struct PutBody {
         (status = 200, description = "Replaced.", body = schemas::EventType),
         Common, KeyAuth, Body, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn put(
     State(state): State<AppState>,
@@ -316,7 +316,7 @@ pub async fn put(
         (status = 200, description = "Deleted.", body = schemas::EventTypeDeleted),
         Common, KeyAuth, BadRequest, NotFound, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn delete(
     State(state): State<AppState>,
