@@ -93,6 +93,12 @@ pub async fn list(
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Response> {
     let limit = parse_limit(q.limit.as_deref())?;
+    if q.cursor.as_deref().is_some_and(|c| c.contains('\0')) {
+        return Err(ApiError::invalid_param(
+            "cursor",
+            "cursor must be a next_cursor returned by this API",
+        ));
+    }
     let (rows, more) = state
         .store
         .list_attendance(&caller.org_id, q.cursor.as_deref(), limit)
@@ -129,6 +135,10 @@ pub async fn get_one(
 ) -> ApiResult<Response> {
     let not_found = || ApiError::NotFound("No attendance for such an event.".into());
     let Path(event_id) = path.map_err(|_| not_found())?;
+    // No event id holds a NUL (nor can PostgreSQL be asked for one).
+    if event_id.contains('\0') {
+        return Err(not_found());
+    }
     let rec = state
         .store
         .get_attendance(&caller.org_id, &event_id)

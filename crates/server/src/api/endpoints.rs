@@ -210,6 +210,11 @@ fn check_description(d: Option<String>) -> ApiResult<Option<String>> {
             "description",
             format!("description is at most {MAX_DESCRIPTION} bytes"),
         )),
+        // Neither store may hold it the same way (PostgreSQL text cannot).
+        Some(d) if d.contains('\0') => Err(ApiError::invalid_param(
+            "description",
+            "description may not contain NUL (U+0000)",
+        )),
         other => Ok(other),
     }
 }

@@ -88,12 +88,16 @@ pub async fn list(
                 .decode(c)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty() && !s.contains('\0'))
                 .ok_or_else(|| {
                     ApiError::invalid_param("cursor", "cursor must be a next_cursor returned by this API")
                 })?,
         ),
     };
+    // No entity is stored under a NUL (nor can PostgreSQL be asked for one).
+    if kind.contains('\0') {
+        return Ok(json_response(StatusCode::OK, &list_json(Vec::new(), false, None)));
+    }
     let page = state
         .store
         .list_entities(
@@ -142,6 +146,9 @@ pub async fn get_one(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
     let Path((kind, id)) = path.map_err(|_| not_found())?;
+    if kind.contains('\0') || id.contains('\0') {
+        return Err(not_found());
+    }
     let e = state
         .store
         .get_entity(&caller.org_id, &kind, &id)

@@ -94,6 +94,12 @@ fn check_coalesce(c: &Coalesce) -> ApiResult<()> {
     probe
         .check_rules()
         .map_err(|e| ApiError::invalid_param("coalesce.key", e.to_string()))?;
+    if c.key.contains('\0') {
+        return Err(ApiError::invalid_param(
+            "coalesce.key",
+            "coalesce.key may not contain NUL (U+0000)",
+        ));
+    }
     if !(MIN_COALESCE_WINDOW_MS..=MAX_COALESCE_WINDOW_MS).contains(&c.window_ms) {
         return Err(ApiError::invalid_param(
             "coalesce.window_ms",
@@ -259,6 +265,12 @@ pub async fn put(
         return Err(ApiError::invalid_param(
             "description",
             format!("description is at most {MAX_DESCRIPTION} bytes"),
+        ));
+    }
+    if b.description.contains('\0') {
+        return Err(ApiError::invalid_param(
+            "description",
+            "description may not contain NUL (U+0000)",
         ));
     }
     if !b.schema.is_object() && !b.schema.is_boolean() {

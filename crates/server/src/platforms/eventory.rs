@@ -414,7 +414,7 @@ async fn create(
 
 fn id_of(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     let Path(id) = path.map_err(|_| not_found())?;
-    if !id.starts_with("wl_") || id.len() > 64 {
+    if !id.starts_with("wl_") || id.len() > 64 || id.contains('\0') {
         return Err(not_found());
     }
     Ok(id)

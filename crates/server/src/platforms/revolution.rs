@@ -439,8 +439,8 @@ async fn signal_caller(state: &AppState, headers: &HeaderMap, query_key: Option<
 
 fn path_id(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     let Path(id) = path.map_err(|_| ApiError::invalid("the path's id is not valid"))?;
-    if id.is_empty() || id.len() > 256 {
-        return Err(ApiError::invalid("ids are 1 to 256 bytes"));
+    if id.is_empty() || id.len() > 256 || id.contains('\0') {
+        return Err(ApiError::invalid("ids are 1 to 256 bytes without NUL (U+0000)"));
     }
     Ok(id)
 }

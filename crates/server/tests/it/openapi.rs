@@ -1023,6 +1023,96 @@ async fn answers_match_the_document(s: &TestServer) {
         .await;
     c.call("GET", "/eventory/watchlist/{id}", &wl_at, None, 404).await;
 
+    // NUL (U+0000) in ids, cursors and stored text: refused alike on both
+    // stores (PostgreSQL text cannot hold it; these were 500s there).
+    for (method, path, concrete, body, status) in [
+        ("GET", "/v1/entities/{kind}", "/v1/entities/%00", None, 200),
+        (
+            "GET",
+            "/v1/entities/{kind}",
+            "/v1/entities/events?cursor=AA",
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/v1/entities/{kind}/{id}",
+            "/v1/entities/events/%00",
+            None,
+            404,
+        ),
+        (
+            "GET",
+            "/v1/attendance/{event_id}",
+            "/v1/attendance/%00",
+            None,
+            404,
+        ),
+        ("GET", "/v1/attendance", "/v1/attendance?cursor=%00", None, 400),
+        (
+            "GET",
+            "/api/v1/signal/events/{event_id}/checkins",
+            "/api/v1/signal/events/%00/checkins",
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/signal/artists/{artist_id}/drops",
+            "/api/v1/signal/artists/%00/drops",
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/signal/venues/{venue_id}/live",
+            "/api/v1/signal/venues/%00/live",
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/eventory/watchlist/{id}",
+            "/eventory/watchlist/wl_%00",
+            None,
+            404,
+        ),
+        (
+            "POST",
+            "/v1/endpoints",
+            "/v1/endpoints",
+            Some(json!({"url": "https://example.com/nul", "description": "a\u{0}b"})),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/event-types/{type}",
+            "/v1/event-types/nul",
+            Some(json!({"description": "\u{0}", "schema": {"type": "object"}})),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            "/v1/messages",
+            Some(json!({"type": "event.created", "channels": ["event:ev2"],
+                        "data": {"id": "a\u{0}", "name": "n", "slug": "s", "date": "d", "location": "l",
+                                 "status": "draft", "capacity": 1, "organizer_id": "o",
+                                 "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}})),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            "/v1/messages",
+            Some(json!({"type": "fan_checkin", "channels": ["venue:stubbs"],
+                        "data": {"fan_id": "f\u{0}", "event_id": "evt_oa", "gate": "MAIN", "ts": t0}})),
+            400,
+        ),
+    ] {
+        c.call(method, path, concrete, body, status).await;
+    }
+
     // The attempt request of a message that has none.
     c.call(
         "GET",
