@@ -12,6 +12,10 @@
 # MARQUEE_SCHEMATHESIS_VENV (default /var/cache/marquee-venv-schemathesis),
 # MARQUEE_SCHEMATHESIS_DATABASE_URL (a PostgreSQL URL: run against the
 # PostgreSQL store, in a fresh schema, instead of SQLite).
+# SCHEMATHESIS_WORKERS (default 1: with 2, Python 3.11's `ast` module,
+# which Hypothesis calls to describe its filters, can fail with
+# "SystemError: AST constructor recursion depth mismatch" when two threads
+# parse at once; one worker is also no slower here).
 # Excluded, and why: see README, "OpenAPI".
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -85,7 +89,7 @@ run() {
     --checks "$checks" \
     --max-examples "$max_examples" \
     --request-timeout 20 \
-    --workers 2 \
+    --workers "${SCHEMATHESIS_WORKERS:-1}" \
     --suppress-health-check all \
     --warnings off \
     -H "x-api-key: $key" -H "Authorization: Bearer $admin" \
