@@ -102,6 +102,7 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable("The store is unavailable; retry shortly.".into())
             }
             StoreError::Limit(m) => ApiError::Limited(m),
+            StoreError::Invalid(m) => ApiError::invalid(m),
             StoreError::Internal(m) => ApiError::Internal(m),
         }
     }

@@ -132,6 +132,21 @@ impl IngestRules {
                 derived = rules.derive(event_type.as_str(), &tree, occurred_at);
             }
         }
+        // What a rule keys or keeps (dedup keys, entities, coalescing keys,
+        // read models, inventory snapshots) is stored as text apart from the
+        // message, and PostgreSQL text cannot hold NUL: refused on both
+        // stores alike, before it can fail a group commit it shares.
+        let keyed = dedup.is_some()
+            || project.is_some()
+            || coalesce.is_some()
+            || derived.is_some()
+            || event_type.as_str() == marquee_core::profile::eventory::SNAPSHOT_TYPE;
+        if keyed && has_escaped_nul(body.data.get()) {
+            return Err(ApiError::invalid_param(
+                format!("{at}data"),
+                "the data of a type with a dedup, project, coalesce or read-model rule may not contain NUL (\\u0000)",
+            ));
+        }
         let key = match (&body.idempotency_key, header_key) {
             (Some(k), Some(h)) if k != h => {
                 return Err(ApiError::invalid_param(
@@ -189,6 +204,23 @@ fn type_rules(
     Ok((dedup, project))
 }
 
+/// Whether a JSON text has a `\u0000` escape (the only way JSON carries NUL).
+fn has_escaped_nul(json: &str) -> bool {
+    let b = json.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'u') && b.get(i + 2..i + 6) == Some(b"0000".as_slice()) {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 pub fn check_idempotency_key(k: &str, param: &str) -> Result<(), ApiError> {
     if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN || k.chars().any(char::is_control) {
         return Err(ApiError::invalid_param(
@@ -217,4 +249,19 @@ pub fn batch_fingerprint(items: &[PublishBody]) -> [u8; 32] {
         }
     }
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_escaped_nul;
+
+    #[test]
+    fn finds_escaped_nul_but_not_an_escaped_backslash_before_u0000() {
+        assert!(has_escaped_nul(r#"{"a":"x\u0000"}"#));
+        assert!(has_escaped_nul(r#"{"\u0000":1}"#));
+        assert!(!has_escaped_nul(r#"{"a":"x\\u0000"}"#));
+        assert!(has_escaped_nul(r#"{"a":"\u00001"}"#));
+        assert!(!has_escaped_nul(r#"{"a":"\u0001"}"#));
+        assert!(!has_escaped_nul(r#"{"a":"\\"}"#));
+    }
 }

@@ -51,6 +51,11 @@ pub enum StoreError {
     /// organization); the text is for clients.
     #[error("limit reached: {0}")]
     Limit(String),
+    /// A value the store cannot hold (PostgreSQL text refuses NUL); the
+    /// text is for clients. The API refuses such values before they reach
+    /// the store: this is the backstop.
+    #[error("invalid value: {0}")]
+    Invalid(String),
     /// Anything else; the text is for logs, never for clients.
     #[error("store internal error: {0}")]
     Internal(String),

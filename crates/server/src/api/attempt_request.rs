@@ -22,6 +22,8 @@ use marquee_store::webhooks::AttemptQuery;
 use serde_json::{Map, Value, json};
 
 use super::endpoints::json_response;
+use super::openapi::{Common, KeyAuth, NotFound};
+use super::schemas;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -33,6 +35,25 @@ pub const REDACTED: &str = "[redacted]";
 /// pages read to find one.
 const MAX_PAGES: usize = 20;
 
+/// The request an attempt sent, rebuilt (secrets redacted).
+///
+/// Rendered again with the endpoint's format now; values the signing secret
+/// changes (signatures) answer `"[redacted]"`.
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}/attempts/{attempt_id}/request",
+    tag = "endpoints",
+    operation_id = "get_attempt_request",
+    params(
+        ("id" = String, Path, description = "A message id (`msg_…`)."),
+        ("attempt_id" = String, Path, description = "One of its attempts (`atmpt_…`)."),
+    ),
+    responses(
+        (status = 200, description = "The request as sent.", body = schemas::AttemptRequest),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,

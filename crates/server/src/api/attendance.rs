@@ -4,29 +4,22 @@
 //! organization's milestone thresholds). The counts are kept by the publish
 //! commit (`marquee_store::attendance`); this only reads and renders them.
 
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use marquee_core::attendance::Thresholds;
 use marquee_store::attendance::{AttendanceRecord, AttendanceSettings};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::api::endpoints::{json_response, list_json};
+use crate::api::openapi::{BadRequest, Body, Common, KeyAuth, NotFound};
+use crate::api::schemas;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
 use crate::state::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/attendance", get(list))
-        .route("/v1/attendance/settings", get(get_settings).put(put_settings))
-        .route("/v1/attendance/{event_id}", get(get_one))
-}
 
 /// The `attendance` object.
 pub fn attendance_json(r: &AttendanceRecord) -> Value {
@@ -56,10 +49,14 @@ fn settings_json(s: &AttendanceSettings) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// A `next_cursor` (an event id): the events after it.
     cursor: Option<String>,
 }
 
@@ -77,12 +74,31 @@ pub fn parse_limit(limit: Option<&str>) -> ApiResult<usize> {
     }
 }
 
-async fn list(
+/// List the organization's events with attendance, by event id.
+#[utoipa::path(
+    get,
+    path = "/v1/attendance",
+    tag = "attendance",
+    operation_id = "list_attendance",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of attendance, by event id.", body = schemas::AttendanceList),
+        Common, KeyAuth, BadRequest,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
+pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Response> {
     let limit = parse_limit(q.limit.as_deref())?;
+    if q.cursor.as_deref().is_some_and(|c| c.contains('\0')) {
+        return Err(ApiError::invalid_param(
+            "cursor",
+            "cursor must be a next_cursor returned by this API",
+        ));
+    }
     let (rows, more) = state
         .store
         .list_attendance(&caller.org_id, q.cursor.as_deref(), limit)
@@ -96,13 +112,33 @@ async fn list(
     Ok(json_response(StatusCode::OK, &list_json(data, more, next)))
 }
 
-async fn get_one(
+/// Fetch an event's attendance.
+///
+/// (`settings` is not an event id here: `/v1/attendance/settings` is the
+/// settings.)
+#[utoipa::path(
+    get,
+    path = "/v1/attendance/{event_id}",
+    tag = "attendance",
+    operation_id = "get_attendance",
+    params(("event_id" = String, Path, description = "The event id the scans named.")),
+    responses(
+        (status = 200, description = "The event's attendance.", body = schemas::Attendance),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
+pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let not_found = || ApiError::NotFound("No attendance for such an event.".into());
     let Path(event_id) = path.map_err(|_| not_found())?;
+    // No event id holds a NUL (nor can PostgreSQL be asked for one).
+    if event_id.contains('\0') {
+        return Err(not_found());
+    }
     let rec = state
         .store
         .get_attendance(&caller.org_id, &event_id)
@@ -111,19 +147,50 @@ async fn get_one(
     Ok(json_response(StatusCode::OK, &attendance_json(&rec)))
 }
 
-async fn get_settings(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+/// The organization's milestone thresholds.
+#[utoipa::path(
+    get,
+    path = "/v1/attendance/settings",
+    tag = "attendance",
+    operation_id = "get_attendance_settings",
+    responses(
+        (status = 200, description = "The thresholds in force (the defaults until set).", body = schemas::AttendanceSettings),
+        Common, KeyAuth,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
+pub async fn get_settings(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let s = state.store.attendance_settings(&caller.org_id).await?;
     Ok(json_response(StatusCode::OK, &settings_json(&s)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The milestone thresholds to keep (both lists replace the current ones).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AttendanceSettingsBody)]
 pub struct SettingsBody {
+    /// Head counts, 1 to 10000000, at most 50.
+    #[schema(max_items = 50)]
     thresholds: Vec<u64>,
+    /// Percentages of capacity, 1 to 100, at most 50.
+    #[schema(max_items = 50)]
     capacity_percents: Vec<u32>,
 }
 
-async fn put_settings(
+/// Replace the organization's milestone thresholds.
+#[utoipa::path(
+    put,
+    path = "/v1/attendance/settings",
+    tag = "attendance",
+    operation_id = "put_attendance_settings",
+    request_body = SettingsBody,
+    responses(
+        (status = 200, description = "The thresholds as stored (sorted, without repeats).", body = schemas::AttendanceSettings),
+        Common, KeyAuth, Body,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
+pub async fn put_settings(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(b): JsonBody<SettingsBody>,

@@ -210,6 +210,11 @@ fn check_description(d: Option<String>) -> ApiResult<Option<String>> {
             "description",
             format!("description is at most {MAX_DESCRIPTION} bytes"),
         )),
+        // Neither store may hold it the same way (PostgreSQL text cannot).
+        Some(d) if d.contains('\0') => Err(ApiError::invalid_param(
+            "description",
+            "description may not contain NUL (U+0000)",
+        )),
         other => Ok(other),
     }
 }
@@ -375,7 +380,7 @@ fn open(state: &AppState, rec: &EndpointRecord) -> ApiResult<SigningSecret> {
         (status = 201, description = "Created, with its secret.", body = schemas::Endpoint),
         Common, KeyAuth, Body, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -444,7 +449,7 @@ pub async fn create_endpoint(
         (status = 200, description = "The endpoint.", body = schemas::Endpoint),
         Common, KeyAuth, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn get(
     State(state): State<AppState>,
@@ -478,7 +483,7 @@ pub struct ListEndpointsQuery {
         (status = 200, description = "A page of endpoints.", body = schemas::EndpointList),
         Common, KeyAuth, BadRequest,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -606,7 +611,7 @@ fn apply_patch(
         (status = 200, description = "The endpoint as changed (with a new `secret` if the format change re-issued it).", body = schemas::Endpoint),
         Common, KeyAuth, Body, NotFound, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn patch(
     State(state): State<AppState>,
@@ -646,7 +651,7 @@ pub async fn patch(
         (status = 200, description = "Deleted.", body = schemas::EndpointDeleted),
         Common, KeyAuth, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn delete(
     State(state): State<AppState>,
@@ -678,7 +683,7 @@ pub async fn delete(
         (status = 200, description = "The endpoint with its new secret, shown once.", body = schemas::Endpoint),
         Common, KeyAuth, NotFound, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn rotate_secret(
     State(state): State<AppState>,
@@ -780,7 +785,7 @@ async fn attempts_page(state: &AppState, caller: &Caller, q: AttemptQuery) -> Ap
         (status = 200, description = "A page of attempts.", body = schemas::AttemptList),
         Common, KeyAuth, BadRequest, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn endpoint_attempts(
     State(state): State<AppState>,
@@ -812,7 +817,7 @@ fn message_id(path: Result<Path<String>, PathRejection>) -> ApiResult<MessageId>
         (status = 200, description = "A page of attempts.", body = schemas::AttemptList),
         Common, KeyAuth, BadRequest, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn message_attempts(
     State(state): State<AppState>,
@@ -860,7 +865,7 @@ pub struct ResendBody {
         (status = 202, description = "Queued.", body = schemas::Resend),
         Common, KeyAuth, Body, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn resend(
     State(state): State<AppState>,
@@ -919,7 +924,7 @@ fn parse_time(param: &str, s: &str) -> ApiResult<Timestamp> {
         (status = 202, description = "Queued.", body = schemas::Recover),
         Common, KeyAuth, Body, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn recover(
     State(state): State<AppState>,
@@ -971,7 +976,7 @@ pub struct ReplayBody {
         (status = 202, description = "Queued.", body = schemas::Replay),
         Common, KeyAuth, Body, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn replay(
     State(state): State<AppState>,
@@ -1036,7 +1041,7 @@ pub async fn replay(
         (status = 200, description = "The attempt (succeeded or failed).", body = schemas::Attempt),
         Common, KeyAuth, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn test(
     State(state): State<AppState>,
@@ -1063,7 +1068,7 @@ pub async fn test(
         (status = 200, description = "The stats.", body = schemas::EndpointStats),
         Common, KeyAuth, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn stats(
     State(state): State<AppState>,

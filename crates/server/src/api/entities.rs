@@ -10,12 +10,10 @@
 //! while entities change neither skips nor repeats one (an entity created
 //! behind the cursor is seen by the next walk).
 
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use marquee_store::rules::{Entity, EntityOrder, EntityQuery};
@@ -24,21 +22,21 @@ use serde_json::{Value, json};
 
 use super::endpoints::{json_response, list_json};
 use super::messages::parse_limit;
+use super::openapi::{BadRequest, Common, KeyAuth, NotFound};
+use super::schemas;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/entities/{kind}", get(list))
-        .route("/v1/entities/{kind}/{id}", get(get_one))
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// A `next_cursor` this route answered: the entities after it.
     cursor: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -57,7 +55,25 @@ fn not_found() -> ApiError {
     ApiError::NotFound("No such entity.".into())
 }
 
-async fn list(
+/// List a kind's projected entities, by entity id.
+///
+/// A kind no type projects (or that has no entities yet) is an empty page.
+#[utoipa::path(
+    get,
+    path = "/v1/entities/{kind}",
+    tag = "entities",
+    operation_id = "list_entities",
+    params(
+        ("kind" = String, Path, description = "The entity kind a `project` rule names (`events`)."),
+        ListQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of entities, by id.", body = schemas::EntityList),
+        Common, KeyAuth, BadRequest, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
+pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
@@ -72,12 +88,16 @@ async fn list(
                 .decode(c)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty() && !s.contains('\0'))
                 .ok_or_else(|| {
                     ApiError::invalid_param("cursor", "cursor must be a next_cursor returned by this API")
                 })?,
         ),
     };
+    // No entity is stored under a NUL (nor can PostgreSQL be asked for one).
+    if kind.contains('\0') {
+        return Ok(json_response(StatusCode::OK, &list_json(Vec::new(), false, None)));
+    }
     let page = state
         .store
         .list_entities(
@@ -104,12 +124,31 @@ async fn list(
     ))
 }
 
-async fn get_one(
+/// Fetch a projected entity.
+#[utoipa::path(
+    get,
+    path = "/v1/entities/{kind}/{id}",
+    tag = "entities",
+    operation_id = "get_entity",
+    params(
+        ("kind" = String, Path, description = "The entity kind (`events`)."),
+        ("id" = String, Path, description = "The entity's id (the value at the rule's `id` pointer)."),
+    ),
+    responses(
+        (status = 200, description = "The entity's latest version.", body = schemas::Entity),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
+pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
     let Path((kind, id)) = path.map_err(|_| not_found())?;
+    if kind.contains('\0') || id.contains('\0') {
+        return Err(not_found());
+    }
     let e = state
         .store
         .get_entity(&caller.org_id, &kind, &id)

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 
 use super::endpoints::{json_response, list_json};
 use super::messages::parse_limit;
+use super::openapi::{BadRequest, Body, Common, KeyAuth, NotFound};
+use super::schemas;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
@@ -33,10 +35,16 @@ pub fn erasure_json(r: &ErasureRecord) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// An erasure to accept.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ErasureBody)]
 pub struct CreateBody {
+    /// The channel (`kind:id`) whose messages are erased.
+    #[schema(value_type = String, required = true, example = "person:p-123")]
     channel: Option<String>,
+    /// Only the messages also on this channel (omitted: all of `channel`'s).
+    #[schema(nullable = true)]
     within: Option<String>,
 }
 
@@ -45,6 +53,22 @@ fn channel(param: &str, v: &str) -> ApiResult<Channel> {
         .map_err(|e| ApiError::invalid_param(param, e.to_string()))
 }
 
+/// Erase a channel's messages.
+///
+/// Accepted at once and worked through in the background: follow it with
+/// `GET /v1/erasures/{id}`.
+#[utoipa::path(
+    post,
+    path = "/v1/erasures",
+    tag = "erasures",
+    operation_id = "create_erasure",
+    request_body = CreateBody,
+    responses(
+        (status = 202, description = "Accepted; `status` is `running`.", body = schemas::Erasure),
+        Common, KeyAuth, Body,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,6 +91,19 @@ fn not_found() -> ApiError {
     ApiError::NotFound("No such erasure.".into())
 }
 
+/// Fetch an erasure (its progress).
+#[utoipa::path(
+    get,
+    path = "/v1/erasures/{id}",
+    tag = "erasures",
+    operation_id = "get_erasure",
+    params(("id" = String, Path, description = "An erasure id (`era_…`).")),
+    responses(
+        (status = 200, description = "The erasure.", body = schemas::Erasure),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,13 +119,30 @@ pub async fn get(
     Ok(json_response(StatusCode::OK, &erasure_json(&rec)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// An erasure id: the erasures before it (older).
     before: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
+/// List the organization's erasures, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/erasures",
+    tag = "erasures",
+    operation_id = "list_erasures",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of erasures, newest first.", body = schemas::ErasureList),
+        Common, KeyAuth, BadRequest,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -171,7 +171,7 @@ async fn profiles(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> {
         (status = 200, description = "Every type (not paginated).", body = schemas::EventTypeList),
         Common, KeyAuth,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let profiles = profiles(&state, &caller).await?;
@@ -201,7 +201,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Re
         (status = 200, description = "The type.", body = schemas::EventType),
         Common, KeyAuth, BadRequest, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn get(
     State(state): State<AppState>,
@@ -286,7 +286,7 @@ impl PutBody {
         (status = 200, description = "Replaced.", body = schemas::EventType),
         Common, KeyAuth, Body, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn put(
     State(state): State<AppState>,
@@ -306,6 +306,12 @@ pub async fn put(
         return Err(ApiError::invalid_param(
             "description",
             format!("description is at most {MAX_DESCRIPTION} bytes"),
+        ));
+    }
+    if b.description.contains('\0') {
+        return Err(ApiError::invalid_param(
+            "description",
+            "description may not contain NUL (U+0000)",
         ));
     }
     if !b.schema.is_object() && !b.schema.is_boolean() {
@@ -365,7 +371,7 @@ pub async fn put(
         (status = 200, description = "Deleted.", body = schemas::EventTypeDeleted),
         Common, KeyAuth, BadRequest, NotFound, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn delete(
     State(state): State<AppState>,

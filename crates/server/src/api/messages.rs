@@ -64,7 +64,7 @@ fn replayed(mut resp: Response) -> Response {
             headers(("Idempotent-Replayed" = String, description = "`true`"))),
         Common, KeyAuth, Body, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn publish(
     State(state): State<AppState>,
@@ -129,7 +129,7 @@ pub async fn publish(
             headers(("Idempotent-Replayed" = String, description = "`true`"))),
         Common, KeyAuth, Body, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn publish_batch(
     State(state): State<AppState>,
@@ -215,7 +215,7 @@ pub async fn publish_batch(
         (status = 200, description = "The message.", body = schemas::Message),
         Common, KeyAuth, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn get(
     State(state): State<AppState>,
@@ -304,7 +304,7 @@ pub fn parse_limit(limit: Option<&str>) -> ApiResult<usize> {
         (status = 200, description = "A page of messages.", body = schemas::MessageList),
         Common, KeyAuth, BadRequest,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 pub async fn list(
     State(state): State<AppState>,

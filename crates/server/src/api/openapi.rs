@@ -52,9 +52,14 @@ pub const ADMIN_TOKEN: &str = "admin_token";
         (name = "messages", description = "Publish, fetch and list messages by cursor."),
         (name = "endpoints", description = "Webhook endpoints, their attempts, resend, recover, replay."),
         (name = "event-types", description = "The organization's event-type catalog."),
+        (name = "entities", description = "Entities a catalog type's `project` rule keeps (latest version by id)."),
+        (name = "erasures", description = "Erasing a channel's messages (accepted, then worked through in the background)."),
+        (name = "attendance", description = "The attendance read model: counts, gates, milestones per event; milestone thresholds."),
         (name = "streams", description = "Live WebSocket and Server-Sent Events streams."),
         (name = "admin", description = "Organizations and API keys (admin token)."),
-        (name = "revolution", description = "Revolution's webhook registration (`/api/v1/developers/webhooks`)."),
+        (name = "revolution", description = "Revolution's webhook registration (`/api/v1/developers/webhooks`) and REST polling (`/api/v1/signal/…`)."),
+        (name = "eventium", description = "Eventium's `GET /v1/events` (the projection of its `event.*` types)."),
+        (name = "eventory", description = "Eventory's `/eventory/…`: ping, the API key's watchlist, the notification WebSockets (`apikey` header only)."),
         (name = "meta", description = "This document."),
     ),
     components(schemas(ErrorEnvelope, ErrorBody, ErrorCodeName)),
@@ -203,15 +208,16 @@ impl Modify for Components {
             APIKEY_HEADER,
             key_header(
                 "apikey",
-                "The API key in the `apikey` header (Eventory's WebSocket upgrade header).",
+                "The API key in the `apikey` header (Eventory's header): accepted wherever a key is, and \
+                 the only form Eventory's WebSockets accept.",
             ),
         );
         components.add_security_scheme(
             API_KEY_QUERY,
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                 "apiKey",
-                "The API key as `?apiKey=` (streams only: browsers cannot set headers on a WebSocket; \
-                 Revolution's documented form).",
+                "The API key as `?apiKey=` (the native streams, where browsers cannot set headers on a \
+                 WebSocket, and Revolution's REST polling: Revolution's documented form).",
             ))),
         );
         components.add_security_scheme(

@@ -384,3 +384,153 @@ pub struct ApiKeyList {
     #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
+
+/// The request an attempt sent, rebuilt (`GET
+/// /v1/messages/{id}/attempts/{attempt_id}/request`): every value the signing
+/// secret changes is `"[redacted]"` and named in `redacted`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptRequest {
+    #[schema(example = "attempt_request")]
+    pub object: String,
+    pub attempt_id: String,
+    pub endpoint_id: String,
+    /// The endpoint's wire format now (`standard`, `revolution`, …).
+    pub format: String,
+    #[schema(example = "POST")]
+    pub method: String,
+    pub url: String,
+    /// Request headers, name → value (in the order sent).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The request body as text, or `"[redacted]"` if the secret changes it.
+    pub body: String,
+    /// Header names whose values were redacted.
+    pub redacted: Vec<String>,
+}
+
+/// A projected entity: the latest version a catalog type's `project` rule kept.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Entity {
+    #[schema(example = "entity")]
+    pub object: String,
+    pub id: String,
+    #[schema(example = "events")]
+    pub kind: String,
+    /// The `data` of the message that last set it.
+    pub data: Value,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntityList {
+    #[schema(example = "list")]
+    pub object: String,
+    pub data: Vec<Entity>,
+    pub has_more: bool,
+    /// Continue with `cursor=`.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureStatus {
+    Running,
+    Completed,
+}
+
+/// An erasure of a channel's messages, worked through in the background.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Erasure {
+    #[schema(example = "erasure")]
+    pub object: String,
+    #[schema(example = "era_01JD7X3K5Q8N2V4W6Y8Z0A2B4C")]
+    pub id: String,
+    pub status: ErasureStatus,
+    /// The channel whose messages are erased.
+    #[schema(example = "person:p-123")]
+    pub channel: String,
+    /// Only messages also on this channel (null: all of `channel`'s).
+    #[schema(required = true)]
+    pub within: Option<String>,
+    pub messages_erased: u64,
+    /// Messages it covered when accepted.
+    pub messages_total: u64,
+    pub created_at: String,
+    #[schema(required = true)]
+    pub completed_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureList {
+    #[schema(example = "list")]
+    pub object: String,
+    pub data: Vec<Erasure>,
+    pub has_more: bool,
+    /// Continue with `before=`.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// A milestone an event's attendance reached.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Milestone {
+    pub threshold: i64,
+    /// The count when it was reached.
+    pub count: i64,
+    /// RFC 3339: when it was reached.
+    pub ts: String,
+}
+
+/// An event's attendance, as the publish commit keeps it.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Attendance {
+    #[schema(example = "attendance")]
+    pub object: String,
+    pub event_id: String,
+    /// People inside now.
+    pub count: i64,
+    #[schema(required = true)]
+    pub capacity: Option<i64>,
+    /// Scans in by gate.
+    pub gates: std::collections::BTreeMap<String, i64>,
+    pub milestones: Vec<Milestone>,
+    #[schema(required = true)]
+    pub opened_at: Option<String>,
+    #[schema(required = true)]
+    pub last_checkin_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttendanceList {
+    #[schema(example = "list")]
+    pub object: String,
+    pub data: Vec<Attendance>,
+    pub has_more: bool,
+    /// Continue with `cursor=`.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// The organization's milestone thresholds.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttendanceSettings {
+    #[schema(example = "attendance_settings")]
+    pub object: String,
+    /// Head counts (sorted, without repeats).
+    pub thresholds: Vec<u64>,
+    /// Percentages of capacity (sorted, without repeats).
+    pub capacity_percents: Vec<u32>,
+    /// null while the defaults apply.
+    #[schema(required = true)]
+    pub updated_at: Option<String>,
+}

@@ -15,18 +15,20 @@
 //! An update never moves an event (`created_at` does not change), so
 //! walking the pages while events are edited is stable.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::get;
 use marquee_core::timestamp::Timestamp;
 use marquee_store::rules::{Entity, EntityOrder, EntityQuery};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::endpoints::{json_response, list_json};
 use crate::api::messages::parse_limit;
+use crate::api::openapi::{BadRequest, Common, KeyAuth};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
@@ -51,9 +53,9 @@ const STATUSES: &[&str] = &["draft", "published", "archived"];
 /// Digits after the microseconds that carry the tie-breaker.
 const TIE_DIGITS: usize = 13;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events", get(list))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
         .layer(axum::middleware::map_response(no_store))
 }
 
@@ -65,12 +67,73 @@ async fn no_store(mut r: Response) -> Response {
     r
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// An ISO 8601 timestamp (a `next_cursor`, or any): the events created
+    /// before it.
     cursor: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// Only events with this status.
+    #[param(value_type = Option<EventStatus>, inline)]
     status: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum EventStatus {
+    Draft,
+    Published,
+    Archived,
+}
+
+/// Eventium's event object (the document's). Every field is that of the
+/// latest `event.created` / `event.updated`; null when it lacks the field
+/// (or carries another type, which the built-in catalog refuses).
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = eventium::Event)]
+#[allow(dead_code)]
+struct Event {
+    #[schema(required = true)]
+    id: Option<String>,
+    #[schema(required = true)]
+    name: Option<String>,
+    #[schema(required = true)]
+    slug: Option<String>,
+    #[schema(required = true)]
+    date: Option<String>,
+    #[schema(required = true)]
+    location: Option<String>,
+    #[schema(required = true, inline)]
+    status: Option<EventStatus>,
+    #[schema(required = true)]
+    capacity: Option<i64>,
+    #[schema(required = true)]
+    organizer_id: Option<String>,
+    #[schema(required = true)]
+    created_at: Option<String>,
+    #[schema(required = true)]
+    updated_at: Option<String>,
+}
+
+/// A page of events, newest `created_at` first.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = eventium::EventList)]
+#[allow(dead_code)]
+struct EventList {
+    #[schema(example = "list")]
+    object: String,
+    data: Vec<Event>,
+    has_more: bool,
+    /// Continue with `cursor=`.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 /// `created_at` (µs) and tie-breaker of the last event → `next_cursor`.
@@ -97,15 +160,41 @@ pub fn decode_cursor(s: &str) -> Option<(i64, Option<u64>)> {
     Timestamp::parse_rfc3339(s).ok().map(|t| (t.as_micros(), None))
 }
 
+/// Whether `v` has the type the document gives field `f`.
+fn typed(f: &str, v: &Value) -> bool {
+    match f {
+        "capacity" => v.is_i64() || v.is_u64(),
+        "status" => v.as_str().is_some_and(|s| STATUSES.contains(&s)),
+        _ => v.is_string(),
+    }
+}
+
 fn event_json(e: &Entity) -> Value {
     let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
     let mut out = Map::new();
     for f in FIELDS {
-        out.insert((*f).to_owned(), data.get(*f).cloned().unwrap_or(Value::Null));
+        let v = data.get(*f).filter(|v| typed(f, v)).cloned();
+        out.insert((*f).to_owned(), v.unwrap_or(Value::Null));
     }
     Value::Object(out)
 }
 
+/// List the organizer's events (Eventium's `GET /v1/events`).
+///
+/// Newest `created_at` first; `next_cursor` is an ISO timestamp that also
+/// orders events created at the same instant.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "eventium",
+    operation_id = "eventium_list_events",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of events.", body = EventList),
+        Common, KeyAuth, BadRequest,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,

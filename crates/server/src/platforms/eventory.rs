@@ -23,14 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use marquee_core::ids::{KeyId, MessageId, OrgId};
@@ -42,8 +40,13 @@ use marquee_store::eventory::WatchRecord;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::endpoints::{json_response, list_json};
+use crate::api::openapi::{BadRequest, Body, Common, KeyAuth, NotFound, StreamForbidden};
+use crate::api::schemas;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
@@ -96,21 +99,27 @@ impl EventoryArgs {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/eventory/ping", get(ping))
-        .route("/eventory/watchlist", get(list).post(create))
-        .route(
-            "/eventory/watchlist/{id}",
-            get(get_one).patch(update).delete(remove),
-        )
-        .route("/eventory/notifications/subscribe", get(subscribe))
-        .route(
-            "/eventory/notifications/subscribe/filtered",
-            get(subscribe_filtered),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ping))
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, remove))
+        .routes(routes!(subscribe))
+        .routes(routes!(subscribe_filtered))
 }
 
+/// Liveness (Eventory's `GET /ping`).
+#[utoipa::path(
+    get,
+    path = "/eventory/ping",
+    tag = "eventory",
+    operation_id = "eventory_ping",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`.", body = schemas::Health),
+        Common,
+    ),
+    security(()),
+)]
 async fn ping() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
@@ -136,6 +145,171 @@ fn bump(key: &KeyId) {
     if let Ok(mut g) = generations().lock() {
         *g.entry(key.clone()).or_insert(0) += 1;
     }
+}
+
+/// The optional event-date window of an entry (at least one bound).
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = eventory::DateFilter)]
+#[allow(dead_code)]
+struct DateFilterSchema {
+    /// RFC 3339.
+    #[schema(format = DateTime, nullable = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    /// RFC 3339.
+    #[schema(format = DateTime, nullable = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+}
+
+/// A watchlist entry to create: `event_id` is required, every other field
+/// optional (`null` = absent, its default). What each filter means is in the
+/// README ("Eventory").
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = eventory::WatchlistEntryBody)]
+#[allow(dead_code)]
+struct EntryBody {
+    /// The event to watch (1 to 128 letters, digits, `-`, `_` or `.`).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$", example = "evt-123")]
+    event_id: String,
+    /// The change-type key (default `stock_increase`).
+    #[schema(nullable = true, pattern = "^[a-z0-9_]{1,64}$", example = "stock_increase")]
+    change_type: Option<String>,
+    #[schema(nullable = true, minimum = 0, maximum = 1_000_000_000)]
+    min_price_filter: Option<f64>,
+    #[schema(nullable = true, minimum = 0, maximum = 1_000_000_000)]
+    max_price_filter: Option<f64>,
+    #[schema(nullable = true, minimum = 0, maximum = 1_000_000)]
+    stock_threshold_filter: Option<u64>,
+    #[schema(nullable = true, minimum = 1, maximum = 100)]
+    seat_quantity: Option<u64>,
+    #[schema(nullable = true, min_length = 1, max_length = 128)]
+    section: Option<String>,
+    #[schema(nullable = true, min_items = 1, max_items = 20)]
+    keywords: Option<Vec<String>>,
+    #[schema(nullable = true)]
+    standard_tickets: Option<bool>,
+    #[schema(nullable = true)]
+    resale_tickets: Option<bool>,
+    #[schema(nullable = true)]
+    general_admission_tickets: Option<bool>,
+    #[schema(nullable = true)]
+    platinum_tickets: Option<bool>,
+    #[schema(nullable = true)]
+    date_filter: Option<DateFilterSchema>,
+    #[schema(nullable = true, min_length = 1, max_length = 32)]
+    row_filter: Option<String>,
+    /// RFC 3339: no notifications for it before then.
+    #[schema(nullable = true, format = DateTime)]
+    muted_until: Option<String>,
+}
+
+/// A merge patch of an entry: given fields replace, `null` removes (back to
+/// the default), absent ones stay; the result is validated whole.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = eventory::WatchlistEntryPatch)]
+#[allow(dead_code)]
+struct EntryPatch {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
+    event_id: Option<String>,
+    #[schema(nullable = true, pattern = "^[a-z0-9_]{1,64}$")]
+    change_type: Option<String>,
+    #[schema(nullable = true, minimum = 0, maximum = 1_000_000_000)]
+    min_price_filter: Option<f64>,
+    #[schema(nullable = true, minimum = 0, maximum = 1_000_000_000)]
+    max_price_filter: Option<f64>,
+    #[schema(nullable = true, minimum = 0, maximum = 1_000_000)]
+    stock_threshold_filter: Option<u64>,
+    #[schema(nullable = true, minimum = 1, maximum = 100)]
+    seat_quantity: Option<u64>,
+    #[schema(nullable = true, min_length = 1, max_length = 128)]
+    section: Option<String>,
+    #[schema(nullable = true, min_items = 1, max_items = 20)]
+    keywords: Option<Vec<String>>,
+    #[schema(nullable = true)]
+    standard_tickets: Option<bool>,
+    #[schema(nullable = true)]
+    resale_tickets: Option<bool>,
+    #[schema(nullable = true)]
+    general_admission_tickets: Option<bool>,
+    #[schema(nullable = true)]
+    platinum_tickets: Option<bool>,
+    #[schema(nullable = true)]
+    date_filter: Option<DateFilterSchema>,
+    #[schema(nullable = true, min_length = 1, max_length = 32)]
+    row_filter: Option<String>,
+    #[schema(nullable = true, format = DateTime)]
+    muted_until: Option<String>,
+}
+
+/// A watchlist entry: every field, absent ones null.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = eventory::WatchlistEntry)]
+#[allow(dead_code)]
+struct EntrySchema {
+    #[schema(example = "watchlist_entry")]
+    object: String,
+    #[schema(example = "wl_01JD7X3K5Q8N2V4W6Y8Z0A2B4C")]
+    id: String,
+    event_id: String,
+    change_type: String,
+    #[schema(required = true)]
+    min_price_filter: Option<f64>,
+    #[schema(required = true)]
+    max_price_filter: Option<f64>,
+    #[schema(required = true)]
+    stock_threshold_filter: Option<u64>,
+    #[schema(required = true)]
+    seat_quantity: Option<u64>,
+    #[schema(required = true)]
+    section: Option<String>,
+    #[schema(required = true)]
+    keywords: Option<Vec<String>>,
+    #[schema(required = true)]
+    standard_tickets: Option<bool>,
+    #[schema(required = true)]
+    resale_tickets: Option<bool>,
+    #[schema(required = true)]
+    general_admission_tickets: Option<bool>,
+    #[schema(required = true)]
+    platinum_tickets: Option<bool>,
+    #[schema(required = true)]
+    date_filter: Option<DateFilterSchema>,
+    #[schema(required = true)]
+    row_filter: Option<String>,
+    #[schema(required = true)]
+    muted_until: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The key's whole watchlist (one page: it is capped).
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = eventory::WatchlistEntryList)]
+#[allow(dead_code)]
+struct EntryList {
+    #[schema(example = "list")]
+    object: String,
+    data: Vec<EntrySchema>,
+    /// Always false.
+    has_more: bool,
+    /// Always null.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = eventory::WatchlistEntryDeleted)]
+#[allow(dead_code)]
+struct EntryDeleted {
+    id: String,
+    deleted: bool,
 }
 
 fn entry_json(r: &WatchRecord) -> Value {
@@ -179,12 +353,39 @@ fn entry_text(e: &Entry) -> String {
     serde_json::to_string(e).unwrap_or_default()
 }
 
+/// The API key's watchlist.
+#[utoipa::path(
+    get,
+    path = "/eventory/watchlist",
+    tag = "eventory",
+    operation_id = "eventory_list_watchlist",
+    responses(
+        (status = 200, description = "Every entry of this key's watchlist, oldest first.", body = EntryList),
+        Common, KeyAuth,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let v = state.store.eventory_watch_list(&caller.key_id).await?;
     let data = v.iter().map(entry_json).collect();
     Ok(json_response(StatusCode::OK, &list_json(data, false, None)))
 }
 
+/// Add an entry to the API key's watchlist.
+///
+/// A full watchlist (`--eventory-max-watchlist`) answers 400.
+#[utoipa::path(
+    post,
+    path = "/eventory/watchlist",
+    tag = "eventory",
+    operation_id = "eventory_create_watchlist_entry",
+    request_body = EntryBody,
+    responses(
+        (status = 201, description = "Created.", body = EntrySchema),
+        Common, KeyAuth, Body,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -213,12 +414,25 @@ async fn create(
 
 fn id_of(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     let Path(id) = path.map_err(|_| not_found())?;
-    if !id.starts_with("wl_") || id.len() > 64 {
+    if !id.starts_with("wl_") || id.len() > 64 || id.contains('\0') {
         return Err(not_found());
     }
     Ok(id)
 }
 
+/// Fetch a watchlist entry.
+#[utoipa::path(
+    get,
+    path = "/eventory/watchlist/{id}",
+    tag = "eventory",
+    operation_id = "eventory_get_watchlist_entry",
+    params(("id" = String, Path, description = "A watchlist entry id (`wl_…`).")),
+    responses(
+        (status = 200, description = "The entry.", body = EntrySchema),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -233,8 +447,23 @@ async fn get_one(
     Ok(json_response(StatusCode::OK, &entry_json(&r)))
 }
 
-/// A merge patch: given fields replace, `null` removes (back to the
-/// default), absent ones stay; the result is validated whole.
+/// Change a watchlist entry (a merge patch).
+///
+/// Given fields replace, `null` removes (back to the default), absent ones
+/// stay; the result is validated whole.
+#[utoipa::path(
+    patch,
+    path = "/eventory/watchlist/{id}",
+    tag = "eventory",
+    operation_id = "eventory_update_watchlist_entry",
+    params(("id" = String, Path, description = "A watchlist entry id (`wl_…`).")),
+    request_body = EntryPatch,
+    responses(
+        (status = 200, description = "The entry as changed.", body = EntrySchema),
+        Common, KeyAuth, Body, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -267,6 +496,19 @@ async fn update(
     Ok(json_response(StatusCode::OK, &entry_json(&r)))
 }
 
+/// Delete a watchlist entry.
+#[utoipa::path(
+    delete,
+    path = "/eventory/watchlist/{id}",
+    tag = "eventory",
+    operation_id = "eventory_delete_watchlist_entry",
+    params(("id" = String, Path, description = "A watchlist entry id (`wl_…`).")),
+    responses(
+        (status = 200, description = "Deleted.", body = EntryDeleted),
+        Common, KeyAuth, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
+)]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -340,6 +582,23 @@ fn parsed(org: &OrgId, f: &Frame) -> Option<Arc<Parsed>> {
     p
 }
 
+/// Eventory's notification stream (WebSocket; basic filtering).
+///
+/// Upgrade with the key in the `apikey` header (a key in the query string
+/// is refused); each watched event's notifications arrive as the document's
+/// envelopes, filtered by event and `change_type`. Needs a pro or
+/// enterprise key. Without an upgrade the request answers 400.
+#[utoipa::path(
+    get,
+    path = "/eventory/notifications/subscribe",
+    tag = "eventory",
+    operation_id = "eventory_subscribe",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        Common, KeyAuth, BadRequest, StreamForbidden,
+    ),
+    security(("apikey_header" = [])),
+)]
 async fn subscribe(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -351,6 +610,21 @@ async fn subscribe(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Eventory's notification stream (WebSocket; every entry filter applied).
+///
+/// As `/eventory/notifications/subscribe`, with every field of the
+/// watchlist entries applied (prices, sections, dates, mutes, …).
+#[utoipa::path(
+    get,
+    path = "/eventory/notifications/subscribe/filtered",
+    tag = "eventory",
+    operation_id = "eventory_subscribe_filtered",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        Common, KeyAuth, BadRequest, StreamForbidden,
+    ),
+    security(("apikey_header" = [])),
+)]
 async fn subscribe_filtered(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,

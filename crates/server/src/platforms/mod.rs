@@ -18,13 +18,8 @@ use crate::state::AppState;
 /// Every platform's documented routes (and their operations), merged into
 /// the API router.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(revolution::routes())
-}
-
-/// Platform routes not yet in the OpenAPI document (see `api::router`).
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .merge(revolution::signal_router())
-        .merge(eventium::router())
-        .merge(eventory::router())
+    OpenApiRouter::new()
+        .merge(revolution::routes())
+        .merge(eventium::routes())
+        .merge(eventory::routes())
 }

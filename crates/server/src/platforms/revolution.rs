@@ -23,7 +23,6 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get as get_route;
 use marquee_core::ids::EndpointId;
 use marquee_core::profile::revolution::EVENT_TYPES;
 use marquee_core::timestamp::Timestamp;
@@ -47,15 +46,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(remove, get))
-}
-
-/// REST polling under `/api/v1/signal/` (not yet in the OpenAPI document:
-/// see `api::router`).
-pub fn signal_router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/signal/events/{event_id}/checkins", get_route(checkins))
-        .route("/api/v1/signal/artists/{artist_id}/drops", get_route(drops))
-        .route("/api/v1/signal/venues/{venue_id}/live", get_route(venue_live))
+        .routes(routes!(checkins))
+        .routes(routes!(drops))
+        .routes(routes!(venue_live))
 }
 
 /// `rev.developers.createWebhook`'s body.
@@ -113,6 +106,120 @@ struct WebhookDeleted {
     deleted: bool,
 }
 
+/// A door scan, deduplicated.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = revolution::Checkin)]
+#[allow(dead_code)]
+struct Checkin {
+    /// The message id of the scan.
+    id: String,
+    fan_id: String,
+    event_id: String,
+    #[schema(required = true)]
+    gate: Option<String>,
+    #[schema(example = "in")]
+    direction: String,
+    /// The scan's time, ms since the epoch.
+    ts: i64,
+    /// When marquee received it, ms since the epoch.
+    created: i64,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = revolution::CheckinList)]
+#[allow(dead_code)]
+struct CheckinList {
+    #[schema(example = "list")]
+    object: String,
+    data: Vec<Checkin>,
+    has_more: bool,
+    /// Continue with `cursor=`.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum DropState {
+    Active,
+    SoldOut,
+}
+
+/// An artist's drop and what is left of it.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = revolution::Drop)]
+#[allow(dead_code)]
+struct Drop {
+    drop_id: String,
+    artist_id: String,
+    #[schema(required = true)]
+    title: Option<String>,
+    #[schema(required = true)]
+    price_usd: Option<f64>,
+    quantity: i64,
+    /// The quantity left after distinct claims.
+    remaining: i64,
+    #[schema(inline)]
+    status: DropState,
+    /// ms since the epoch.
+    published_at: i64,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = revolution::DropList)]
+#[allow(dead_code)]
+struct DropList {
+    #[schema(example = "list")]
+    object: String,
+    data: Vec<Drop>,
+    has_more: bool,
+    /// Continue with `cursor=`.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum VenueStatus {
+    Open,
+    Closed,
+}
+
+/// A venue's latest door opening and its event's attendance.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = revolution::VenueLive)]
+#[allow(dead_code)]
+struct VenueLive {
+    venue_id: String,
+    #[schema(inline)]
+    status: VenueStatus,
+    /// The event the doors opened for (null: never opened).
+    #[schema(required = true)]
+    event_id: Option<String>,
+    #[schema(required = true)]
+    capacity: Option<i64>,
+    /// People inside now.
+    count: i64,
+    /// `count` as a percentage of `capacity`, one decimal (null without a capacity).
+    #[schema(required = true)]
+    percent: Option<f64>,
+    /// Scans in by gate.
+    gates: std::collections::BTreeMap<String, i64>,
+    /// ms since the epoch.
+    #[schema(required = true)]
+    opened_at: Option<i64>,
+    /// ms since the epoch.
+    #[schema(required = true)]
+    last_checkin_at: Option<i64>,
+}
+
 fn hook_json(e: &EndpointRecord) -> Value {
     json!({
         "id": e.id.as_str(),
@@ -138,7 +245,7 @@ fn not_found() -> ApiError {
         (status = 201, description = "Registered.", body = Webhook),
         Common, KeyAuth, Body, Conflict,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 async fn create(
     State(state): State<AppState>,
@@ -213,7 +320,7 @@ pub struct ListQuery {
         (status = 200, description = "A page of registrations.", body = WebhookList),
         Common, KeyAuth, BadRequest,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 async fn list(
     State(state): State<AppState>,
@@ -278,7 +385,7 @@ async fn load(
         (status = 200, description = "The registration.", body = Webhook),
         Common, KeyAuth, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 async fn get(
     State(state): State<AppState>,
@@ -300,7 +407,7 @@ async fn get(
         (status = 200, description = "Deleted.", body = WebhookDeleted),
         Common, KeyAuth, NotFound,
     ),
-    security(("api_key" = []), ("bearer" = [])),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = [])),
 )]
 async fn remove(
     State(state): State<AppState>,
@@ -332,24 +439,49 @@ async fn signal_caller(state: &AppState, headers: &HeaderMap, query_key: Option<
 
 fn path_id(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     let Path(id) = path.map_err(|_| ApiError::invalid("the path's id is not valid"))?;
-    if id.is_empty() || id.len() > 256 {
-        return Err(ApiError::invalid("ids are 1 to 256 bytes"));
+    if id.is_empty() || id.len() > 256 || id.contains('\0') {
+        return Err(ApiError::invalid("ids are 1 to 256 bytes without NUL (U+0000)"));
     }
     Ok(id)
 }
 
-#[derive(Debug, Deserialize)]
+/// The polling routes' query. `apiKey` is the `api_key_query` security
+/// scheme (the key as a header is read first).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CheckinsQuery {
+    /// RFC 3339: the scans at or after it.
     since: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// A `next_cursor` this route answered.
     cursor: Option<String>,
     #[serde(rename = "apiKey")]
+    #[param(ignore)]
     api_key: Option<String>,
 }
 
+/// An event's door scans (Revolution REST polling).
+///
 /// `GET /api/v1/signal/events/{event_id}/checkins?since=RFC3339`: the
 /// event's (deduplicated) scans at or after `since`, oldest scan time first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/signal/events/{event_id}/checkins",
+    tag = "revolution",
+    operation_id = "revolution_list_checkins",
+    params(
+        ("event_id" = String, Path, description = "The event id the scans named (1 to 256 bytes)."),
+        CheckinsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of check-ins, oldest scan first.", body = CheckinList),
+        Common, KeyAuth, BadRequest, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = []), ("api_key_query" = [])),
+)]
 async fn checkins(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -402,19 +534,52 @@ fn parse_checkin_cursor(c: &str) -> Option<(i64, u64)> {
     Some((at.parse().ok()?, seq.parse().ok()?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DropsQuery {
+    /// `active` (default: some left), `sold_out` or `all`.
+    #[param(value_type = Option<DropsFilter>, inline)]
     status: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// A `next_cursor` this route answered.
     cursor: Option<String>,
     #[serde(rename = "apiKey")]
+    #[param(ignore)]
     api_key: Option<String>,
 }
 
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum DropsFilter {
+    Active,
+    SoldOut,
+    All,
+}
+
+/// An artist's drops (Revolution REST polling).
+///
 /// `GET /api/v1/signal/artists/{artist_id}/drops?status=active|sold_out|all`
 /// (default `active`): the artist's drops in publish order, with the
 /// quantity left after distinct claims.
+#[utoipa::path(
+    get,
+    path = "/api/v1/signal/artists/{artist_id}/drops",
+    tag = "revolution",
+    operation_id = "revolution_list_drops",
+    params(
+        ("artist_id" = String, Path, description = "The artist id (1 to 256 bytes)."),
+        DropsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of drops, in publish order.", body = DropList),
+        Common, KeyAuth, BadRequest, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = []), ("api_key_query" = [])),
+)]
 async fn drops(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -457,8 +622,8 @@ async fn drops(
             json!({
                 "drop_id": r.drop_id,
                 "artist_id": r.artist_id,
-                "title": d.get("title"),
-                "price_usd": d.get("price_usd"),
+                "title": d.get("title").filter(|v| v.is_string()),
+                "price_usd": d.get("price_usd").filter(|v| v.is_number()),
                 "quantity": r.quantity,
                 "remaining": r.remaining,
                 "status": if r.remaining > 0 { "active" } else { "sold_out" },
@@ -476,10 +641,24 @@ pub struct KeyQuery {
     api_key: Option<String>,
 }
 
+/// A venue's doors and attendance now (Revolution REST polling).
+///
 /// `GET /api/v1/signal/venues/{venue_id}/live`: the venue's latest door
 /// opening and its event's attendance. A venue is `open` for
 /// [`VENUE_OPEN_MICROS`] after its latest `venue_opened`; a venue that never
 /// opened answers `closed` with nulls.
+#[utoipa::path(
+    get,
+    path = "/api/v1/signal/venues/{venue_id}/live",
+    tag = "revolution",
+    operation_id = "revolution_venue_live",
+    params(("venue_id" = String, Path, description = "The venue id (1 to 256 bytes).")),
+    responses(
+        (status = 200, description = "The venue now.", body = VenueLive),
+        Common, KeyAuth, BadRequest, NotFound,
+    ),
+    security(("api_key" = []), ("bearer" = []), ("apikey_header" = []), ("api_key_query" = [])),
+)]
 async fn venue_live(
     State(state): State<AppState>,
     headers: HeaderMap,

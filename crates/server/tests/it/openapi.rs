@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/messages/batch"),
     ("GET", "/v1/messages/{id}"),
     ("GET", "/v1/messages/{id}/attempts"),
+    ("GET", "/v1/messages/{id}/attempts/{attempt_id}/request"),
     ("POST", "/v1/messages/{id}/resend"),
     ("POST", "/v1/endpoints"),
     ("GET", "/v1/endpoints"),
@@ -37,6 +38,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/event-types/{type}"),
     ("PUT", "/v1/event-types/{type}"),
     ("DELETE", "/v1/event-types/{type}"),
+    ("GET", "/v1/entities/{kind}"),
+    ("GET", "/v1/entities/{kind}/{id}"),
+    ("POST", "/v1/erasures"),
+    ("GET", "/v1/erasures"),
+    ("GET", "/v1/erasures/{id}"),
+    ("GET", "/v1/attendance"),
+    ("GET", "/v1/attendance/settings"),
+    ("PUT", "/v1/attendance/settings"),
+    ("GET", "/v1/attendance/{event_id}"),
     ("GET", "/v1/stream"),
     ("GET", "/v1/stream/sse"),
     ("POST", "/admin/v1/orgs"),
@@ -47,38 +57,46 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/v1/orgs/{id}/keys"),
     ("PATCH", "/admin/v1/keys/{id}"),
     ("POST", "/admin/v1/keys/{id}/revoke"),
+    // Revolution
     ("POST", "/api/v1/developers/webhooks"),
     ("GET", "/api/v1/developers/webhooks"),
     ("GET", "/api/v1/developers/webhooks/{id}"),
     ("DELETE", "/api/v1/developers/webhooks/{id}"),
+    ("GET", "/api/v1/signal/events/{event_id}/checkins"),
+    ("GET", "/api/v1/signal/artists/{artist_id}/drops"),
+    ("GET", "/api/v1/signal/venues/{venue_id}/live"),
+    // Eventium
+    ("GET", "/v1/events"),
+    // Eventory
+    ("GET", "/eventory/ping"),
+    ("GET", "/eventory/watchlist"),
+    ("POST", "/eventory/watchlist"),
+    ("GET", "/eventory/watchlist/{id}"),
+    ("PATCH", "/eventory/watchlist/{id}"),
+    ("DELETE", "/eventory/watchlist/{id}"),
+    ("GET", "/eventory/notifications/subscribe"),
+    ("GET", "/eventory/notifications/subscribe/filtered"),
 ];
 
-/// Source files allowed to register routes outside `utoipa_axum::routes!`
-/// (pages, not API operations), and why.
-const PLAIN_ROUTE_FILES: &[(&str, &str)] = &[
-    ("api_reference.rs", "the /dashboard/api page and its assets"),
-    ("metrics.rs", "GET /metrics: Prometheus text, not JSON"),
-    // `dashboard/mod.rs` (HTML pages and assets) and, until they are
-    // annotated, `api/mod.rs`'s and `platforms/mod.rs`'s plain routers of the
-    // routes below (attempt requests, erasures).
-    (
-        "mod.rs",
-        "the dashboard's HTML, and routes not yet documented (below)",
-    ),
-    // Not yet in the document (issue 14 follow-up): annotate with
-    // #[utoipa::path], register with routes!, add to ROUTES, remove here.
-    ("entities.rs", "not yet documented: /v1/entities"),
-    ("eventium.rs", "not yet documented: Eventium GET /v1/events"),
-    (
-        "eventory.rs",
-        "not yet documented: Eventory's /eventory/* surface",
-    ),
-    ("attendance.rs", "not yet documented: /v1/attendance"),
-    (
-        "revolution.rs",
-        "not yet documented: Revolution's /api/v1/signal/* polling",
-    ),
+/// The only routes registered outside `utoipa_axum::routes!` (so not in the
+/// document), by path: pages and assets, not JSON API operations. Each is
+/// checked to be served and to answer something other than JSON.
+const PLAIN_ROUTES: &[(&str, &str)] = &[
+    ("/dashboard", "the dashboard's page"),
+    ("/dashboard/", "the dashboard's page"),
+    ("/dashboard/app.js", "the dashboard's script"),
+    ("/dashboard/app.css", "the dashboard's styles"),
+    ("/dashboard/icon.svg", "the dashboard's icon"),
+    ("/dashboard/api", "the API reference page (Swagger UI)"),
+    ("/dashboard/api/init.js", "the API reference's script"),
+    ("/dashboard/api/page.css", "the API reference's styles"),
+    ("/dashboard/api/swagger-ui-bundle.js", "Swagger UI (vendored)"),
+    ("/dashboard/api/swagger-ui.css", "Swagger UI (vendored)"),
+    ("/metrics", "Prometheus text format"),
 ];
+
+/// The key forms a request can present (`security` scheme names).
+const KEY_SCHEMES: &[&str] = &["api_key", "bearer", "apikey_header", "api_key_query"];
 
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
@@ -239,7 +257,7 @@ async fn the_document_lists_every_route_and_the_server_serves_every_documented_o
     // Every documented operation is routed: none answers the router's own
     // "No such route." 404 or a 405.
     for (method, path) in &documented {
-        let concrete = path.replace("{id}", "x_unknown").replace("{type}", "x.unknown");
+        let concrete = concrete(path);
         let r = s
             .http
             .request(method.parse().unwrap(), s.url(&concrete))
@@ -258,13 +276,94 @@ async fn the_document_lists_every_route_and_the_server_serves_every_documented_o
     for p in marquee_server::api_reference::PATHS {
         let r = s.http.get(s.url(p)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{p}");
+        assert!(PLAIN_ROUTES.iter().any(|(q, _)| q == p), "{p} in PLAIN_ROUTES");
+    }
+    // The routes outside the document are served, and none answers JSON.
+    for (p, why) in PLAIN_ROUTES {
+        let r = s.http.get(s.url(p)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{p} ({why})");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(
+            !ct.contains("json"),
+            "{p} ({why}) answers {ct}: document it instead"
+        );
+        assert!(documented.iter().all(|(_, d)| d != p), "{p} is also documented");
+    }
+    s.stop().await;
+}
+
+/// A documented path with every `{param}` filled with an unknown id.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') {
+                if seg == "{type}" { "x.unknown" } else { "x_unknown" }
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every operation authenticates exactly as its `security` says: without a
+/// credential a secured one answers 401 and an open one does not; each key
+/// form it lists is accepted and each form it does not list is refused.
+#[tokio::test]
+async fn every_operation_authenticates_as_its_security_says() {
+    let s = TestServer::start().await;
+    let doc = document(&s).await;
+    let (_, key) = s.tenant().await;
+    let send = |method: &str, url: String, form: Option<&str>| {
+        let mut req = s.http.request(method.parse().unwrap(), url);
+        req = match form {
+            None => req,
+            Some("api_key") => req.header("x-api-key", &key),
+            Some("bearer") => req.bearer_auth(&key),
+            Some("apikey_header") => req.header("apikey", &key),
+            Some("api_key_query") => req.query(&[("apiKey", &key)]),
+            Some("admin_token") => req.bearer_auth(ADMIN_TOKEN),
+            Some(f) => panic!("unknown form {f}"),
+        };
+        // Status only: a stream's body never ends.
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for (method, path, op) in operations(&doc) {
+        let at = format!("{method} {path}");
+        let url = s.url(&concrete(&path));
+        let listed: Vec<String> = op["security"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_object().unwrap().keys().cloned())
+            .collect();
+        let bare = send(&method, url.clone(), None).await;
+        if listed.is_empty() {
+            assert_ne!(bare, 401, "{at}: open, yet refused without a credential");
+            continue;
+        }
+        assert_eq!(bare, 401, "{at}: secured, yet served without a credential");
+        for scheme in listed.iter() {
+            assert!(
+                KEY_SCHEMES.contains(&scheme.as_str()) || scheme == "admin_token",
+                "{at}: unknown scheme {scheme}"
+            );
+            let got = send(&method, url.clone(), Some(scheme)).await;
+            assert_ne!(got, 401, "{at}: refuses its listed scheme {scheme}");
+        }
+        for scheme in KEY_SCHEMES.iter().chain(&["admin_token"]) {
+            if !listed.iter().any(|l| l == scheme) {
+                let got = send(&method, url.clone(), Some(scheme)).await;
+                assert_eq!(got, 401, "{at}: accepts {scheme}, which it does not list");
+            }
+        }
     }
     s.stop().await;
 }
 
 /// A route registered with plain axum (`.route(…)`) would be served but
-/// missing from the document; only the files listed in
-/// `PLAIN_ROUTE_FILES` may do that.
+/// missing from the document; only the paths in `PLAIN_ROUTES` may be, and
+/// nothing is nested (a nested router's routes would escape this check).
 #[test]
 fn routes_are_registered_only_through_utoipa_axum() {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -281,19 +380,35 @@ fn routes_are_registered_only_through_utoipa_axum() {
     let mut files = Vec::new();
     walk(&src, &mut files);
     let mut offenders = Vec::new();
+    let mut plain = BTreeSet::new();
     for f in files {
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        if PLAIN_ROUTE_FILES.iter().any(|(n, _)| *n == name) {
-            continue;
-        }
         let text = std::fs::read_to_string(&f).unwrap();
-        for (i, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if [".route(", ".route_service(", ".nest(", ".nest_service("]
-                .iter()
-                .any(|pat| code.contains(pat))
-            {
-                offenders.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+        // The code without `//` comments, so a route's path can be read
+        // even when rustfmt puts it on the next line.
+        let code: String = text
+            .lines()
+            .map(|l| format!("{}\n", l.split("//").next().unwrap_or("")))
+            .collect();
+        for pat in [".route_service(", ".nest(", ".nest_service("] {
+            for (i, _) in code.match_indices(pat) {
+                let line = code[..i].lines().count();
+                offenders.push(format!("{}:{line}: {pat}", f.display()));
+            }
+        }
+        for (i, _) in code.match_indices(".route(") {
+            let line = code[..i].lines().count();
+            let rest = &code[i + ".route(".len()..];
+            let path = rest
+                .trim_start()
+                .strip_prefix('"')
+                .and_then(|r| r.split_once('"'))
+                .map(|(p, _)| p.to_owned());
+            match path {
+                Some(p) if PLAIN_ROUTES.iter().any(|(q, _)| *q == p) => {
+                    plain.insert(p);
+                }
+                Some(p) => offenders.push(format!("{}:{line}: .route(\"{p}\", …)", f.display())),
+                None => offenders.push(format!("{}:{line}: .route(<not a literal path>)", f.display())),
             }
         }
     }
@@ -301,9 +416,11 @@ fn routes_are_registered_only_through_utoipa_axum() {
         offenders.is_empty(),
         "routes registered outside utoipa_axum::routes! (so missing from /openapi.json): \
          annotate the handler with #[utoipa::path] and register it with .routes(routes!(…)), \
-         or list the file in PLAIN_ROUTE_FILES if it serves pages:\n{}",
+         or list the path in PLAIN_ROUTES if it serves a page, not JSON:\n{}",
         offenders.join("\n")
     );
+    let unused: Vec<_> = PLAIN_ROUTES.iter().filter(|(p, _)| !plain.contains(*p)).collect();
+    assert!(unused.is_empty(), "PLAIN_ROUTES no source registers: {unused:?}");
 }
 
 /// Validates `body` against the schema the document gives `method path`
@@ -656,6 +773,356 @@ async fn answers_match_the_document(s: &TestServer) {
     )
     .await;
 
+    // Projected entities, and Eventium's events (the same projection).
+    let ev = json!({
+        "id": "ev1", "name": "Show", "slug": "show", "date": "2026-06-01T20:00:00Z",
+        "location": "Austin", "status": "published", "capacity": 100, "organizer_id": "o1",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    });
+    c.call(
+        "POST",
+        "/v1/messages",
+        "/v1/messages",
+        Some(json!({"type": "event.created", "channels": ["event:ev1"], "data": ev})),
+        201,
+    )
+    .await;
+    let page = c
+        .call(
+            "GET",
+            "/v1/entities/{kind}",
+            "/v1/entities/events?limit=1",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(page["data"][0]["data"], ev);
+    c.call(
+        "GET",
+        "/v1/entities/{kind}",
+        "/v1/entities/events?cursor=%25",
+        None,
+        400,
+    )
+    .await;
+    c.call(
+        "GET",
+        "/v1/entities/{kind}/{id}",
+        "/v1/entities/events/ev1",
+        None,
+        200,
+    )
+    .await;
+    c.call(
+        "GET",
+        "/v1/entities/{kind}/{id}",
+        "/v1/entities/events/nope",
+        None,
+        404,
+    )
+    .await;
+    let events = c
+        .call("GET", "/v1/events", "/v1/events?status=published", None, 200)
+        .await;
+    assert_eq!(events["data"][0], ev);
+    c.call("GET", "/v1/events", "/v1/events?status=gone", None, 400)
+        .await;
+    c.call("GET", "/v1/events", "/v1/events?cursor=yesterday", None, 400)
+        .await;
+
+    // Erasures.
+    let era = c
+        .call(
+            "POST",
+            "/v1/erasures",
+            "/v1/erasures",
+            Some(json!({"channel": "event:ev1"})),
+            202,
+        )
+        .await;
+    let era_id = era["id"].as_str().unwrap().to_owned();
+    c.call(
+        "POST",
+        "/v1/erasures",
+        "/v1/erasures",
+        Some(json!({"within": "venue:a"})),
+        400,
+    )
+    .await;
+    c.call(
+        "GET",
+        "/v1/erasures/{id}",
+        &format!("/v1/erasures/{era_id}"),
+        None,
+        200,
+    )
+    .await;
+    c.call("GET", "/v1/erasures/{id}", "/v1/erasures/era_nope", None, 404)
+        .await;
+    c.call("GET", "/v1/erasures", "/v1/erasures?limit=1", None, 200)
+        .await;
+    c.call("GET", "/v1/erasures", "/v1/erasures?before=nope", None, 400)
+        .await;
+
+    // Attendance, and Revolution's polling of the same read models.
+    let t0 = marquee_core::timestamp::Timestamp::now().as_millis();
+    for body in [
+        json!({"type": "venue_opened", "channels": ["venue:stubbs"],
+               "data": {"venue_id": "stubbs", "event_id": "evt_oa", "capacity": 10, "ts": t0}}),
+        json!({"type": "fan_checkin", "channels": ["venue:stubbs"],
+               "data": {"fan_id": "f1", "event_id": "evt_oa", "gate": "MAIN", "ts": t0 + 1}}),
+        json!({"type": "drop_published", "channels": ["artist:a1"],
+               "data": {"artist_id": "a1", "drop_id": "d1", "title": "Poster", "price_usd": 35, "quantity": 2}}),
+    ] {
+        c.call("POST", "/v1/messages", "/v1/messages", Some(body), 201)
+            .await;
+    }
+    let att = c.call("GET", "/v1/attendance", "/v1/attendance", None, 200).await;
+    assert_eq!(att["data"][0]["event_id"], "evt_oa");
+    c.call("GET", "/v1/attendance", "/v1/attendance?limit=101", None, 400)
+        .await;
+    c.call(
+        "GET",
+        "/v1/attendance/{event_id}",
+        "/v1/attendance/evt_oa",
+        None,
+        200,
+    )
+    .await;
+    c.call(
+        "GET",
+        "/v1/attendance/{event_id}",
+        "/v1/attendance/evt_nope",
+        None,
+        404,
+    )
+    .await;
+    c.call(
+        "GET",
+        "/v1/attendance/settings",
+        "/v1/attendance/settings",
+        None,
+        200,
+    )
+    .await;
+    c.call(
+        "PUT",
+        "/v1/attendance/settings",
+        "/v1/attendance/settings",
+        Some(json!({"thresholds": [5, 1], "capacity_percents": [50]})),
+        200,
+    )
+    .await;
+    c.call(
+        "PUT",
+        "/v1/attendance/settings",
+        "/v1/attendance/settings",
+        Some(json!({"thresholds": [0], "capacity_percents": []})),
+        400,
+    )
+    .await;
+    let checkins = c
+        .call(
+            "GET",
+            "/api/v1/signal/events/{event_id}/checkins",
+            "/api/v1/signal/events/evt_oa/checkins?limit=1",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(checkins["data"][0]["fan_id"], "f1");
+    c.call(
+        "GET",
+        "/api/v1/signal/events/{event_id}/checkins",
+        "/api/v1/signal/events/evt_oa/checkins?since=nope",
+        None,
+        400,
+    )
+    .await;
+    let drops = c
+        .call(
+            "GET",
+            "/api/v1/signal/artists/{artist_id}/drops",
+            "/api/v1/signal/artists/a1/drops?status=all",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(drops["data"][0]["remaining"], 2);
+    c.call(
+        "GET",
+        "/api/v1/signal/artists/{artist_id}/drops",
+        "/api/v1/signal/artists/a1/drops?status=gone",
+        None,
+        400,
+    )
+    .await;
+    let live = c
+        .call(
+            "GET",
+            "/api/v1/signal/venues/{venue_id}/live",
+            "/api/v1/signal/venues/stubbs/live",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(live["status"], "open");
+    c.call(
+        "GET",
+        "/api/v1/signal/venues/{venue_id}/live",
+        "/api/v1/signal/venues/never/live",
+        None,
+        200,
+    )
+    .await;
+
+    // Eventory: ping, the watchlist.
+    c.call("GET", "/eventory/ping", "/eventory/ping", None, 200).await;
+    let wl = c
+        .call(
+            "POST",
+            "/eventory/watchlist",
+            "/eventory/watchlist",
+            Some(
+                json!({"event_id": "evt-1", "min_price_filter": 10, "keywords": ["vip"],
+                        "date_filter": {"from": "2026-06-01T00:00:00Z"}}),
+            ),
+            201,
+        )
+        .await;
+    let wl_id = wl["id"].as_str().unwrap().to_owned();
+    let wl_at = format!("/eventory/watchlist/{wl_id}");
+    c.call(
+        "POST",
+        "/eventory/watchlist",
+        "/eventory/watchlist",
+        Some(json!({"change_type": "stock_increase"})),
+        400,
+    )
+    .await;
+    c.call("GET", "/eventory/watchlist", "/eventory/watchlist", None, 200)
+        .await;
+    c.call("GET", "/eventory/watchlist/{id}", &wl_at, None, 200).await;
+    c.call(
+        "PATCH",
+        "/eventory/watchlist/{id}",
+        &wl_at,
+        Some(json!({"keywords": null, "seat_quantity": 2})),
+        200,
+    )
+    .await;
+    c.call(
+        "PATCH",
+        "/eventory/watchlist/{id}",
+        &wl_at,
+        Some(json!({"seat_quantity": 0})),
+        400,
+    )
+    .await;
+    c.call("DELETE", "/eventory/watchlist/{id}", &wl_at, None, 200)
+        .await;
+    c.call("GET", "/eventory/watchlist/{id}", &wl_at, None, 404).await;
+
+    // NUL (U+0000) in ids, cursors and stored text: refused alike on both
+    // stores (PostgreSQL text cannot hold it; these were 500s there).
+    for (method, path, concrete, body, status) in [
+        ("GET", "/v1/entities/{kind}", "/v1/entities/%00", None, 200),
+        (
+            "GET",
+            "/v1/entities/{kind}",
+            "/v1/entities/events?cursor=AA",
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/v1/entities/{kind}/{id}",
+            "/v1/entities/events/%00",
+            None,
+            404,
+        ),
+        (
+            "GET",
+            "/v1/attendance/{event_id}",
+            "/v1/attendance/%00",
+            None,
+            404,
+        ),
+        ("GET", "/v1/attendance", "/v1/attendance?cursor=%00", None, 400),
+        (
+            "GET",
+            "/api/v1/signal/events/{event_id}/checkins",
+            "/api/v1/signal/events/%00/checkins",
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/signal/artists/{artist_id}/drops",
+            "/api/v1/signal/artists/%00/drops",
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/signal/venues/{venue_id}/live",
+            "/api/v1/signal/venues/%00/live",
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/eventory/watchlist/{id}",
+            "/eventory/watchlist/wl_%00",
+            None,
+            404,
+        ),
+        (
+            "POST",
+            "/v1/endpoints",
+            "/v1/endpoints",
+            Some(json!({"url": "https://example.com/nul", "description": "a\u{0}b"})),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/event-types/{type}",
+            "/v1/event-types/nul",
+            Some(json!({"description": "\u{0}", "schema": {"type": "object"}})),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            "/v1/messages",
+            Some(json!({"type": "event.created", "channels": ["event:ev2"],
+                        "data": {"id": "a\u{0}", "name": "n", "slug": "s", "date": "d", "location": "l",
+                                 "status": "draft", "capacity": 1, "organizer_id": "o",
+                                 "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}})),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            "/v1/messages",
+            Some(json!({"type": "fan_checkin", "channels": ["venue:stubbs"],
+                        "data": {"fan_id": "f\u{0}", "event_id": "evt_oa", "gate": "MAIN", "ts": t0}})),
+            400,
+        ),
+    ] {
+        c.call(method, path, concrete, body, status).await;
+    }
+
+    // The attempt request of a message that has none.
+    c.call(
+        "GET",
+        "/v1/messages/{id}/attempts/{attempt_id}/request",
+        &format!("/v1/messages/{msg}/attempts/atmpt_nope/request"),
+        None,
+        404,
+    )
+    .await;
+
     c.call(
         "POST",
         "/admin/v1/keys/{id}/revoke",
@@ -686,5 +1153,99 @@ async fn answers_match_the_document_on_postgres() {
     })
     .await;
     answers_match_the_document(&s).await;
+    s.stop().await;
+}
+
+/// The rebuilt request of a real attempt, and the Eventory WebSocket's
+/// refusals and upgrade, against the document.
+#[tokio::test]
+async fn attempt_requests_and_eventory_upgrades_match_the_document() {
+    use crate::webhooks::{Receiver, Reply, create_endpoint, fast};
+    let s = TestServer::start_with(fast).await;
+    let doc = document(&s).await;
+    let (_, key) = s.tenant().await;
+    let rx = Receiver::start(|_| Reply::status(500)).await;
+    create_endpoint(&s, &key, json!({"url": format!("http://{}/", rx.addr)})).await;
+    let m = s
+        .publish(
+            &key,
+            json!({"type": "note", "channels": ["venue:a"], "data": {"n": 1}}),
+        )
+        .await;
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let aid = loop {
+        let v = s.get_json(&key, &format!("/v1/messages/{mid}/attempts")).await;
+        if let Some(id) = v["data"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let c = Client {
+        http: &s.http,
+        base: s.url(""),
+        doc: &doc,
+        key: key.clone(),
+    };
+    let r = c
+        .call(
+            "GET",
+            "/v1/messages/{id}/attempts/{attempt_id}/request",
+            &format!("/v1/messages/{mid}/attempts/{aid}/request"),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(r["redacted"], json!(["webhook-signature"]));
+
+    // The WebSocket routes: refusals are envelopes of documented statuses.
+    for path in [
+        "/eventory/notifications/subscribe",
+        "/eventory/notifications/subscribe/filtered",
+    ] {
+        let doc = &doc;
+        let check = |r: reqwest::Response, status: u16| async move {
+            assert_eq!(r.status().as_u16(), status, "{path}");
+            let v: Value = r.json().await.unwrap();
+            conforms(doc, "GET", path, status, &v);
+        };
+        // No upgrade: 400, once the `apikey` header authenticated.
+        let r = s
+            .http
+            .get(s.url(path))
+            .header("apikey", &key)
+            .send()
+            .await
+            .unwrap();
+        check(r, 400).await;
+        // The key anywhere but `apikey`: 401.
+        let r = s
+            .http
+            .get(s.url(path))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        check(r, 401).await;
+        let r = s
+            .http
+            .get(s.url(path))
+            .header("apikey", &key)
+            .query(&[("apikey", &key)])
+            .send()
+            .await
+            .unwrap();
+        check(r, 401).await;
+        // The upgrade itself: 101.
+        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            s.url(path).replace("http://", "ws://"),
+        )
+        .unwrap();
+        req.headers_mut().insert("apikey", key.parse().unwrap());
+        let (_, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 101, "{path}");
+        assert!(doc["paths"][path]["get"]["responses"]["101"].is_object());
+    }
     s.stop().await;
 }

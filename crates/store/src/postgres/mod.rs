@@ -51,6 +51,10 @@ const SCHEMA_VERSION: i32 = 6;
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
+            // character_not_in_repertoire (NUL in text), untranslatable_character (`\u0000` in jsonb).
+            Some(db) if matches!(db.code().code(), "22021" | "22P05") => StoreError::Invalid(
+                "A value contains NUL (U+0000), which the PostgreSQL store cannot hold.".into(),
+            ),
             Some(db) => StoreError::Internal(format!("postgres: {} ({})", db.message(), db.code().code())),
             None => StoreError::Internal(format!("postgres: {e}")),
         }
