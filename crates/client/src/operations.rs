@@ -125,7 +125,13 @@ impl Client {
                     ));
                 }
                 (true, Some(c)) => from = ReplayFrom::After(c.clone()),
-                _ => return Ok(total),
+                (true, None) => {
+                    return Err(Error::new(
+                        RequestErrorKind::Decode,
+                        "the replay answered has_more without a next_cursor",
+                    ));
+                }
+                (false, _) => return Ok(total),
             }
         }
     }

@@ -169,16 +169,24 @@ pub const OPERATIONAL: &[&str] = &[
     marquee_core::webhook::ops::TEST,
 ];
 
-/// Compiles a stored type: its schema and its rules.
-fn own_type(name: String, schema: &str, rules: Option<&str>) -> Result<OwnType, String> {
+/// Compiles a stored type: its schema and its rules. Rules that no longer
+/// parse or check (written by another version) are dropped with a warning;
+/// the schema is still enforced.
+fn own_type(org: &OrgId, name: String, schema: &str, rules: Option<&str>) -> Result<OwnType, String> {
     let schema_value: serde_json::Value = serde_json::from_str(schema).map_err(|e| e.to_string())?;
     let compiled = CompiledSchema::compile(&schema_value).map_err(|e| e.to_string())?;
-    let rules: TypeRules = match rules {
-        Some(r) => serde_json::from_str(r).map_err(|e| format!("rules: {e}"))?,
-        None => TypeRules::default(),
-    };
-    let def = rules.into_def(name.clone(), String::new(), serde_json::Value::Null);
-    def.check_rules().map_err(|e| e.to_string())?;
+    let parsed = match rules {
+        Some(r) => serde_json::from_str::<TypeRules>(r).map_err(|e| e.to_string()),
+        None => Ok(TypeRules::default()),
+    }
+    .and_then(|r| {
+        let def = r.into_def(name.clone(), String::new(), serde_json::Value::Null);
+        def.check_rules().map(|()| def).map_err(|e| e.to_string())
+    });
+    let def = parsed.unwrap_or_else(|e| {
+        tracing::warn!(org = %org, event_type = %name, error = %e, "stored event type rules do not apply; the schema still does");
+        TypeRules::default().into_def(name.clone(), String::new(), serde_json::Value::Null)
+    });
     Ok(OwnType {
         schema: compiled.named(name),
         def,
@@ -202,7 +210,7 @@ impl Catalogs {
         let profiles = store.get_org(org).await?.map(|o| o.profiles).unwrap_or_default();
         let mut own = HashMap::new();
         for t in store.list_event_types(org).await? {
-            match own_type(t.name.clone(), &t.schema, t.rules.as_deref()) {
+            match own_type(org, t.name.clone(), &t.schema, t.rules.as_deref()) {
                 Ok(o) => {
                     own.insert(t.name, o);
                 }

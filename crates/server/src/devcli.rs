@@ -367,6 +367,10 @@ pub struct ReplayArgs {
     /// Then wait until every queued delivery has had its first attempt.
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: give up waiting after this long (the operation goes on
+    /// in the server), exit 1.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub wait_timeout: String,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -389,6 +393,10 @@ pub struct RecoverArgs {
     /// Then wait until every queued delivery has had its attempt.
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: give up waiting after this long (the operation goes on
+    /// in the server), exit 1.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub wait_timeout: String,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -411,6 +419,10 @@ pub struct EraseArgs {
     /// Wait until the erasure is completed, showing its progress.
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: give up waiting after this long (the operation goes on
+    /// in the server), exit 1.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub wait_timeout: String,
     /// Print the result (the erasure object) as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -418,6 +430,13 @@ pub struct EraseArgs {
 
 /// How often `--wait` asks the server.
 const POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// When `--wait` gives up: `--wait-timeout` from now.
+fn wait_deadline(timeout: &str) -> Result<tokio::time::Instant, String> {
+    let d = marquee_core::duration::parse(timeout)
+        .map_err(|_| format!("--wait-timeout {timeout:?}: give a duration (90s, 30m, 2h)"))?;
+    Ok(tokio::time::Instant::now() + d)
+}
 
 /// Progress of a long operation, on stderr: one line rewritten in place on a
 /// terminal (`\r`), plain lines otherwise — each state once, at most one a
@@ -554,6 +573,7 @@ async fn wait_deliveries(
     endpoint: &str,
     queued: u64,
     what: WaitFor,
+    deadline: tokio::time::Instant,
 ) -> Result<Value, String> {
     let mut p = Progress::new();
     loop {
@@ -587,6 +607,13 @@ async fn wait_deliveries(
                 "endpoint {endpoint} is disabled: its deliveries wait until it is enabled again"
             ));
         }
+        if tokio::time::Instant::now() >= deadline {
+            p.finish(&label, done, Some(queued));
+            return Err(format!(
+                "gave up waiting (--wait-timeout): {done}/{queued} {word}; the deliveries go on in the server \
+                 (the count is the endpoint's, so other traffic to it keeps it from reaching the end)"
+            ));
+        }
         p.update(&label, done, Some(queued));
         tokio::time::sleep(POLL).await;
     }
@@ -598,13 +625,18 @@ pub async fn replay(a: ReplayArgs) -> Result<(), String> {
         (None, Some(c)) => marquee_client::ReplayFrom::After(c.clone()),
         _ => return Err("give exactly one of --since or --after".into()),
     };
+    let deadline = wait_deadline(&a.wait_timeout)?;
     let client = a.conn.client()?;
     let mut p = Progress::new();
     let ep = a.endpoint.clone();
     let mut requests = 0u32;
+    let mut last: Option<String> = None;
     let total = client
         .replay_all(&a.endpoint, from, |r, total| {
             requests += 1;
+            if let Some(c) = &r.next_cursor {
+                last = Some(c.clone());
+            }
             let label = match (&r.has_more, &r.next_cursor) {
                 (true, Some(c)) => format!("replaying to {ep}: {total} queued, continuing after {c}"),
                 _ => format!("replaying to {ep}: {total} queued"),
@@ -616,10 +648,14 @@ pub async fn replay(a: ReplayArgs) -> Result<(), String> {
             }
         })
         .await
-        .map_err(request_error)?;
+        .map_err(|e| match &last {
+            // What was queued stays queued: go on from there, not again from --since.
+            Some(c) => format!("{e} (queued up to cursor {c}; continue with --after {c})"),
+            None => request_error(e),
+        })?;
     drop(p);
     let stats = if a.wait && total > 0 {
-        Some(wait_deliveries(&client, &a.endpoint, total, WaitFor::FirstAttempt).await?)
+        Some(wait_deliveries(&client, &a.endpoint, total, WaitFor::FirstAttempt, deadline).await?)
     } else {
         None
     };
@@ -638,6 +674,7 @@ pub async fn replay(a: ReplayArgs) -> Result<(), String> {
 pub async fn recover(a: RecoverArgs) -> Result<(), String> {
     let since = time_arg("since", &a.since)?;
     let until = a.until.as_deref().map(|u| time_arg("until", u)).transpose()?;
+    let deadline = wait_deadline(&a.wait_timeout)?;
     let client = a.conn.client()?;
     let before = if a.wait {
         let s = client.endpoint_stats(&a.endpoint).await.map_err(request_error)?;
@@ -650,7 +687,16 @@ pub async fn recover(a: RecoverArgs) -> Result<(), String> {
         .await
         .map_err(request_error)?;
     let stats = if a.wait && r.queued > 0 {
-        Some(wait_deliveries(&client, &a.endpoint, r.queued, WaitFor::Settled { before }).await?)
+        Some(
+            wait_deliveries(
+                &client,
+                &a.endpoint,
+                r.queued,
+                WaitFor::Settled { before },
+                deadline,
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -686,8 +732,17 @@ pub async fn erase(a: EraseArgs) -> Result<(), String> {
         (None, None) => return Err("give --channel (a new erasure) or --id (an existing one)".into()),
     };
     if a.wait {
+        let deadline = wait_deadline(&a.wait_timeout)?;
         let mut p = Progress::new();
         while !e.is_completed() {
+            if tokio::time::Instant::now() >= deadline {
+                p.finish(&erasure_label(&e), e.messages_erased, Some(e.messages_total));
+                return Err(format!(
+                    "gave up waiting (--wait-timeout): {}; it goes on in the server (marquee erase --id {} --wait)",
+                    erasure_label(&e),
+                    e.id
+                ));
+            }
             p.update(&erasure_label(&e), e.messages_erased, Some(e.messages_total));
             tokio::time::sleep(POLL).await;
             e = client.erasure(&e.id).await.map_err(request_error)?;

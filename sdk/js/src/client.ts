@@ -3,6 +3,7 @@
  * endpoints (webhooks), erasures and streams.
  */
 
+import { MarqueeError } from './errors.js';
 import { HttpClient, randomKey, sleep, type ClientOptions, type Query } from './http.js';
 import { MarqueeStream, type StreamOptions } from './stream.js';
 import type {
@@ -236,7 +237,12 @@ export class Endpoints {
     let queued = 0;
     let r = await this.replay(id, from);
     queued += r.queued;
-    while (r.has_more && r.next_cursor) {
+    let prev: string | undefined;
+    while (r.has_more) {
+      // Never loop on a server that does not move on.
+      if (!r.next_cursor) throw new MarqueeError('the replay answered has_more without a next_cursor');
+      if (r.next_cursor === prev) throw new MarqueeError(`the replay did not advance past cursor ${prev}`);
+      prev = r.next_cursor;
       r = await this.replay(id, { after: r.next_cursor });
       queued += r.queued;
     }
@@ -257,8 +263,10 @@ export interface WaitErasureOptions {
   intervalMs?: number;
   /** Called with every state seen, the last one `completed`. */
   onProgress?: (e: Erasure) => void;
-  /** Stops waiting (rejects with the signal's reason). */
+  /** Stops waiting, also during a request (rejects with the signal's reason). */
   signal?: AbortSignal;
+  /** Gives up after this long (rejects with a MarqueeError; the erasure goes on in the server). */
+  timeoutMs?: number;
 }
 
 /** `/v1/erasures`: erase a channel's stored messages, worked through in the background. */
@@ -273,8 +281,8 @@ export class Erasures {
   }
 
   /** `GET /v1/erasures/{id}`: its progress (`messages_erased` of `messages_total`). */
-  async get(id: string): Promise<Erasure> {
-    return (await this.http.request<Erasure>('GET', `/v1/erasures/${enc(id)}`)).body;
+  async get(id: string, opts: { signal?: AbortSignal } = {}): Promise<Erasure> {
+    return (await this.http.request<Erasure>('GET', `/v1/erasures/${enc(id)}`, { signal: opts.signal })).body;
   }
 
   /** `GET /v1/erasures`, newest first (`limit` 1–100, `before` an erasure id). */
@@ -284,10 +292,14 @@ export class Erasures {
 
   /** Polls an erasure until it is `completed`; answers the completed erasure. */
   async wait(id: string, opts: WaitErasureOptions = {}): Promise<Erasure> {
+    const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
     for (;;) {
-      const e = await this.get(id);
+      const e = await this.get(id, { signal: opts.signal });
       opts.onProgress?.(e);
       if (e.status === 'completed') return e;
+      if (Date.now() >= deadline) {
+        throw new MarqueeError(`gave up waiting for erasure ${id}: ${e.messages_erased}/${e.messages_total} erased, it goes on in the server`);
+      }
       await sleep(opts.intervalMs ?? 250, opts.signal);
     }
   }

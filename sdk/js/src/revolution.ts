@@ -15,6 +15,7 @@
  */
 
 import { camelize } from './camel.js';
+import { MarqueeError } from './errors.js';
 import { Marquee } from './client.js';
 import type { FetchLike } from './http.js';
 import type {
@@ -395,7 +396,11 @@ export class Signal {
     for (;;) {
       const page = await this.checkins(cursor === undefined ? p : { ...p, cursor });
       yield* page.data;
-      if (!page.hasMore || !page.nextCursor) return;
+      if (!page.hasMore) return;
+      // Never loop on a server that does not move on.
+      if (!page.nextCursor || page.nextCursor === cursor) {
+        throw new MarqueeError(`the check-ins did not advance past cursor ${cursor ?? '(start)'}`);
+      }
       cursor = page.nextCursor;
     }
   }

@@ -125,12 +125,89 @@ fn check_rules(r: &TypeRules) -> ApiResult<()> {
     }
     if let Some(c) = &r.coalesce {
         check_coalesce(c)?;
+        // A window's message is committed by the flusher as a plain
+        // message: it would neither project, count nor drop anything.
+        for (rule, set) in [
+            ("project", r.project.is_some()),
+            ("attendance", r.attendance.is_some()),
+            ("drop", r.drop.is_some()),
+        ] {
+            if set {
+                return Err(ApiError::invalid_param(
+                    "coalesce",
+                    format!(
+                        "a coalesced type cannot also carry a {rule} rule: the window's message is committed when \
+                         the window closes, after the publishes that would apply it; define two types"
+                    ),
+                ));
+            }
+        }
+    }
+    let text = serde_json::to_value(r).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if text.to_string().len() > MAX_RULES_BYTES {
+        // Named after its largest rule.
+        let largest = text
+            .as_object()
+            .and_then(|o| o.iter().max_by_key(|(_, v)| v.to_string().len()))
+            .map_or("dedup".to_owned(), |(k, _)| k.clone());
+        return Err(ApiError::invalid_param(
+            largest,
+            format!("a type's rules are at most {MAX_RULES_BYTES} bytes of JSON"),
+        ));
+    }
+    let probe = r
+        .clone()
+        .into_def("probe".into(), String::new(), Value::Bool(true));
+    if let Some((field, _)) = rule_pointers(&probe).find(|(_, p)| p.len() > MAX_POINTER_BYTES) {
+        return Err(ApiError::invalid_param(
+            field,
+            format!("a JSON pointer is at most {MAX_POINTER_BYTES} bytes"),
+        ));
     }
     Ok(())
 }
 
+/// Every JSON pointer of a type's rules, named as its field.
+fn rule_pointers(d: &TypeDef) -> impl Iterator<Item = (String, &str)> {
+    let dedup = d
+        .dedup
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, p)| (format!("dedup[{i}]"), p.as_str()));
+    let coalesce = d
+        .coalesce
+        .iter()
+        .map(|c| ("coalesce.key".to_owned(), c.key.as_str()));
+    let project = d.project.iter().flat_map(|p| {
+        std::iter::once(("project.id".to_owned(), p.id.as_str()))
+            .chain(
+                p.version
+                    .iter()
+                    .map(|v| ("project.version".to_owned(), v.as_str())),
+            )
+            .chain(p.sort.iter().map(|v| ("project.sort".to_owned(), v.as_str())))
+    });
+    let attendance = d
+        .attendance
+        .iter()
+        .flat_map(|a| a.pointers())
+        .map(|(f, p)| (f.to_owned(), p));
+    let drop = d
+        .drop
+        .iter()
+        .flat_map(|r| r.pointers())
+        .map(|(f, p)| (f.to_owned(), p));
+    dedup.chain(coalesce).chain(project).chain(attendance).chain(drop)
+}
+
 /// Fields of a dedup key at most.
 pub const MAX_DEDUP_POINTERS: usize = 16;
+/// Bytes of one rule pointer at most.
+pub const MAX_POINTER_BYTES: usize = 256;
+/// Bytes of a type's rules as JSON at most (pointers, an attendance
+/// rule's `in`/`out` values).
+pub const MAX_RULES_BYTES: usize = 8 * 1024;
 
 fn check_coalesce(c: &Coalesce) -> ApiResult<()> {
     if !(MIN_COALESCE_WINDOW_MS..=MAX_COALESCE_WINDOW_MS).contains(&c.window_ms) {

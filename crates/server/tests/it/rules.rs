@@ -717,6 +717,20 @@ async fn own_rules_scenario(api: &Api) {
             json!({"schema": schema, "project": {"kind": "seats", "id": "seat"}}),
             "project.id",
         ),
+        (
+            json!({"schema": schema, "coalesce": {"key": "/seat", "window_ms": 1000},
+                   "project": {"kind": "seats", "id": "/seat"}}),
+            "coalesce",
+        ),
+        (
+            json!({"schema": schema, "dedup": [format!("/{}", "x".repeat(300))]}),
+            "dedup[0]",
+        ),
+        (
+            json!({"schema": schema, "attendance": {"role": "scan", "event": "/e", "person": "/p",
+                   "direction": {"pointer": "/d", "in": "x".repeat(9000), "out": "o"}}}),
+            "attendance",
+        ),
     ] {
         let (status, v) = api.put_type("order.placed", &body).await;
         assert_eq!(status, 400, "{body}: {v}");
