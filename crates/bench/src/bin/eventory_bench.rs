@@ -602,6 +602,8 @@ async fn phase(
 
     // Publish at `rate` for `seconds`.
     let cpu0 = cpu_ticks(pid).unwrap_or(0);
+    let me0 = cpu_ticks(std::process::id()).unwrap_or(0);
+    let machine0 = marquee_bench::machine_jiffies().unwrap_or((0, 0));
     let t0 = Instant::now();
     let total = (a.rate * a.seconds as f64).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / a.rate);
@@ -639,6 +641,19 @@ async fn phase(
     let cpu = (cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0)) as f64 / marquee_bench::clk_tck()
         / t0.elapsed().as_secs_f64()
         * 100.0;
+    let me = (cpu_ticks(std::process::id()).unwrap_or(0).saturating_sub(me0)) as f64
+        / marquee_bench::clk_tck()
+        / t0.elapsed().as_secs_f64()
+        * 100.0;
+    let machine1 = marquee_bench::machine_jiffies().unwrap_or((0, 0));
+    let busy = (machine1.0.saturating_sub(machine0.0)) as f64 / (machine1.1.saturating_sub(machine0.1)).max(1) as f64
+        * 100.0;
+    println!(
+        "[{path}] CPU over the phase: server {cpu:.0} %, this harness {me:.0} %, machine {busy:.0} % busy \
+         (of 2 cores = 200 %: {:.0} %), load average {}",
+        busy * 2.0,
+        marquee_bench::loadavg()
+    );
     let rss_after = rss_kib(pid).unwrap_or(0);
     let _ = stop_tx.send(true);
     for r in readers {
@@ -708,7 +723,7 @@ async fn connect(addr: SocketAddr, path: &str, key: &str) -> Result<Ws, String> 
         .map_err(|e| format!("connect: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     let cfg = WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(64 * 1024)
         .write_buffer_size(0);
     let (ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg))
         .await
