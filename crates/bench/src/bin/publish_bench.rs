@@ -555,8 +555,6 @@ async fn attendance(args: &Args, bin: &std::path::Path) {
     let mut rounds = Vec::new();
     for r in 0..args.rounds {
         let event = format!("evt_att{r}");
-        let off = marquee_bench::closed_loop_varying(addr, args.conns, d, tpl(&plain, &event)).await;
-        row("plain org (no rules)", &off, 1);
         let opened = marquee_client::NewMessage::new(
             "venue_opened",
             serde_json::json!({"venue_id": format!("ven_{event}"), "event_id": event,
@@ -565,8 +563,23 @@ async fn attendance(args: &Args, bin: &std::path::Path) {
         .channel(format!("venue:ven_{event}"))
         .channel(format!("event:{event}"));
         rc.publish(opened).await.expect("venue_opened");
-        let on = marquee_bench::closed_loop_varying(addr, args.conns, d, tpl(&revolution, &event)).await;
-        row("revolution (schema + attendance)", &on, 1);
+        // A B B A …: odd rounds measure attendance first, so a trend over
+        // the run (the log growing) does not favour one side.
+        let mut pair = Vec::new();
+        for attendance_run in [r % 2 == 1, r % 2 == 0] {
+            if attendance_run {
+                let on = marquee_bench::closed_loop_varying(addr, args.conns, d, tpl(&revolution, &event)).await;
+                row("revolution (schema + attendance)", &on, 1);
+                pair.push((true, on));
+            } else {
+                let off = marquee_bench::closed_loop_varying(addr, args.conns, d, tpl(&plain, &event)).await;
+                row("plain org (no rules)", &off, 1);
+                pair.push((false, off));
+            }
+        }
+        let on = pair.iter().find(|p| p.0).map(|p| p.1.clone()).expect("on");
+        let off = pair.iter().find(|p| !p.0).map(|p| p.1.clone()).expect("off");
+        println!("round {r}: ratio {:.3}", on.per_sec() / off.per_sec());
         assert_eq!(on.errors, 0, "check-ins must succeed");
         a.push(off.per_sec());
         b.push(on.per_sec());
