@@ -38,7 +38,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::StreamExt;
-use marquee_bench::{Conn, Template, cli_json, cpu_ticks, default_marquee_bin, percentile, rss_kib, start_server};
+use marquee_bench::{
+    Conn, Template, cli_json, cpu_ticks, default_marquee_bin, percentile, rss_kib, start_server,
+};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -188,7 +190,7 @@ impl Model {
             (true, false, false)
         } else {
             let r = rng.next();
-            (r % 10 != 0, (r >> 8) & 1 == 1, (r >> 9) & 1 == 1)
+            (!r.is_multiple_of(10), (r >> 8) & 1 == 1, (r >> 9) & 1 == 1)
         };
         if !first {
             let base = (rng.next() as usize) % len;
@@ -219,7 +221,7 @@ impl Model {
             }
             for k in 0..REPRICED {
                 let s = &mut secs[(base + RISING + FALLING + k) % len];
-                s.price += if rng.next() % 2 == 0 { 5.0 } else { -5.0 };
+                s.price += if rng.next().is_multiple_of(2) { 5.0 } else { -5.0 };
                 s.price = s.price.max(10.0);
             }
         }
@@ -330,7 +332,11 @@ fn mib(kib: u64) -> f64 {
 async fn run(args: Args) {
     let bin = args.marquee_bin.clone().unwrap_or_else(default_marquee_bin);
     let dir = tempfile::tempdir().expect("tempdir");
-    let org = cli_json(&bin, dir.path(), &["org", "create", "monitor", "--profile", "eventory"]);
+    let org = cli_json(
+        &bin,
+        dir.path(),
+        &["org", "create", "monitor", "--profile", "eventory"],
+    );
     let org = org["id"].as_str().expect("org id").to_owned();
     let platform = cli_json(
         &bin,
@@ -339,7 +345,13 @@ async fn run(args: Args) {
     );
     let platform = platform["key"].as_str().expect("key").to_owned();
     let serve: Vec<&str> = args.serve_arg.iter().map(String::as_str).collect();
-    let server = start_server(&bin, Some(dir.path()), &serve, &[("MARQUEE_ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    let server = start_server(
+        &bin,
+        Some(dir.path()),
+        &serve,
+        &[("MARQUEE_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
     let addr = server.addr;
     let pid = server.child.id();
     println!(
@@ -393,24 +405,29 @@ async fn run(args: Args) {
     let t = Instant::now();
     {
         let (keys, a) = (keys.clone(), args.clone());
-        pool(addr, args.identities * args.entries, args.concurrency, move |mut c, k| {
-            let (keys, a) = (keys.clone(), a.clone());
-            async move {
-                let (i, j) = (k / a.entries, k % a.entries);
-                let e = watched(i, &a)[j];
-                let (st, v) = request(
-                    &mut c,
-                    addr,
-                    hyper::Method::POST,
-                    "/eventory/watchlist",
-                    ("x-api-key", &keys[i]),
-                    Some(&entry(i, e)),
-                )
-                .await;
-                assert_eq!(st, 201, "watchlist create: {v}");
-                c
-            }
-        })
+        pool(
+            addr,
+            args.identities * args.entries,
+            args.concurrency,
+            move |mut c, k| {
+                let (keys, a) = (keys.clone(), a.clone());
+                async move {
+                    let (i, j) = (k / a.entries, k % a.entries);
+                    let e = watched(i, &a)[j];
+                    let (st, v) = request(
+                        &mut c,
+                        addr,
+                        hyper::Method::POST,
+                        "/eventory/watchlist",
+                        ("x-api-key", &keys[i]),
+                        Some(&entry(i, e)),
+                    )
+                    .await;
+                    assert_eq!(st, 201, "watchlist create: {v}");
+                    c
+                }
+            },
+        )
         .await;
     }
     println!(
@@ -443,7 +460,8 @@ async fn run(args: Args) {
             model.lock().expect("model").step(n, e, true)
         };
         snap.sent_ns = epoch.elapsed().as_nanos() as u64;
-        let m = marquee_client::NewMessage::new("inventory.snapshot", data).channel(format!("event:{}", event_id(e)));
+        let m = marquee_client::NewMessage::new("inventory.snapshot", data)
+            .channel(format!("event:{}", event_id(e)));
         if e == 0 {
             println!(
                 "snapshot body: {} bytes",
@@ -490,7 +508,11 @@ async fn run(args: Args) {
     for (filtered, p) in &results {
         println!(
             "| {} | {} | {:.0} | {:.0} ({} / {}) | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} % | {:?} |",
-            if *filtered { "/subscribe/filtered" } else { "/subscribe" },
+            if *filtered {
+                "/subscribe/filtered"
+            } else {
+                "/subscribe"
+            },
             p.connected,
             p.evaluated as f64 / p.window,
             p.received as f64 / p.window,
@@ -508,7 +530,8 @@ async fn run(args: Args) {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
-    let complete = |p: &Phase| p.evaluated as f64 / p.window * (p.received as f64 / p.predicted.max(1) as f64);
+    let complete =
+        |p: &Phase| p.evaluated as f64 / p.window * (p.received as f64 / p.predicted.max(1) as f64);
     println!(
         "filtered/unfiltered: evaluations completed/s {:.3} (evaluated/s × received/predicted); frames/s {:.3}; \
          predicted frame share on /filtered {:.3}",
@@ -614,7 +637,8 @@ async fn phase(
         let n = first_n + k;
         let e = (n as usize) % a.events;
         let (snap, data) = model.lock().expect("model").step(n, e, false);
-        let m = marquee_client::NewMessage::new("inventory.snapshot", data).channel(format!("event:{}", event_id(e)));
+        let m = marquee_client::NewMessage::new("inventory.snapshot", data)
+            .channel(format!("event:{}", event_id(e)));
         {
             let mut s = snaps.lock().expect("snaps");
             assert_eq!(s.len() as u64, n, "snapshot numbering");
@@ -625,10 +649,10 @@ async fn phase(
         }
         let (client, errors) = (client.clone(), errors.clone());
         pubs.push(tokio::spawn(async move {
-            if let Err(e) = client.publish(m).await {
-                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                    eprintln!("snapshot publish failed: {e}");
-                }
+            if let Err(e) = client.publish(m).await
+                && errors.fetch_add(1, Ordering::Relaxed) < 3
+            {
+                eprintln!("snapshot publish failed: {e}");
             }
         }));
     }
@@ -638,7 +662,8 @@ async fn phase(
     let window = t0.elapsed().as_secs_f64();
     // Let the last notifications arrive.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let cpu = (cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0)) as f64 / marquee_bench::clk_tck()
+    let cpu = (cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0)) as f64
+        / marquee_bench::clk_tck()
         / t0.elapsed().as_secs_f64()
         * 100.0;
     let me = (cpu_ticks(std::process::id()).unwrap_or(0).saturating_sub(me0)) as f64
@@ -646,7 +671,8 @@ async fn phase(
         / t0.elapsed().as_secs_f64()
         * 100.0;
     let machine1 = marquee_bench::machine_jiffies().unwrap_or((0, 0));
-    let busy = (machine1.0.saturating_sub(machine0.0)) as f64 / (machine1.1.saturating_sub(machine0.1)).max(1) as f64
+    let busy = (machine1.0.saturating_sub(machine0.0)) as f64
+        / (machine1.1.saturating_sub(machine0.1)).max(1) as f64
         * 100.0;
     println!(
         "[{path}] CPU over the phase: server {cpu:.0} %, this harness {me:.0} %, machine {busy:.0} % busy \
@@ -790,7 +816,12 @@ async fn read_frames(
                 return;
             }
             None => {
-                *shared.closes.lock().expect("closes").entry("eof".into()).or_default() += 1;
+                *shared
+                    .closes
+                    .lock()
+                    .expect("closes")
+                    .entry("eof".into())
+                    .or_default() += 1;
                 return;
             }
         }

@@ -523,7 +523,10 @@ async fn api_json(
         body: body.map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
     };
     let (st, body) = c.send(tpl.build(&addr.to_string())).await.expect("request");
-    (st, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    (
+        st,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// Issue 11: the attendance engine's cost on single publishes.
@@ -568,7 +571,8 @@ async fn attendance(args: &Args, bin: &std::path::Path) {
         let mut pair = Vec::new();
         for attendance_run in [r % 2 == 1, r % 2 == 0] {
             if attendance_run {
-                let on = marquee_bench::closed_loop_varying(addr, args.conns, d, tpl(&revolution, &event)).await;
+                let on =
+                    marquee_bench::closed_loop_varying(addr, args.conns, d, tpl(&revolution, &event)).await;
                 row("revolution (schema + attendance)", &on, 1);
                 pair.push((true, on));
             } else {
@@ -593,10 +597,19 @@ async fn attendance(args: &Args, bin: &std::path::Path) {
     // Every check-in counted once; the milestones that fired.
     let milestones = all_of(&rc, "attendance_milestone", None).await;
     for (event, ok) in &rounds {
-        let (st, v) = api_json(addr, &revolution, hyper::Method::GET, &format!("/v1/attendance/{event}"), None).await;
+        let (st, v) = api_json(
+            addr,
+            &revolution,
+            hyper::Method::GET,
+            &format!("/v1/attendance/{event}"),
+            None,
+        )
+        .await;
         let fired: Vec<u64> = milestones
             .iter()
-            .filter(|m| m.data["event_id"] == event.as_str() && m.channels.contains(&format!("event:{event}")))
+            .filter(|m| {
+                m.data["event_id"] == event.as_str() && m.channels.contains(&format!("event:{event}"))
+            })
             .filter_map(|m| m.data["threshold"].as_u64())
             .collect();
         println!(
@@ -662,7 +675,14 @@ async fn erasure(args: &Args, bin: &std::path::Path) {
             let (done, key, id) = (done.clone(), key.clone(), id.clone());
             tokio::spawn(async move {
                 loop {
-                    let (_, v) = api_json(addr, &key, hyper::Method::GET, &format!("/v1/erasures/{id}"), None).await;
+                    let (_, v) = api_json(
+                        addr,
+                        &key,
+                        hyper::Method::GET,
+                        &format!("/v1/erasures/{id}"),
+                        None,
+                    )
+                    .await;
                     if v["status"] == "completed" {
                         done.store(true, Ordering::Relaxed);
                         return (started.elapsed(), v);
