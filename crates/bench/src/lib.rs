@@ -253,6 +253,58 @@ pub async fn fixed_rate(
     total.finish()
 }
 
+/// Like [`fixed_rate`], but sends until `stop` is set (or `max` passed):
+/// the window of a background job (an erasure) whose length is not known
+/// in advance.
+pub async fn fixed_rate_until(
+    addr: SocketAddr,
+    conns: usize,
+    rate: f64,
+    max: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tpl: Template,
+) -> Stats {
+    let tpl = Arc::new(tpl);
+    let host = addr.to_string();
+    let start = Instant::now();
+    let per_conn_interval = Duration::from_secs_f64(conns as f64 / rate);
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        let (tpl, host, stop) = (tpl.clone(), host.clone(), stop.clone());
+        let offset = per_conn_interval.mul_f64(i as f64 / conns as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut s = Stats::default();
+            let Ok(mut c) = Conn::open(addr).await else {
+                s.errors += 1;
+                return s;
+            };
+            let mut next = start + offset;
+            while next < start + max && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep_until(next.into()).await;
+                match c.send(tpl.build(&host)).await {
+                    Ok((st, _)) if (200..300).contains(&st) => {
+                        s.ok += 1;
+                        s.latencies_us.push(next.elapsed().as_micros() as u64);
+                    }
+                    _ => s.errors += 1,
+                }
+                next += per_conn_interval;
+            }
+            s
+        }));
+    }
+    let mut total = Stats::default();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            total.ok += s.ok;
+            total.errors += s.errors;
+            total.latencies_us.extend(s.latencies_us);
+        }
+    }
+    total.elapsed = start.elapsed();
+    total.finish()
+}
+
 /// Like [`fixed_rate`], but request `k` of the run sends `tpls[k % len]`
 /// (coalescing: publishes spread over many keys).
 pub async fn fixed_rate_rotating(
@@ -424,6 +476,31 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit (children
+/// inherit it) with util-linux `prlimit` on our own pid (the crate has no
+/// libc binding); returns the soft limit now in force.
+pub fn raise_nofile() -> Option<u64> {
+    let read = || -> Option<(String, String)> {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        let f: Vec<&str> = line.split_whitespace().collect();
+        Some((f.get(3)?.to_string(), f.get(4)?.to_string()))
+    };
+    let (soft, hard) = read()?;
+    if soft != hard {
+        let ok = Command::new("prlimit")
+            .arg("--pid")
+            .arg(std::process::id().to_string())
+            .arg(format!("--nofile={hard}:{hard}"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("warning: could not raise the open-files limit from {soft} to {hard}");
+        }
+    }
+    read()?.0.parse().ok()
 }
 
 /// The release `marquee` binary next to this harness binary.
