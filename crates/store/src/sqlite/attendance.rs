@@ -2,6 +2,14 @@
 //! a message carrying a [`Derived`] fact (one call from `log.rs`), in the
 //! publish commit; the [`AttendanceStore`] reads serve the API. The writer
 //! thread is the only writer, so a count's read-modify-write is never raced.
+//!
+//! A check-in is on the hot publish path (a door scanner's burst), so a scan
+//! costs the writer as little as it can: the scan row is keyed by its
+//! message's `seq` (appended in order; the erasure's lookup), the dedup
+//! tuple is a unique index, the event's and gate's counters are a point read
+//! and a plain `UPDATE` (an upsert only for the first scan), and the
+//! organization's thresholds are kept in the writer thread
+//! ([`WRITER_THRESHOLDS`], dropped when they are written).
 
 use async_trait::async_trait;
 use marquee_core::attendance::{self, Derived, Scan, Thresholds};
@@ -73,6 +81,32 @@ pub fn apply(ctx: &mut Ctx<'_>, m: &StoredMessage, d: &Derived) -> Result<Vec<Ne
     Ok(Vec::new())
 }
 
+std::thread_local! {
+    /// Organizations' thresholds, as read by this thread's scans: only the
+    /// writer thread fills it (readers never use it), and the writer's own
+    /// settings job empties it, so it never serves a superseded value.
+    static WRITER_THRESHOLDS: std::cell::RefCell<std::collections::HashMap<String, Thresholds>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Organizations whose thresholds the writer keeps at most.
+const MAX_CACHED_THRESHOLDS: usize = 10_000;
+
+fn writer_thresholds(c: &Connection, org: &str) -> Result<Thresholds> {
+    if let Some(t) = WRITER_THRESHOLDS.with(|m| m.borrow().get(org).cloned()) {
+        return Ok(t);
+    }
+    let t = settings(c, org)?.thresholds;
+    WRITER_THRESHOLDS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MAX_CACHED_THRESHOLDS {
+            m.clear();
+        }
+        m.insert(org.to_owned(), t.clone());
+    });
+    Ok(t)
+}
+
 fn scan(c: &Connection, m: &StoredMessage, s: &Scan) -> Result<Vec<NewMessage>> {
     let org = m.org_id.as_str();
     let seq = m.seq as i64;
@@ -100,27 +134,54 @@ fn scan(c: &Connection, m: &StoredMessage, s: &Scan) -> Result<Vec<NewMessage>> 
     }
     let delta = s.dir.delta();
     let last = (delta > 0).then_some(at);
-    let (after, capacity): (i64, Option<i64>) = c
+    // A point read and a plain UPDATE (cheaper than an upsert with
+    // RETURNING); the event's first scan inserts its row.
+    let current: Option<(i64, Option<i64>, Option<i64>)> = c
         .prepare_cached(
-            "INSERT INTO attendance_events (org_id, event_id, count, last_checkin_at, seq) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (org_id, event_id) DO UPDATE SET count = count + excluded.count,
-               last_checkin_at = CASE WHEN excluded.last_checkin_at IS NULL THEN last_checkin_at
-                 ELSE MAX(COALESCE(last_checkin_at, excluded.last_checkin_at), excluded.last_checkin_at) END,
-               seq = excluded.seq
-             RETURNING count, capacity",
+            "SELECT count, capacity, last_checkin_at FROM attendance_events WHERE org_id = ?1 AND event_id = ?2",
         )?
-        .query_row(params![org, s.event, delta, last, seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row(params![org, s.event], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let (after, capacity) = match current {
+        Some((count, capacity, prev_last)) => {
+            let after = count + delta;
+            let last = match (prev_last, last) {
+                (Some(p), Some(l)) => Some(p.max(l)),
+                (p, l) => l.or(p),
+            };
+            c.prepare_cached(
+                "UPDATE attendance_events SET count = ?3, last_checkin_at = ?4, seq = ?5
+                 WHERE org_id = ?1 AND event_id = ?2",
+            )?
+            .execute(params![org, s.event, after, last, seq])?;
+            (after, capacity)
+        }
+        None => {
+            c.prepare_cached(
+                "INSERT INTO attendance_events (org_id, event_id, count, last_checkin_at, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![org, s.event, delta, last, seq])?;
+            (delta, None)
+        }
+    };
     if let Some(g) = &s.gate {
-        c.prepare_cached(
-            "INSERT INTO attendance_gates (org_id, event_id, gate, count) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (org_id, event_id, gate) DO UPDATE SET count = count + excluded.count",
-        )?
-        .execute(params![org, s.event, g, delta])?;
+        let n = c
+            .prepare_cached(
+                "UPDATE attendance_gates SET count = count + ?4 WHERE org_id = ?1 AND event_id = ?2 AND gate = ?3",
+            )?
+            .execute(params![org, s.event, g, delta])?;
+        if n == 0 {
+            c.prepare_cached(
+                "INSERT INTO attendance_gates (org_id, event_id, gate, count) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![org, s.event, g, delta])?;
+        }
     }
     if delta < 0 {
         return Ok(Vec::new());
     }
-    let th = settings(c, org)?.thresholds;
+    let th = writer_thresholds(c, org)?;
     let mut out = Vec::new();
     for t in attendance::crossed(&th, capacity, after - delta, after) {
         let fired = c
@@ -205,6 +266,7 @@ impl AttendanceStore for SqliteStore {
             .write(move |ctx| {
                 let now = Timestamp::now();
                 let (cs, ps) = thresholds_to_text(&th);
+                WRITER_THRESHOLDS.with(|m| m.borrow_mut().remove(&org));
                 ctx.conn
                     .prepare_cached(
                         "INSERT INTO attendance_settings (org_id, counts, percents, updated_at) VALUES (?1, ?2, ?3, ?4)
