@@ -183,6 +183,26 @@ async fn sqlite_flood_becomes_one_delivery_per_activity() {
         );
         assert!(ids.contains(&m["id"].as_str().unwrap().to_owned()));
     }
+    // A snapshot of the flood re-sent after its window closed is a duplicate
+    // of the committed message (the window recorded its publishes' dedup
+    // keys), not a new window with old data.
+    let act_001 = msgs
+        .iter()
+        .find(|m| m["data"]["activity_id"] == "act_001")
+        .unwrap();
+    let resent = s
+        .post(&key, "/v1/messages")
+        .json(&snapshot("act_001", 5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resent.status(), 200);
+    assert_eq!(resent.headers()["deduplicated"], "true");
+    let resent: Value = resent.json().await.unwrap();
+    assert_eq!(
+        (&resent["object"], &resent["id"]),
+        (&json!("message"), &act_001["id"])
+    );
     // The idempotency key now answers the committed message.
     let done = s.post(&key, "/v1/messages").json(&keyed).send().await.unwrap();
     assert_eq!(done.status(), 200);
@@ -356,6 +376,26 @@ async fn a_two_node_cluster_commits_each_window_once() {
     check_deliveries(&hits, ep["secret"].as_str().unwrap());
     let all = c.list_all(1, &key).await;
     assert_eq!(all.iter().filter(|m| m["type"] == TYPE).count(), 2);
+    // Re-sent after the window, through either node: a duplicate of the
+    // committed message.
+    let act_001 = all
+        .iter()
+        .find(|m| m["data"]["activity_id"] == "act_001")
+        .unwrap();
+    for node in 0..2 {
+        let r = c
+            .http
+            .post(format!("{}/v1/messages", c.base(node)))
+            .header("x-api-key", &key)
+            .json(&snapshot("act_001", 7))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "node {node}");
+        assert_eq!(r.headers()["deduplicated"], "true");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["id"], act_001["id"]);
+    }
     c.drop_schema().await;
 }
 

@@ -108,6 +108,18 @@ pub async fn pend(tx: &Transaction<'_>, org_id: &OrgId, m: NewMessage, now: i64)
     let mut m = m;
     m.id = MessageId::from_trusted(row.try_get(0)?);
     let due: i64 = row.try_get(1)?;
+    if let Some(k) = &m.dedup {
+        tx.query_typed(
+            "INSERT INTO coalesce_pending_keys (message_id, key, window_us) VALUES ($1, $2, $3)
+             ON CONFLICT (message_id, key) DO UPDATE SET window_us = EXCLUDED.window_us",
+            &[
+                (&m.id.as_str(), Type::TEXT),
+                (&&k.key[..], Type::BYTEA),
+                (&k.window_micros, Type::INT8),
+            ],
+        )
+        .await?;
+    }
     if let Some(idem) = &m.idempotency {
         tx.query_typed(
             "INSERT INTO idempotency (org_id, key, fingerprint, seqs, created_at)
@@ -189,8 +201,28 @@ pub async fn flush(pool: &deadpool_postgres::Pool, hooks: &Hooks, now: Timestamp
         due.sort_by_key(|r| r.due_at);
         flushed = due.len();
         for row in due {
+            let id = row.message_id.clone();
             let (org, m) = row.into_message()?;
-            log.append(&tx, &org, m).await?;
+            let stored = log.append(&tx, &org, m).await?;
+            // The window's publishes' dedup keys now name the committed message.
+            tx.query_typed(
+                "INSERT INTO dedup (org_id, key, seq, expires_at)
+                 SELECT $1, key, $2, CASE WHEN window_us IS NULL THEN NULL ELSE $3 + window_us END
+                 FROM coalesce_pending_keys WHERE message_id = $4
+                 ON CONFLICT (org_id, key) DO UPDATE SET seq = EXCLUDED.seq, expires_at = EXCLUDED.expires_at",
+                &[
+                    (&org.as_str(), Type::TEXT),
+                    (&(stored.seq as i64), Type::INT8),
+                    (&stored.received_at.as_micros(), Type::INT8),
+                    (&id.as_str(), Type::TEXT),
+                ],
+            )
+            .await?;
+            tx.query_typed(
+                "DELETE FROM coalesce_pending_keys WHERE message_id = $1",
+                &[(&id.as_str(), Type::TEXT)],
+            )
+            .await?;
         }
         committed = log.finish(&tx).await?.0;
     }

@@ -10,3 +10,13 @@ UPDATE event_types e SET rules = json_build_object(
     'coalesce', json_build_object('key', c.key, 'window_ms', c.window_ms)
 )::text
 FROM coalesce_rules c WHERE c.org_id = e.org_id AND c.type = e.name;
+-- The dedup keys of the publishes a pending coalescing window took (a type
+-- with both rules): recorded for the committed message when the window
+-- closes, so a publish re-sent after its window is a duplicate of that
+-- message instead of opening a new window with old data.
+CREATE TABLE IF NOT EXISTS coalesce_pending_keys (
+    message_id TEXT NOT NULL,
+    key BYTEA NOT NULL,
+    window_us BIGINT,
+    PRIMARY KEY (message_id, key)
+);

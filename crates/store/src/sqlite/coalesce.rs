@@ -83,6 +83,13 @@ pub fn pend(ctx: &mut Ctx<'_>, org_id: &OrgId, m: NewMessage, now: i64) -> Resul
         )?;
     let mut m = m;
     m.id = MessageId::from_trusted(id);
+    if let Some(k) = &m.dedup {
+        ctx.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO coalesce_pending_keys (message_id, key, window_us) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![m.id.as_str(), &k.key[..], k.window_micros])?;
+    }
     if let Some(idem) = &m.idempotency {
         ctx.conn
             .prepare_cached(
@@ -142,7 +149,18 @@ pub fn flush(ctx: &mut Ctx<'_>, now: Timestamp) -> Result<FlushReport> {
             let id = row.message_id.clone();
             let (org, m) = row.into_message()?;
             ctx.endpoints_for(org.as_str())?;
-            append(ctx, &org, m, received)?;
+            let stored = append(ctx, &org, m, received)?;
+            // The window's publishes' dedup keys now name the committed message.
+            ctx.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO dedup (org_id, key, seq, expires_at)
+                     SELECT ?1, key, ?2, CASE WHEN window_us IS NULL THEN NULL ELSE ?3 + window_us END
+                     FROM coalesce_pending_keys WHERE message_id = ?4",
+                )?
+                .execute(params![org.as_str(), stored.seq as i64, received, id])?;
+            ctx.conn
+                .prepare_cached("DELETE FROM coalesce_pending_keys WHERE message_id = ?1")?
+                .execute([&id])?;
             ctx.conn
                 .prepare_cached("DELETE FROM coalesce_pending WHERE message_id = ?1")?
                 .execute([id])?;

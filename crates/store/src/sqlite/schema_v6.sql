@@ -32,3 +32,13 @@ DROP TABLE attendance_scans;
 ALTER TABLE attendance_scans_v6 RENAME TO attendance_scans;
 CREATE UNIQUE INDEX attendance_scans_key ON attendance_scans (org_id, event_id, person, direction, at);
 CREATE INDEX attendance_scans_by_time ON attendance_scans (org_id, event_id, at);
+-- The dedup keys of the publishes a pending coalescing window took (a type
+-- with both rules): recorded for the committed message when the window
+-- closes, so a publish re-sent after its window is a duplicate of that
+-- message instead of opening a new window with old data.
+CREATE TABLE IF NOT EXISTS coalesce_pending_keys (
+    message_id TEXT NOT NULL,
+    key BLOB NOT NULL,
+    window_us INTEGER,
+    PRIMARY KEY (message_id, key)
+) WITHOUT ROWID;
