@@ -271,6 +271,64 @@ async fn erased_messages_are_gone_everywhere_postgres() {
     erased_everywhere(true).await;
 }
 
+/// An open coalescing window on the erased channel holds that channel's
+/// data too: it is dropped when the erasure completes, while a window on
+/// other channels still commits.
+async fn pending_windows_dropped(pg: bool) {
+    let Some(s) = server(pg).await else { return };
+    let (_, key) = s.tenant().await;
+    let r = s
+        .http
+        .put(s.url("/v1/event-types/seat.state"))
+        .header("x-api-key", &key)
+        .json(&json!({"schema": {"type": "object"}, "coalesce": {"key": "/seat", "window_ms": 1500}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for (channels, seat) in [
+        (json!(["user:usr_pend", "seat:s1"]), "s1"),
+        (json!(["seat:s2"]), "s2"),
+    ] {
+        let r = s
+            .post(&key, "/v1/messages")
+            .json(
+                &json!({"type": "seat.state", "channels": channels, "data": {"seat": seat, "holder": "Ada"}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let e = erase(&s, &key, json!({"channel": "user:usr_pend"})).await;
+    completed(&s, &key, e["id"].as_str().unwrap(), 20).await;
+    // Past both windows: only the other channel's window was committed.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = s.list_all(&key, "&type=seat.state").await;
+        if !got.is_empty() {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let got = s.list_all(&key, "&type=seat.state").await;
+            let seats: Vec<&str> = got.iter().map(|m| m["data"]["seat"].as_str().unwrap()).collect();
+            assert_eq!(seats, ["s2"], "the erased channel's window is gone: {got:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the other window never committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_windows_on_the_channel_are_dropped_sqlite() {
+    pending_windows_dropped(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_windows_on_the_channel_are_dropped_postgres() {
+    pending_windows_dropped(true).await;
+}
+
 #[tokio::test]
 async fn bad_erasure_requests_are_refused_in_the_envelope() {
     let s = TestServer::start().await;

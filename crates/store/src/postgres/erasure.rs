@@ -257,6 +257,24 @@ pub async fn step(
     )
     .await?;
     let done = erasure::step_finishes(candidates.len(), limit);
+    if done {
+        // Open coalescing windows on the channel hold its data too.
+        let on = |ch: &str| format!(" {ch} ");
+        let w = rec.within.as_deref().map_or_else(String::new, on);
+        let pending = "SELECT message_id FROM coalesce_pending WHERE org_id = $1
+             AND strpos(' ' || channels || ' ', $2) > 0 AND ($3 = '' OR strpos(' ' || channels || ' ', $3) > 0)";
+        let ch = on(&rec.channel);
+        tx.execute(
+            &format!("DELETE FROM coalesce_pending_keys WHERE message_id IN ({pending})"),
+            &[&org, &ch, &w],
+        )
+        .await?;
+        tx.execute(
+            &format!("DELETE FROM coalesce_pending WHERE message_id IN ({pending})"),
+            &[&org, &ch, &w],
+        )
+        .await?;
+    }
     let cursor = candidates.last().copied().unwrap_or(rec.cursor as i64);
     let status = if done { "completed" } else { "running" };
     let completed = done.then(|| now.as_micros());

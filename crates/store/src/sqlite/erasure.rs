@@ -256,6 +256,21 @@ pub async fn step(
             )?
             .execute([now.as_micros() - erasure::ERASED_SEQS_KEPT])?;
             let done = erasure::step_finishes(candidates.len(), limit);
+            if done {
+                // Open coalescing windows on the channel hold its data too.
+                let on = |ch: &str| format!(" {ch} ");
+                let w = rec.within.as_deref().map_or_else(String::new, on);
+                let pending = "SELECT message_id FROM coalesce_pending WHERE org_id = ?1 \
+                     AND instr(' ' || channels || ' ', ?2) > 0 AND (?3 = '' OR instr(' ' || channels || ' ', ?3) > 0)";
+                c.prepare_cached(&format!(
+                    "DELETE FROM coalesce_pending_keys WHERE message_id IN ({pending})"
+                ))?
+                .execute(params![org, on(&rec.channel), w])?;
+                c.prepare_cached(&format!(
+                    "DELETE FROM coalesce_pending WHERE message_id IN ({pending})"
+                ))?
+                .execute(params![org, on(&rec.channel), w])?;
+            }
             let cursor = candidates.last().copied().unwrap_or(rec.cursor as i64);
             c.prepare_cached(
                 "UPDATE erasures SET done_through = ?2, messages_erased = messages_erased + ?3, \
