@@ -58,6 +58,12 @@ pub const DERIVED: &[Derived] = &[
         table: "entities",
         seq_column: "seq",
     },
+    // Door scans (attendance): who scanned in or out, and when. The event's
+    // and gates' counts aggregate many scans and are not lowered.
+    Derived {
+        table: "attendance_scans",
+        seq_column: "seq",
+    },
 ];
 
 /// Messages erased per step (one transaction) at most.

@@ -115,6 +115,12 @@ fn check_rules(r: &TypeRules) -> ApiResult<()> {
         };
         ApiError::invalid_param(param, e.to_string())
     })?;
+    if r.dedup_window_ms.is_some_and(|w| w > MAX_DEDUP_WINDOW_MS) {
+        return Err(ApiError::invalid_param(
+            "dedup_window_ms",
+            format!("dedup_window_ms is at most {MAX_DEDUP_WINDOW_MS} (400 days)"),
+        ));
+    }
     if let Some(d) = &r.dedup
         && d.len() > MAX_DEDUP_POINTERS
     {
@@ -203,6 +209,9 @@ fn rule_pointers(d: &TypeDef) -> impl Iterator<Item = (String, &str)> {
 
 /// Fields of a dedup key at most.
 pub const MAX_DEDUP_POINTERS: usize = 16;
+/// The longest dedup window an own type may give (400 days; absent means
+/// as long as the message is retained).
+pub const MAX_DEDUP_WINDOW_MS: u64 = 400 * 24 * 3_600_000;
 /// Bytes of one rule pointer at most.
 pub const MAX_POINTER_BYTES: usize = 256;
 /// Bytes of a type's rules as JSON at most (pointers, an attendance

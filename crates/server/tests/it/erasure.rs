@@ -319,6 +319,68 @@ async fn pending_windows_dropped(pg: bool) {
     s.stop().await;
 }
 
+/// Door scans are personal data (who came in, when): an erasure of the
+/// fan's channel removes them from the check-ins listing, while the event's
+/// count, an aggregate, stays.
+async fn scans_erased(pg: bool) {
+    let Some(s) = server(pg).await else { return };
+    let r = s
+        .admin(reqwest::Method::POST, "/admin/v1/orgs")
+        .json(&json!({"name": "scans", "profiles": ["revolution"]}))
+        .send()
+        .await
+        .unwrap();
+    let org = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, key) = s.create_key(&org, "enterprise").await;
+    for (fan, channels) in [
+        ("fan_a", json!(["user:fan_a", "event:evt_s"])),
+        ("fan_b", json!(["event:evt_s"])),
+    ] {
+        s.publish(
+            &key,
+            json!({"type": "fan_checkin", "channels": channels,
+                   "data": {"fan_id": fan, "event_id": "evt_s", "gate": "N", "ts": 1745123456789u64}}),
+        )
+        .await;
+    }
+    let fans = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c["fanId"]
+                    .as_str()
+                    .or(c["fan_id"].as_str())
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let before = s.get_json(&key, "/api/v1/signal/events/evt_s/checkins").await;
+    assert_eq!(before["data"].as_array().unwrap().len(), 2, "{before}");
+    let e = erase(&s, &key, json!({"channel": "user:fan_a"})).await;
+    completed(&s, &key, e["id"].as_str().unwrap(), 20).await;
+    let after = s.get_json(&key, "/api/v1/signal/events/evt_s/checkins").await;
+    assert_eq!(after["data"].as_array().unwrap().len(), 1, "{after}");
+    assert!(!fans(&after).iter().any(|f| f == "fan_a"), "{after}");
+    assert_eq!(s.get_json(&key, "/v1/attendance/evt_s").await["count"], 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fans_scans_are_erased_sqlite() {
+    scans_erased(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fans_scans_are_erased_postgres() {
+    scans_erased(true).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_windows_on_the_channel_are_dropped_sqlite() {
     pending_windows_dropped(false).await;

@@ -710,6 +710,10 @@ async fn own_rules_scenario(api: &Api) {
             "dedup_window_ms",
         ),
         (
+            json!({"schema": schema, "dedup": ["/id"], "dedup_window_ms": u64::MAX}),
+            "dedup_window_ms",
+        ),
+        (
             json!({"schema": schema, "project": {"kind": "Seats", "id": "/seat"}}),
             "project.kind",
         ),

@@ -207,7 +207,8 @@ pub async fn flush(pool: &deadpool_postgres::Pool, hooks: &Hooks, now: Timestamp
             // The window's publishes' dedup keys now name the committed message.
             tx.query_typed(
                 "INSERT INTO dedup (org_id, key, seq, expires_at)
-                 SELECT $1, key, $2, CASE WHEN window_us IS NULL THEN NULL ELSE $3 + window_us END
+                 SELECT $1, key, $2, CASE WHEN window_us IS NULL THEN NULL
+                   WHEN window_us > 9223372036854775807 - $3 THEN 9223372036854775807 ELSE $3 + window_us END
                  FROM coalesce_pending_keys WHERE message_id = $4
                  ON CONFLICT (org_id, key) DO UPDATE SET seq = EXCLUDED.seq, expires_at = EXCLUDED.expires_at",
                 &[

@@ -60,7 +60,24 @@ pub async fn create(pool: &Pool, org: &OrgId, channel: &str, within: Option<&str
     };
     let id = ErasureId::generate();
     let now = Timestamp::now().as_micros();
-    let r = c
+    let mut c = c;
+    let tx = c.transaction().await?;
+    // Open coalescing windows on the channel hold its data published before
+    // now: dropped with the erasure's acceptance, under the log lock that
+    // publishes and flushes take, in one statement.
+    tx.execute(super::log::LOG_LOCK, &[]).await?;
+    let on = |ch: &str| format!(" {ch} ");
+    let w = within.map_or_else(String::new, on);
+    tx.execute(
+        "WITH gone AS (
+             DELETE FROM coalesce_pending WHERE org_id = $1
+               AND strpos(' ' || channels || ' ', $2) > 0 AND ($3 = '' OR strpos(' ' || channels || ' ', $3) > 0)
+             RETURNING message_id)
+         DELETE FROM coalesce_pending_keys WHERE message_id IN (SELECT message_id FROM gone)",
+        &[&org.as_str(), &on(channel), &w],
+    )
+    .await?;
+    let r = tx
         .query_one(
             &format!(
                 "INSERT INTO erasures (id, org_id, channel, within, status, messages_total, through_seq, created_at)
@@ -69,6 +86,7 @@ pub async fn create(pool: &Pool, org: &OrgId, channel: &str, within: Option<&str
             &[&id.as_str(), &org.as_str(), &channel, &within, &total, &through, &now],
         )
         .await?;
+    tx.commit().await?;
     record(&r)
 }
 
@@ -257,24 +275,6 @@ pub async fn step(
     )
     .await?;
     let done = erasure::step_finishes(candidates.len(), limit);
-    if done {
-        // Open coalescing windows on the channel hold its data too.
-        let on = |ch: &str| format!(" {ch} ");
-        let w = rec.within.as_deref().map_or_else(String::new, on);
-        let pending = "SELECT message_id FROM coalesce_pending WHERE org_id = $1
-             AND strpos(' ' || channels || ' ', $2) > 0 AND ($3 = '' OR strpos(' ' || channels || ' ', $3) > 0)";
-        let ch = on(&rec.channel);
-        tx.execute(
-            &format!("DELETE FROM coalesce_pending_keys WHERE message_id IN ({pending})"),
-            &[&org, &ch, &w],
-        )
-        .await?;
-        tx.execute(
-            &format!("DELETE FROM coalesce_pending WHERE message_id IN ({pending})"),
-            &[&org, &ch, &w],
-        )
-        .await?;
-    }
     let cursor = candidates.last().copied().unwrap_or(rec.cursor as i64);
     let status = if done { "completed" } else { "running" };
     let completed = done.then(|| now.as_micros());

@@ -89,6 +89,12 @@ std::thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
+/// Empties the writer's thresholds (after a rolled-back group, which may
+/// have read a settings write that never committed).
+pub fn forget_thresholds() {
+    WRITER_THRESHOLDS.with(|m| m.borrow_mut().clear());
+}
+
 /// Organizations whose thresholds the writer keeps at most.
 const MAX_CACHED_THRESHOLDS: usize = 10_000;
 

@@ -154,7 +154,8 @@ pub fn flush(ctx: &mut Ctx<'_>, now: Timestamp) -> Result<FlushReport> {
             ctx.conn
                 .prepare_cached(
                     "INSERT OR REPLACE INTO dedup (org_id, key, seq, expires_at)
-                     SELECT ?1, key, ?2, CASE WHEN window_us IS NULL THEN NULL ELSE ?3 + window_us END
+                     SELECT ?1, key, ?2, CASE WHEN window_us IS NULL THEN NULL
+                       WHEN window_us > 9223372036854775807 - ?3 THEN 9223372036854775807 ELSE ?3 + window_us END
                      FROM coalesce_pending_keys WHERE message_id = ?4",
                 )?
                 .execute(params![org.as_str(), stored.seq as i64, received, id])?;

@@ -58,6 +58,25 @@ fn count(c: &Connection, org: &str, channel: &str, within: Option<&str>, through
     Ok(n.max(0) as u64)
 }
 
+/// Drops the open coalescing windows of `org` whose channels include
+/// `channel` (and `within`): they hold the channel's data published before
+/// the erasure was accepted, and would otherwise commit after it.
+fn drop_windows(c: &Connection, org: &str, channel: &str, within: Option<&str>) -> Result<()> {
+    let on = |ch: &str| format!(" {ch} ");
+    let w = within.map_or_else(String::new, on);
+    let pending = "SELECT message_id FROM coalesce_pending WHERE org_id = ?1 \
+         AND instr(' ' || channels || ' ', ?2) > 0 AND (?3 = '' OR instr(' ' || channels || ' ', ?3) > 0)";
+    c.prepare_cached(&format!(
+        "DELETE FROM coalesce_pending_keys WHERE message_id IN ({pending})"
+    ))?
+    .execute(params![org, on(channel), w])?;
+    c.prepare_cached(&format!(
+        "DELETE FROM coalesce_pending WHERE message_id IN ({pending})"
+    ))?
+    .execute(params![org, on(channel), w])?;
+    Ok(())
+}
+
 pub async fn create(
     writer: &Writer,
     readers: &ReaderPool,
@@ -90,6 +109,7 @@ pub async fn create(
     let r = rec.clone();
     writer
         .write(move |ctx| {
+            drop_windows(ctx.conn, r.org_id.as_str(), &r.channel, r.within.as_deref())?;
             ctx.conn.execute(
                 "INSERT INTO erasures (id, org_id, channel, within, status, messages_total, through_seq, created_at) \
                  VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7)",
@@ -256,21 +276,6 @@ pub async fn step(
             )?
             .execute([now.as_micros() - erasure::ERASED_SEQS_KEPT])?;
             let done = erasure::step_finishes(candidates.len(), limit);
-            if done {
-                // Open coalescing windows on the channel hold its data too.
-                let on = |ch: &str| format!(" {ch} ");
-                let w = rec.within.as_deref().map_or_else(String::new, on);
-                let pending = "SELECT message_id FROM coalesce_pending WHERE org_id = ?1 \
-                     AND instr(' ' || channels || ' ', ?2) > 0 AND (?3 = '' OR instr(' ' || channels || ' ', ?3) > 0)";
-                c.prepare_cached(&format!(
-                    "DELETE FROM coalesce_pending_keys WHERE message_id IN ({pending})"
-                ))?
-                .execute(params![org, on(&rec.channel), w])?;
-                c.prepare_cached(&format!(
-                    "DELETE FROM coalesce_pending WHERE message_id IN ({pending})"
-                ))?
-                .execute(params![org, on(&rec.channel), w])?;
-            }
             let cursor = candidates.last().copied().unwrap_or(rec.cursor as i64);
             c.prepare_cached(
                 "UPDATE erasures SET done_through = ?2, messages_erased = messages_erased + ?3, \

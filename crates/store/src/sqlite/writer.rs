@@ -302,8 +302,10 @@ fn run(
             next_seq - 1,
         );
         if !ok {
-            // The cache may hold endpoints read inside the rolled-back group.
+            // The caches may hold endpoints or thresholds read inside the
+            // rolled-back group.
             endpoint_cache.clear();
+            super::attendance::forget_thresholds();
         }
         // On failure the sequence numbers handed out in this group are *not*
         // reused: if a failed COMMIT in fact reached the disk, reusing them
