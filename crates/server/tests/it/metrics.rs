@@ -132,7 +132,10 @@ async fn flow(s: &TestServer, backend: &str) {
     );
     assert!(moved("marquee_commit_seconds", &[("backend", backend)]) >= 1.0);
     assert!(moved("marquee_commit_group_size", &[("backend", backend)]) >= 1.0);
-    assert!(value(&after, "marquee_log_head_seq", &[]) >= 5.0);
+    // A gauge: the in-process servers of other tests share the process's
+    // recorder and set it too (last writer wins), so only its presence is
+    // this test's to check; the counters above are sums and only grow.
+    assert!(value(&after, "marquee_log_head_seq", &[]) >= 1.0);
     assert!(moved("marquee_delivery_attempts_total", &[("outcome", "succeeded")]) >= 5.0);
     assert!(moved("marquee_delivery_attempt_seconds", &[]) >= 5.0);
     assert!(moved("marquee_stream_frames_sent_total", &[("protocol", "ws")]) >= 5.0);
