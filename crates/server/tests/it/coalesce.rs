@@ -105,17 +105,7 @@ fn check_ids(ids: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_flood_becomes_one_delivery_per_activity() {
     let s = TestServer::start_with(fast).await;
-    let r = s
-        .admin(reqwest::Method::POST, "/admin/v1/orgs")
-        .json(&json!({"name": "revento", "profiles": ["revento"]}))
-        .send()
-        .await
-        .unwrap();
-    let org = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, key) = s.create_key(&org, "enterprise").await;
+    let (_, key) = s.tenant_with(&["revento"]).await;
     let rx = Receiver::ok().await;
     let ep = create_endpoint(&s, &key, json!({"url": rx.url(), "format": "standard"})).await;
 

@@ -131,9 +131,14 @@ impl TestServer {
     }
 
     pub async fn create_org(&self, name: &str) -> String {
+        self.create_org_with(name, &[]).await
+    }
+
+    /// An organization with `profiles` enabled; its id.
+    pub async fn create_org_with(&self, name: &str, profiles: &[&str]) -> String {
         let r = self
             .admin(reqwest::Method::POST, "/admin/v1/orgs")
-            .json(&json!({"name": name}))
+            .json(&json!({"name": name, "profiles": profiles}))
             .send()
             .await
             .unwrap();
@@ -162,7 +167,12 @@ impl TestServer {
 
     /// A fresh organization with an enterprise key: (org id, key).
     pub async fn tenant(&self) -> (String, String) {
-        let org = self.create_org("tenant").await;
+        self.tenant_with(&[]).await
+    }
+
+    /// A fresh organization with `profiles` and an enterprise key: (org id, key).
+    pub async fn tenant_with(&self, profiles: &[&str]) -> (String, String) {
+        let org = self.create_org_with("tenant", profiles).await;
         let (_, key) = self.create_key(&org, "enterprise").await;
         (org, key)
     }
